@@ -1,1 +1,32 @@
-//! (being written)
+//! The threads everything else runs on, each started on first use: one
+//! epoll dispatcher for socket readiness, one timer thread, and a worker pool
+//! for user callbacks (which may block, so it grows instead of deadlocking).
+
+pub mod dispatcher;
+pub mod timer;
+pub mod workers;
+
+pub use dispatcher::{dispatcher, Dispatcher, Events, Interest, Token};
+pub use timer::{timers, TimerId, TimerService};
+pub use workers::{spawn, worker_stats, WorkerStats};
+
+use std::any::Any;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+/// Runs `work`, and if it panics, reports the panic on stderr instead of
+/// letting it end a runtime thread that other sockets and callbacks share.
+pub(crate) fn run_contained(what: &str, work: impl FnOnce()) {
+    if let Err(payload) = catch_unwind(AssertUnwindSafe(work)) {
+        eprintln!("brpc_stream: {what} panicked: {}", panic_message(payload.as_ref()));
+    }
+}
+
+fn panic_message(payload: &(dyn Any + Send)) -> &str {
+    if let Some(text) = payload.downcast_ref::<&str>() {
+        text
+    } else if let Some(text) = payload.downcast_ref::<String>() {
+        text
+    } else {
+        "(non-string panic payload)"
+    }
+}

@@ -1,0 +1,471 @@
+//! The I/O event loop: one thread waits on an edge-triggered epoll set and
+//! hands each readiness edge to the handler registered for that fd.
+//!
+//! The epoll data of every registration is its [`Token`], never the fd, so an
+//! event still in flight for a closed fd whose number was reused can never
+//! reach the new owner: its token is not in the handler map any more.
+
+use std::collections::HashMap;
+use std::os::fd::{BorrowedFd, RawFd};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::thread::{self, JoinHandle};
+
+use nix::errno::Errno;
+use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
+use nix::sys::eventfd::{EfdFlags, EventFd};
+use parking_lot::{Mutex, RwLock};
+
+use super::run_contained;
+
+/// Which readiness a registration asks to be told about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Interest {
+    pub read: bool,
+    pub write: bool,
+}
+
+/// cbindgen:ignore
+impl Interest {
+    pub const READ: Interest = Interest { read: true, write: false };
+    pub const WRITE: Interest = Interest { read: false, write: true };
+    pub const BOTH: Interest = Interest { read: true, write: true };
+
+    fn epoll_flags(self) -> EpollFlags {
+        // RDHUP so a half-closed peer is reported even to a writer-only registration.
+        let mut flags = EpollFlags::EPOLLET | EpollFlags::EPOLLRDHUP;
+        if self.read {
+            flags |= EpollFlags::EPOLLIN;
+        }
+        if self.write {
+            flags |= EpollFlags::EPOLLOUT;
+        }
+        flags
+    }
+}
+
+/// One readiness edge. `hangup` (peer closed its side or both sides are
+/// closed) usually comes with `readable`: the reader still has to read until
+/// EOF. `error` means the socket has a pending error (`SO_ERROR`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Events {
+    pub readable: bool,
+    pub writable: bool,
+    pub hangup: bool,
+    pub error: bool,
+}
+
+impl Events {
+    fn from_epoll(flags: EpollFlags) -> Events {
+        Events {
+            readable: flags.intersects(EpollFlags::EPOLLIN | EpollFlags::EPOLLPRI),
+            writable: flags.contains(EpollFlags::EPOLLOUT),
+            hangup: flags.intersects(EpollFlags::EPOLLHUP | EpollFlags::EPOLLRDHUP),
+            error: flags.contains(EpollFlags::EPOLLERR),
+        }
+    }
+}
+
+/// Names one registration; never reused within a process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Token(u64);
+
+/// Called on the dispatcher thread for every edge; must not block.
+pub type Handler = Arc<dyn Fn(Events) + Send + Sync>;
+
+/// The epoll data of the wake-up eventfd; registrations start at 1.
+const WAKE_TOKEN: u64 = 0;
+
+/// Process-wide, so tokens stay unique across dispatcher instances too.
+static NEXT_TOKEN: AtomicU64 = AtomicU64::new(WAKE_TOKEN + 1);
+
+/// Edges taken from the kernel per `epoll_wait`.
+const EVENTS_PER_WAIT: usize = 256;
+
+/// The process's dispatcher; its thread starts on the first call.
+pub fn dispatcher() -> &'static Dispatcher {
+    static DISPATCHER: Dispatcher = Dispatcher::new();
+    // A failed start is retried (and reported) by the next register.
+    let _ = DISPATCHER.event_loop();
+    &DISPATCHER
+}
+
+/// An epoll set and the thread that waits on it, created on first use.
+pub struct Dispatcher {
+    running: OnceLock<Running>,
+    starting: Mutex<()>,
+}
+
+/// The state shared with the dispatcher thread.
+struct EventLoop {
+    epoll: Epoll,
+    /// Wakes the thread when its dispatcher is dropped.
+    wake: EventFd,
+    handlers: RwLock<HashMap<u64, Handler>>,
+    stopping: AtomicBool,
+    /// The errno that ended the thread, or 0 while it runs.
+    failure: AtomicI32,
+}
+
+struct Running {
+    event_loop: Arc<EventLoop>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Dispatcher {
+    pub(crate) const fn new() -> Dispatcher {
+        Dispatcher { running: OnceLock::new(), starting: Mutex::new(()) }
+    }
+
+    /// Adds `fd` (EPOLLET | EPOLLRDHUP + interest). The handler runs on the
+    /// dispatcher thread for every edge, must not block, and may call
+    /// register/modify/deregister itself. The caller keeps `fd` open until
+    /// after [`Dispatcher::deregister`].
+    pub fn register(&self, fd: RawFd, interest: Interest, handler: Handler) -> Result<Token, i32> {
+        let event_loop = self.event_loop()?;
+        let borrowed = borrow_fd(fd)?;
+        let token = Token(NEXT_TOKEN.fetch_add(1, Ordering::Relaxed));
+        // In the map before epoll knows the fd, so the very first edge finds its handler.
+        event_loop.handlers.write().insert(token.0, handler);
+        if let Err(errno) = event_loop.epoll.add(borrowed, EpollEvent::new(interest.epoll_flags(), token.0)) {
+            let removed = event_loop.handlers.write().remove(&token.0);
+            // Dropped outside the lock: the handler's captures may deregister on drop.
+            drop(removed);
+            return Err(errno as i32);
+        }
+        Ok(token)
+    }
+
+    /// Switches `fd` to a new interest (`EPOLL_CTL_MOD`). This also re-arms the
+    /// edge: a writer that got EAGAIN calls `modify(.., BOTH)` and is told
+    /// when the socket is writable again. `ENOENT` if `token` is not registered.
+    pub fn modify(&self, token: Token, fd: RawFd, interest: Interest) -> Result<(), i32> {
+        let running = self.running.get().ok_or(libc::ENOENT)?;
+        let borrowed = borrow_fd(fd)?;
+        let handlers = running.event_loop.handlers.read();
+        // Checked under the lock so a concurrent deregister cannot slip between
+        // the check and the syscall and leave epoll pointing at a stale token.
+        if !handlers.contains_key(&token.0) {
+            return Err(libc::ENOENT);
+        }
+        let mut event = EpollEvent::new(interest.epoll_flags(), token.0);
+        running.event_loop.epoll.modify(borrowed, &mut event).map_err(|errno| errno as i32)
+    }
+
+    /// Removes `fd` from epoll and forgets its handler: an edge already taken
+    /// from the kernel for this token is dropped, and no later batch calls the
+    /// handler. A call already running on the dispatcher thread may still be
+    /// finishing. The owner closes `fd` afterwards.
+    pub fn deregister(&self, token: Token, fd: RawFd) {
+        let Some(running) = self.running.get() else {
+            return;
+        };
+        let removed = running.event_loop.handlers.write().remove(&token.0);
+        if removed.is_none() {
+            // Not ours (any more): the fd number may belong to someone else now.
+            return;
+        }
+        if let Ok(borrowed) = borrow_fd(fd) {
+            // ENOENT/EBADF only say the kernel already forgot the fd, which is the goal.
+            let _ = running.event_loop.epoll.delete(borrowed);
+        }
+        drop(removed);
+    }
+
+    /// How many registrations are live (for leak checks).
+    pub fn registered(&self) -> usize {
+        self.running.get().map_or(0, |running| running.event_loop.handlers.read().len())
+    }
+
+    /// The running event loop, starting it if this is the first use or an
+    /// earlier start failed.
+    fn event_loop(&self) -> Result<&EventLoop, i32> {
+        let running = match self.running.get() {
+            Some(running) => running,
+            None => {
+                let _starting = self.starting.lock();
+                if self.running.get().is_none() {
+                    let started = Running::start()?;
+                    // Cannot be taken: every initializer holds `starting`.
+                    let _ = self.running.set(started);
+                }
+                self.running.get().ok_or(libc::EAGAIN)?
+            }
+        };
+        match running.event_loop.failure.load(Ordering::Acquire) {
+            0 => Ok(&running.event_loop),
+            errno => Err(errno),
+        }
+    }
+}
+
+impl Running {
+    fn start() -> Result<Running, i32> {
+        let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).map_err(|errno| errno as i32)?;
+        let wake = EventFd::from_flags(EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK)
+            .map_err(|errno| errno as i32)?;
+        epoll
+            .add(&wake, EpollEvent::new(EpollFlags::EPOLLIN, WAKE_TOKEN))
+            .map_err(|errno| errno as i32)?;
+        let event_loop = Arc::new(EventLoop {
+            epoll,
+            wake,
+            handlers: RwLock::new(HashMap::new()),
+            stopping: AtomicBool::new(false),
+            failure: AtomicI32::new(0),
+        });
+        let for_thread = Arc::clone(&event_loop);
+        let thread = thread::Builder::new()
+            .name("brpc_dispatcher".into())
+            .spawn(move || for_thread.run())
+            .map_err(|err| err.raw_os_error().unwrap_or(libc::EAGAIN))?;
+        Ok(Running { event_loop, thread: Some(thread) })
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.event_loop.stopping.store(true, Ordering::Release);
+        if self.event_loop.wake.write(1).is_err() {
+            // The thread cannot be woken; leave it parked rather than hang here.
+            return;
+        }
+        if let Some(thread) = self.thread.take() {
+            // A handler may hold the last reference to its own dispatcher.
+            if thread.thread().id() != thread::current().id() {
+                let _ = thread.join();
+            }
+        }
+    }
+}
+
+impl EventLoop {
+    fn run(&self) {
+        let mut events = vec![EpollEvent::empty(); EVENTS_PER_WAIT];
+        loop {
+            let ready = match self.epoll.wait(&mut events, EpollTimeout::NONE) {
+                Ok(ready) => ready,
+                Err(Errno::EINTR) => continue,
+                Err(errno) => {
+                    eprintln!("brpc_stream: the epoll dispatcher stopped: epoll_wait failed: {errno}");
+                    self.failure.store(errno as i32, Ordering::Release);
+                    return;
+                }
+            };
+            for event in &events[..ready] {
+                let token = event.data();
+                if token == WAKE_TOKEN {
+                    if self.stopping.load(Ordering::Acquire) {
+                        return;
+                    }
+                    continue;
+                }
+                // Cloned out so the handler runs without the lock and may (de)register.
+                let handler = self.handlers.read().get(&token).cloned();
+                if let Some(handler) = handler {
+                    let edge = Events::from_epoll(event.events());
+                    run_contained("an event handler", || handler(edge));
+                }
+            }
+        }
+    }
+}
+
+fn borrow_fd(fd: RawFd) -> Result<BorrowedFd<'static>, i32> {
+    if fd < 0 {
+        return Err(libc::EBADF);
+    }
+    // SAFETY: the caller owns `fd` and keeps it open across the epoll_ctl call
+    // (documented on register/modify/deregister); the borrow ends with that call.
+    Ok(unsafe { BorrowedFd::borrow_raw(fd) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::net::{TcpListener, TcpStream};
+    use std::os::fd::AsRawFd;
+    use std::sync::mpsc::{channel, Receiver};
+    use std::sync::Weak;
+    use std::time::Duration;
+
+    const WAIT: Duration = Duration::from_secs(5);
+    const QUIET: Duration = Duration::from_millis(200);
+
+    fn loopback_pair() -> (TcpStream, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        client.set_nonblocking(true).unwrap();
+        server.set_nonblocking(true).unwrap();
+        (client, server)
+    }
+
+    fn forwarding_handler() -> (Handler, Receiver<Events>) {
+        let (sender, receiver) = channel();
+        let sender = Mutex::new(sender);
+        let handler: Handler = Arc::new(move |events| {
+            let _ = sender.lock().send(events);
+        });
+        (handler, receiver)
+    }
+
+    fn next_matching(receiver: &Receiver<Events>, wanted: impl Fn(&Events) -> bool) -> Events {
+        let deadline = std::time::Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let events = receiver.recv_timeout(left).unwrap();
+            if wanted(&events) {
+                return events;
+            }
+        }
+    }
+
+    #[test]
+    fn readable_edge_then_write_interest_then_deregister_stops_delivery() {
+        let dispatcher = Dispatcher::new();
+        let (mut client, server) = loopback_pair();
+        let (handler, events) = forwarding_handler();
+        let token = dispatcher.register(server.as_raw_fd(), Interest::READ, handler).unwrap();
+        assert_eq!(dispatcher.registered(), 1);
+
+        client.write_all(b"ping").unwrap();
+        let edge = next_matching(&events, |e| e.readable);
+        assert!(!edge.writable, "write readiness reported without write interest: {edge:?}");
+
+        // MOD re-arms the edge, so an already writable socket reports it at once.
+        dispatcher.modify(token, server.as_raw_fd(), Interest::BOTH).unwrap();
+        next_matching(&events, |e| e.writable);
+
+        dispatcher.deregister(token, server.as_raw_fd());
+        assert_eq!(dispatcher.registered(), 0);
+        while events.try_recv().is_ok() {}
+        client.write_all(b"more").unwrap();
+        // Disconnected (the handler, holding the sender, was dropped) or silence.
+        let late = events.recv_timeout(QUIET);
+        assert!(late.is_err(), "delivered after deregister: {late:?}");
+        assert_eq!(dispatcher.modify(token, server.as_raw_fd(), Interest::BOTH), Err(libc::ENOENT));
+    }
+
+    #[test]
+    fn peer_close_reports_hangup() {
+        let dispatcher = Dispatcher::new();
+        let (client, server) = loopback_pair();
+        let (handler, events) = forwarding_handler();
+        let token = dispatcher.register(server.as_raw_fd(), Interest::READ, handler).unwrap();
+        drop(client);
+        let edge = next_matching(&events, |e| e.hangup);
+        assert!(edge.readable, "EOF must be readable: {edge:?}");
+        dispatcher.deregister(token, server.as_raw_fd());
+        assert_eq!(dispatcher.registered(), 0);
+    }
+
+    #[test]
+    fn handler_may_deregister_itself() {
+        let dispatcher = Arc::new(Dispatcher::new());
+        let (mut client, server) = loopback_pair();
+        let server_fd = server.as_raw_fd();
+        let own_token: Arc<OnceLock<Token>> = Arc::new(OnceLock::new());
+        let (sender, calls) = channel();
+        let sender = Mutex::new(sender);
+        let weak: Weak<Dispatcher> = Arc::downgrade(&dispatcher);
+        let token_slot = Arc::clone(&own_token);
+        let handler: Handler = Arc::new(move |_events| {
+            if let (Some(dispatcher), Some(token)) = (weak.upgrade(), token_slot.get()) {
+                dispatcher.deregister(*token, server_fd);
+            }
+            let _ = sender.lock().send(());
+        });
+        let token = dispatcher.register(server_fd, Interest::READ, handler).unwrap();
+        own_token.set(token).unwrap();
+
+        client.write_all(b"one").unwrap();
+        calls.recv_timeout(WAIT).unwrap();
+        assert_eq!(dispatcher.registered(), 0);
+        client.write_all(b"two").unwrap();
+        let late = calls.recv_timeout(QUIET);
+        assert!(late.is_err(), "called after deregistering itself: {late:?}");
+    }
+
+    #[test]
+    fn handler_may_register_another_fd() {
+        let dispatcher = Arc::new(Dispatcher::new());
+        let (mut first_client, first_server) = loopback_pair();
+        let (mut second_client, second_server) = loopback_pair();
+        let (inner_handler, inner_events) = forwarding_handler();
+        let weak = Arc::downgrade(&dispatcher);
+        let second_fd = second_server.as_raw_fd();
+        let registered_inner = Arc::new(Mutex::new(None));
+        let slot = Arc::clone(&registered_inner);
+        let outer: Handler = Arc::new(move |_events| {
+            let mut slot = slot.lock();
+            if slot.is_none() {
+                if let Some(dispatcher) = weak.upgrade() {
+                    *slot = Some(dispatcher.register(second_fd, Interest::READ, Arc::clone(&inner_handler)));
+                }
+            }
+        });
+        let outer_token = dispatcher.register(first_server.as_raw_fd(), Interest::READ, outer).unwrap();
+        first_client.write_all(b"go").unwrap();
+        let deadline = std::time::Instant::now() + WAIT;
+        let inner_token = loop {
+            if let Some(result) = *registered_inner.lock() {
+                break result.unwrap();
+            }
+            assert!(std::time::Instant::now() < deadline, "outer handler never ran");
+            thread::sleep(Duration::from_millis(5));
+        };
+        second_client.write_all(b"inner").unwrap();
+        next_matching(&inner_events, |e| e.readable);
+        assert_eq!(dispatcher.registered(), 2);
+        dispatcher.deregister(outer_token, first_server.as_raw_fd());
+        dispatcher.deregister(inner_token, second_fd);
+        assert_eq!(dispatcher.registered(), 0);
+    }
+
+    #[test]
+    fn registration_errors_are_errno_values_and_leave_nothing_behind() {
+        let dispatcher = Dispatcher::new();
+        let (_client, server) = loopback_pair();
+        let (handler, _events) = forwarding_handler();
+        assert_eq!(dispatcher.register(-1, Interest::READ, Arc::clone(&handler)), Err(libc::EBADF));
+        let token = dispatcher.register(server.as_raw_fd(), Interest::READ, Arc::clone(&handler)).unwrap();
+        assert_eq!(
+            dispatcher.register(server.as_raw_fd(), Interest::READ, Arc::clone(&handler)),
+            Err(libc::EEXIST)
+        );
+        assert_eq!(dispatcher.registered(), 1);
+        dispatcher.deregister(token, server.as_raw_fd());
+        // A second deregister of the same token is a no-op.
+        dispatcher.deregister(token, server.as_raw_fd());
+        assert_eq!(dispatcher.registered(), 0);
+        assert_eq!(Arc::strong_count(&handler), 1, "the dispatcher kept a handler alive");
+    }
+
+    #[test]
+    fn the_process_dispatcher_delivers_edges() {
+        let (mut client, server) = loopback_pair();
+        let (handler, events) = forwarding_handler();
+        let token = dispatcher().register(server.as_raw_fd(), Interest::READ, handler).unwrap();
+        client.write_all(b"x").unwrap();
+        next_matching(&events, |e| e.readable);
+        dispatcher().deregister(token, server.as_raw_fd());
+    }
+
+    #[test]
+    fn tokens_are_never_reused() {
+        let dispatcher = Dispatcher::new();
+        let (_client, server) = loopback_pair();
+        let (handler, _events) = forwarding_handler();
+        let first = dispatcher.register(server.as_raw_fd(), Interest::READ, Arc::clone(&handler)).unwrap();
+        dispatcher.deregister(first, server.as_raw_fd());
+        let second = dispatcher.register(server.as_raw_fd(), Interest::READ, handler).unwrap();
+        assert_ne!(first, second);
+        // The stale token no longer controls the fd.
+        assert_eq!(dispatcher.modify(first, server.as_raw_fd(), Interest::BOTH), Err(libc::ENOENT));
+        dispatcher.deregister(first, server.as_raw_fd());
+        assert_eq!(dispatcher.registered(), 1);
+        dispatcher.deregister(second, server.as_raw_fd());
+    }
+}
