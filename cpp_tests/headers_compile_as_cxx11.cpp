@@ -1,0 +1,9 @@
+// Compiled with -std=c++11 -pedantic -Werror: brpc programs built as C++11
+// include these headers, so any newer construct in them fails this build.
+
+#include <brpc/errno.h>
+#include <brpc/errno.pb.h>
+#include <butil/endpoint.h>
+#include <butil/errno.h>
+#include <butil/iobuf.h>
+#include <butil/strings/string_piece.h>

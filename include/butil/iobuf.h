@@ -1,0 +1,497 @@
+// butil::IOBuf: a byte sequence that is copied, cut and concatenated without
+// copying its bytes. brpc's public API, our own header-only design (C++11).
+//
+// The bytes live in reference-counted blocks; an IOBuf is a list of
+// (block, offset, length) references into them. Copying an IOBuf or moving
+// bytes from one IOBuf to another copies references, never bytes. A block's
+// written bytes never change: appends write only past the written end of a
+// block, and only while this IOBuf holds the sole reference to it, so bytes
+// another IOBuf can see are immutable.
+//
+// Like brpc's, an IOBuf is thread-compatible: distinct IOBufs (even ones
+// sharing blocks) may be used from different threads at once, one IOBuf may
+// not be modified from two threads at once.
+//
+// Allocation failure throws std::bad_alloc, as the standard containers do;
+// the int results report invalid arguments (-1), brpc's convention.
+
+#ifndef BUTIL_IOBUF_H
+#define BUTIL_IOBUF_H
+
+#include <sys/types.h>
+#include <sys/uio.h>
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <functional>
+#include <iterator>
+#include <memory>
+#include <ostream>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "butil/strings/string_piece.h"
+
+namespace butil {
+
+class IOBuf {
+public:
+    // Size of the blocks appends allocate; a single large append allocates
+    // bigger blocks, up to MAX_BLOCK_SIZE, to keep the reference list short.
+    static const size_t DEFAULT_BLOCK_SIZE = 8192;
+    static const size_t MAX_BLOCK_SIZE = 65536;
+
+    IOBuf() : length_(0) {}
+    IOBuf(const IOBuf& other) : refs_(other.refs_), length_(other.length_) {}
+    IOBuf(IOBuf&& other) noexcept : refs_(std::move(other.refs_)), length_(other.length_) {
+        other.refs_.clear();
+        other.length_ = 0;
+    }
+    ~IOBuf() {}
+
+    IOBuf& operator=(const IOBuf& other) {
+        if (this != &other) {
+            refs_ = other.refs_;
+            length_ = other.length_;
+        }
+        return *this;
+    }
+    IOBuf& operator=(IOBuf&& other) noexcept {
+        if (this != &other) {
+            refs_ = std::move(other.refs_);
+            length_ = other.length_;
+            other.refs_.clear();
+            other.length_ = 0;
+        }
+        return *this;
+    }
+    IOBuf& operator=(const char* s) {
+        clear();
+        append(s);
+        return *this;
+    }
+    IOBuf& operator=(const std::string& s) {
+        clear();
+        append(s);
+        return *this;
+    }
+
+    void swap(IOBuf& other) {
+        refs_.swap(other.refs_);
+        std::swap(length_, other.length_);
+    }
+
+    size_t length() const { return length_; }
+    size_t size() const { return length_; }
+    bool empty() const { return length_ == 0; }
+    void clear() {
+        refs_.clear();
+        length_ = 0;
+    }
+
+    // Appends a copy of `count` bytes at `data`. Returns 0, or -1 when
+    // `data` is NULL and `count` is not 0.
+    int append(const void* data, size_t count) {
+        if (count == 0) {
+            return 0;
+        }
+        if (data == NULL) {
+            return -1;
+        }
+        const char* src = static_cast<const char*>(data);
+        while (count > 0) {
+            Block* tail = writable_tail();
+            if (tail == NULL) {
+                size_t capacity = count < DEFAULT_BLOCK_SIZE ? size_t(DEFAULT_BLOCK_SIZE) : count;
+                if (capacity > MAX_BLOCK_SIZE) {
+                    capacity = MAX_BLOCK_SIZE;
+                }
+                Ref fresh;
+                fresh.block = std::make_shared<Block>(capacity);
+                fresh.offset = 0;
+                fresh.length = 0;
+                refs_.push_back(std::move(fresh));
+                tail = refs_.back().block.get();
+            }
+            const size_t room = tail->capacity - tail->written;
+            const size_t n = count < room ? count : room;
+            memcpy(tail->data + tail->written, src, n);
+            tail->written += n;
+            refs_.back().length += n;
+            length_ += n;
+            src += n;
+            count -= n;
+        }
+        return 0;
+    }
+    // Appends a copy of the C string `s` (without its '\0'); -1 when NULL.
+    int append(const char* s) {
+        if (s == NULL) {
+            return -1;
+        }
+        return append(s, strlen(s));
+    }
+    int append(const std::string& s) { return append(s.data(), s.size()); }
+    // Shares other's bytes.
+    void append(const IOBuf& other) {
+        if (&other == this) {
+            const std::vector<Ref> same(refs_);
+            for (size_t i = 0; i < same.size(); ++i) {
+                push_ref(same[i]);
+            }
+            return;
+        }
+        for (size_t i = 0; i < other.refs_.size(); ++i) {
+            push_ref(other.refs_[i]);
+        }
+    }
+    // Takes other's bytes and leaves it empty.
+    void append(IOBuf&& other) {
+        if (&other == this) {
+            append(static_cast<const IOBuf&>(other));
+            return;
+        }
+        for (size_t i = 0; i < other.refs_.size(); ++i) {
+            push_ref(std::move(other.refs_[i]));
+        }
+        other.clear();
+    }
+    int push_back(char c) { return append(&c, 1); }
+
+    // Appends `size` bytes at `data` without copying them; `deleter(data)`
+    // runs once, when no IOBuf refers to them any more (immediately when
+    // `size` is 0). Returns -1 when `data` is NULL.
+    int append_user_data(void* data, size_t size, std::function<void(void*)> deleter) {
+        if (data == NULL) {
+            return -1;
+        }
+        if (size == 0) {
+            if (deleter) {
+                deleter(data);
+            }
+            return 0;
+        }
+        Ref ref;
+        ref.block = std::make_shared<Block>(data, size, std::move(deleter));
+        ref.offset = 0;
+        ref.length = size;
+        push_ref(std::move(ref));
+        return 0;
+    }
+
+    // Moves the first min(n, length()) bytes to the back of `out`, sharing
+    // them. Returns the number of bytes moved.
+    size_t cutn(IOBuf* out, size_t n) {
+        if (out == this) {
+            IOBuf front;
+            const size_t moved = cutn(&front, n);
+            append(std::move(front));
+            return moved;
+        }
+        if (n > length_) {
+            n = length_;
+        }
+        size_t left = n;
+        size_t whole = 0;
+        while (whole < refs_.size() && refs_[whole].length <= left) {
+            left -= refs_[whole].length;
+            out->push_ref(std::move(refs_[whole]));
+            ++whole;
+        }
+        refs_.erase(refs_.begin(), refs_.begin() + static_cast<std::ptrdiff_t>(whole));
+        if (left > 0) {
+            Ref part = refs_.front();
+            part.length = left;
+            refs_.front().offset += left;
+            refs_.front().length -= left;
+            out->push_ref(std::move(part));
+        }
+        length_ -= n;
+        return n;
+    }
+    // Copies the first min(n, length()) bytes to `out` and removes them.
+    size_t cutn(void* out, size_t n) {
+        const size_t copied = copy_to(out, n);
+        pop_front(copied);
+        return copied;
+    }
+    // Appends the first min(n, length()) bytes to `*out` and removes them.
+    size_t cutn(std::string* out, size_t n) {
+        const size_t copied = append_to(out, n);
+        pop_front(copied);
+        return copied;
+    }
+    // Removes the first byte into `*c`; false when empty.
+    bool cut1(char* c) { return cutn(c, 1) == 1; }
+
+    // Remove min(n, length()) bytes from the front or the back; return how
+    // many were removed.
+    size_t pop_front(size_t n) {
+        if (n > length_) {
+            n = length_;
+        }
+        size_t left = n;
+        size_t whole = 0;
+        while (whole < refs_.size() && refs_[whole].length <= left) {
+            left -= refs_[whole].length;
+            ++whole;
+        }
+        refs_.erase(refs_.begin(), refs_.begin() + static_cast<std::ptrdiff_t>(whole));
+        if (left > 0) {
+            refs_.front().offset += left;
+            refs_.front().length -= left;
+        }
+        length_ -= n;
+        return n;
+    }
+    size_t pop_back(size_t n) {
+        if (n > length_) {
+            n = length_;
+        }
+        size_t left = n;
+        while (left > 0 && refs_.back().length <= left) {
+            left -= refs_.back().length;
+            refs_.pop_back();
+        }
+        if (left > 0) {
+            refs_.back().length -= left;
+        }
+        length_ -= n;
+        return n;
+    }
+
+    // Copy min(n, length() - pos) bytes starting at `pos` into `buf`
+    // (nothing when pos >= length()); return how many were copied.
+    size_t copy_to(void* buf, size_t n = (size_t)-1L, size_t pos = 0) const {
+        char* dst = static_cast<char*>(buf);
+        return for_each_span(pos, n, [&dst](const char* p, size_t len) {
+            memcpy(dst, p, len);
+            dst += len;
+        });
+    }
+    // Replaces `*s` with the copied bytes.
+    size_t copy_to(std::string* s, size_t n = (size_t)-1L, size_t pos = 0) const {
+        s->clear();
+        return append_to(s, n, pos);
+    }
+    // Copying into an IOBuf would pick the void* overload and overwrite the
+    // object; append_to(IOBuf*) is the operation meant.
+    size_t copy_to(IOBuf* buf, size_t n = (size_t)-1L, size_t pos = 0) const = delete;
+    // Like copy_to, and '\0'-terminates: `cstr` holds at least the copied
+    // length + 1 bytes.
+    size_t copy_to_cstr(char* cstr, size_t n = (size_t)-1L, size_t pos = 0) const {
+        const size_t copied = copy_to(cstr, n, pos);
+        cstr[copied] = '\0';
+        return copied;
+    }
+    // Append the selected bytes to `*s` (copied) or `*buf` (shared).
+    size_t append_to(std::string* s, size_t n = (size_t)-1L, size_t pos = 0) const {
+        return for_each_span(pos, n, [s](const char* p, size_t len) { s->append(p, len); });
+    }
+    size_t append_to(IOBuf* buf, size_t n = (size_t)-1L, size_t pos = 0) const {
+        if (buf == this) {
+            IOBuf selected;
+            const size_t appended = append_to(&selected, n, pos);
+            buf->append(std::move(selected));
+            return appended;
+        }
+        size_t skip = pos;
+        size_t want = n;
+        size_t appended = 0;
+        for (size_t i = 0; i < refs_.size() && want > 0; ++i) {
+            const Ref& ref = refs_[i];
+            if (skip >= ref.length) {
+                skip -= ref.length;
+                continue;
+            }
+            Ref part = ref;
+            part.offset += skip;
+            part.length -= skip;
+            skip = 0;
+            if (part.length > want) {
+                part.length = want;
+            }
+            want -= part.length;
+            appended += part.length;
+            buf->push_ref(std::move(part));
+        }
+        return appended;
+    }
+
+    std::string to_string() const {
+        std::string s;
+        s.reserve(length_);
+        append_to(&s);
+        return s;
+    }
+
+    bool equals(const StringPiece& s) const {
+        if (s.size() != length_) {
+            return false;
+        }
+        const char* expected = s.data();
+        for (size_t i = 0; i < refs_.size(); ++i) {
+            if (memcmp(refs_[i].bytes(), expected, refs_[i].length) != 0) {
+                return false;
+            }
+            expected += refs_[i].length;
+        }
+        return true;
+    }
+    bool equals(const IOBuf& other) const {
+        if (other.length_ != length_) {
+            return false;
+        }
+        size_t i = 0, i_offset = 0, j = 0, j_offset = 0;
+        while (i < refs_.size() && j < other.refs_.size()) {
+            const Ref& a = refs_[i];
+            const Ref& b = other.refs_[j];
+            const size_t a_left = a.length - i_offset;
+            const size_t b_left = b.length - j_offset;
+            const size_t n = a_left < b_left ? a_left : b_left;
+            if (memcmp(a.bytes() + i_offset, b.bytes() + j_offset, n) != 0) {
+                return false;
+            }
+            i_offset += n;
+            j_offset += n;
+            if (i_offset == a.length) {
+                ++i;
+                i_offset = 0;
+            }
+            if (j_offset == b.length) {
+                ++j;
+                j_offset = 0;
+            }
+        }
+        return true;
+    }
+
+    // The contiguous pieces the bytes are stored in, in order; each is
+    // valid while this IOBuf is alive and unmodified. Out-of-range i gives
+    // an empty piece.
+    size_t backing_block_num() const { return refs_.size(); }
+    StringPiece backing_block(size_t i) const {
+        if (i >= refs_.size()) {
+            return StringPiece();
+        }
+        return StringPiece(refs_[i].bytes(), refs_[i].length);
+    }
+
+private:
+    struct Block {
+        explicit Block(size_t cap)
+            : storage(new char[cap]), data(storage.get()), capacity(cap), written(0) {}
+        Block(void* user_data, size_t size, std::function<void(void*)> user_deleter)
+            : data(static_cast<char*>(user_data)),
+              capacity(size),
+              written(size),
+              deleter(std::move(user_deleter)) {}
+        ~Block() {
+            if (deleter) {
+                deleter(data);
+            }
+        }
+        Block(const Block&) = delete;
+        Block& operator=(const Block&) = delete;
+
+        std::unique_ptr<char[]> storage;
+        char* data;
+        size_t capacity;
+        // Bytes [0, written) are immutable; only the sole owner writes past them.
+        size_t written;
+        std::function<void(void*)> deleter;
+    };
+
+    struct Ref {
+        const char* bytes() const { return block->data + offset; }
+
+        std::shared_ptr<Block> block;
+        size_t offset;
+        size_t length;
+    };
+
+    // The tail block when this IOBuf may write into it: its only owner is
+    // this IOBuf, the tail reference ends where the written bytes end, and
+    // it has room.
+    Block* writable_tail() {
+        if (refs_.empty()) {
+            return NULL;
+        }
+        const Ref& tail = refs_.back();
+        Block* block = tail.block.get();
+        if (tail.block.use_count() != 1 || tail.offset + tail.length != block->written ||
+            block->written == block->capacity) {
+            return NULL;
+        }
+        // use_count() is a relaxed load: order our writes after another
+        // thread's last use of the block, which ended in its release of it.
+        std::atomic_thread_fence(std::memory_order_acquire);
+        return block;
+    }
+
+    // Appends a reference, merging it into the tail when it continues it.
+    void push_ref(Ref ref) {
+        if (ref.length == 0) {
+            return;
+        }
+        length_ += ref.length;
+        if (!refs_.empty()) {
+            Ref& tail = refs_.back();
+            if (tail.block == ref.block && tail.offset + tail.length == ref.offset) {
+                tail.length += ref.length;
+                return;
+            }
+        }
+        refs_.push_back(std::move(ref));
+    }
+
+    // Calls visit(ptr, len) on the contiguous pieces of the bytes
+    // [pos, pos + n) clipped to the buffer; returns how many bytes it visited.
+    template <typename Visit>
+    size_t for_each_span(size_t pos, size_t n, Visit visit) const {
+        size_t skip = pos;
+        size_t want = n;
+        size_t visited = 0;
+        for (size_t i = 0; i < refs_.size() && want > 0; ++i) {
+            const Ref& ref = refs_[i];
+            if (skip >= ref.length) {
+                skip -= ref.length;
+                continue;
+            }
+            size_t len = ref.length - skip;
+            if (len > want) {
+                len = want;
+            }
+            visit(ref.bytes() + skip, len);
+            skip = 0;
+            want -= len;
+            visited += len;
+        }
+        return visited;
+    }
+
+    // Invariant: no reference is empty, and length_ is the sum of their lengths.
+    std::vector<Ref> refs_;
+    size_t length_;
+};
+
+inline std::ostream& operator<<(std::ostream& os, const IOBuf& buf) {
+    for (size_t i = 0; i < buf.backing_block_num(); ++i) {
+        os << buf.backing_block(i);
+    }
+    return os;
+}
+
+inline bool operator==(const IOBuf& b, const StringPiece& s) { return b.equals(s); }
+inline bool operator==(const StringPiece& s, const IOBuf& b) { return b.equals(s); }
+inline bool operator!=(const IOBuf& b, const StringPiece& s) { return !b.equals(s); }
+inline bool operator!=(const StringPiece& s, const IOBuf& b) { return !b.equals(s); }
+inline bool operator==(const IOBuf& b1, const IOBuf& b2) { return b1.equals(b2); }
+inline bool operator!=(const IOBuf& b1, const IOBuf& b2) { return !b1.equals(b2); }
+
+}  // namespace butil
+
+#endif  // BUTIL_IOBUF_H

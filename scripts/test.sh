@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Runs every test: the Rust unit and integration tests, the loom models, and
+# the C++ tests (GoogleTest, through ctest). Exits non-zero on any failure.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+# shellcheck source=scripts/ensure_deps.sh
+. scripts/ensure_deps.sh
+ensure_deps
+
+# The wire captures of a real brpc peer, for the tests that replay them.
+for dir in "$ROOT/../shared/wire" /work/shared/wire; do
+    if [ -d "$dir" ]; then
+        BRPC_WIRE_DIR="$(cd "$dir" && pwd)"
+        export BRPC_WIRE_DIR
+        break
+    fi
+done
+echo "== BRPC_WIRE_DIR=${BRPC_WIRE_DIR:-<none found>}"
+
+echo "== cargo build --release"
+cargo build --release
+
+# The build regenerates the C header; the committed one must match it.
+header=include/brpc_stream.h
+if git -C "$ROOT" rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+    if ! git ls-files --error-unmatch "$header" >/dev/null 2>&1; then
+        echo "error: $header is not committed; run 'cargo build' and commit it" >&2
+        exit 1
+    fi
+    if ! git diff --exit-code -- "$header"; then
+        echo "error: the committed $header is stale (diff above); run 'cargo build' and commit it" >&2
+        exit 1
+    fi
+else
+    echo "== not a git checkout: skipping the check that $header is committed and current"
+fi
+
+echo "== cargo test --release"
+cargo test --release
+
+# loom models: every tests/loom_*.rs, under --cfg brpc_loom in its own target dir.
+shopt -s nullglob
+for model in tests/loom_*.rs; do
+    name="$(basename "$model" .rs)"
+    echo "== loom: $name"
+    RUSTFLAGS="--cfg brpc_loom" CARGO_TARGET_DIR=target/loom cargo test --release --test "$name"
+done
+shopt -u nullglob
+
+echo "== C++ tests"
+# BRPC_STREAM_SANITIZE=1 builds the C++ side with ASan and UBSan.
+sanitize=OFF
+if [ "${BRPC_STREAM_SANITIZE:-0}" = 1 ]; then sanitize=ON; fi
+cmake -S cpp_tests -B build/cpp_tests -DBRPC_STREAM_SANITIZE="$sanitize"
+cmake --build build/cpp_tests -j2
+(cd build/cpp_tests && ctest --output-on-failure --no-tests=error --timeout 300 -j2)
+
+echo "== all tests passed"
