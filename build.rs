@@ -15,7 +15,13 @@ fn main() {
         }
     };
     let out = crate_dir.join("include").join("brpc_stream.h");
-    match cbindgen::generate_with_config(&crate_dir, config) {
+    // Only the ffi module is the C ABI; parsing just it keeps the crate's
+    // other public items (errno constants, protocol limits) out of C.
+    let generated = cbindgen::Builder::new()
+        .with_config(config)
+        .with_src(crate_dir.join("src").join("ffi").join("mod.rs"))
+        .generate();
+    match generated {
         Ok(bindings) => {
             bindings.write_to_file(out);
         }

@@ -3,6 +3,7 @@
 
 #include <brpc/errno.h>
 #include <brpc/errno.pb.h>
+#include <brpc/socket.h>
 #include <butil/endpoint.h>
 #include <butil/errno.h>
 #include <butil/iobuf.h>

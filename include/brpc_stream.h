@@ -9,50 +9,185 @@
 #include <sys/types.h>
 #include <sys/uio.h>
 
-#define ENOSERVICE 1001
+#define BRPC_ENOSERVICE 1001
 
-#define ENOMETHOD 1002
+#define BRPC_ENOMETHOD 1002
 
-#define EREQUEST 1003
+#define BRPC_EREQUEST 1003
 
-#define ERPCAUTH 1004
+#define BRPC_ERPCAUTH 1004
 
-#define ETOOMANYFAILS 1005
+#define BRPC_ERPCTIMEDOUT 1008
 
-#define EPCHANFINISH 1006
+#define BRPC_EFAILEDSOCKET 1009
 
-#define EBACKUPREQUEST 1007
+#define BRPC_EEOF 1014
 
-#define ERPCTIMEDOUT 1008
+#define BRPC_EINTERNAL 2001
 
-#define EFAILEDSOCKET 1009
+#define BRPC_ERESPONSE 2002
 
-#define EHTTP 1010
+#define BRPC_ELOGOFF 2003
 
-#define EOVERCROWDED 1011
+// A counted reference to a socket, returned by `brpc_socket_address*`.
+// While you hold it the socket is not recycled (it may fail). Release it
+// with `brpc_socket_dereference`, exactly once.
+typedef struct brpc_socket brpc_socket;
 
-#define ERTMPPUBLISHABLE 1012
+// A socket's versioned id: version in the high 32 bits, slot in the low 32.
+typedef uint64_t brpc_socket_id;
 
-#define ERTMPCREATESTREAM 1013
+// Bytes read from the socket, valid only during the call.
+typedef void (*brpc_socket_input_fn)(void *arg, brpc_socket_id id, const uint8_t *data, size_t len);
 
-#define EEOF 1014
+// The socket failed; `text` is valid only during the call.
+typedef void (*brpc_socket_failed_fn)(void *arg, brpc_socket_id id, int code, const char *text);
 
-#define EUNUSED 1015
+// The socket no longer uses `arg`.
+typedef void (*brpc_socket_recycle_fn)(void *arg);
 
-#define ESSL 1016
+// A connection result: `fd >= 0` and `err == 0` on success.
+typedef int (*brpc_on_connect_fn)(int fd, int err, void *data);
 
-#define EH2RUNOUTSTREAMS 1017
+// A connection provided by the socket's owner instead of TCP (brpc's
+// `SocketConnection`). The struct is copied at creation; `ctx` must stay
+// valid until `release` is called (once, when the socket is recycled).
+typedef struct {
+  void *ctx;
+  // Starts connecting socket `id`. Return 0 and later call
+  // `on_connect(fd, err, data)` exactly once, or return an errno (then
+  // never call it).
+  int (*connect)(void *ctx, brpc_socket_id id, brpc_on_connect_fn on_connect, void *data);
+  // Writes for the connected socket: the number of bytes taken, or -1
+  // with errno set (`EAGAIN`: call `brpc_socket_notify_writable` later).
+  ptrdiff_t (*write)(void *ctx, brpc_socket_id id, int fd, const struct iovec *iov, int iovcnt);
+  // Called once when the socket no longer needs `ctx`.
+  void (*release)(void *ctx);
+} brpc_socket_connection;
 
-#define EINTERNAL 2001
+typedef struct {
+  // A connected fd the socket takes ownership of (even when creation
+  // fails), or -1 to connect to the remote side on the first write.
+  int fd;
+  // IPv4 address in network byte order (`in_addr.s_addr`) and port.
+  uint32_t remote_ip;
+  int remote_port;
+  // Timeout of the TCP connect started by the first write; <= 0: none.
+  int64_t connect_timeout_ms;
+  // Passed to `on_input`, `on_failed` and `on_recycle`; must stay valid
+  // until `on_recycle` runs (once, when the socket is recycled).
+  void *user_arg;
+  brpc_socket_input_fn on_input;
+  brpc_socket_failed_fn on_failed;
+  brpc_socket_recycle_fn on_recycle;
+  // Borrowed during the call (copied); NULL for a TCP socket.
+  const brpc_socket_connection *connection;
+} brpc_socket_options;
 
-#define ERESPONSE 2002
+// Called once per write with 0 (every byte left) or the error that dropped it.
+typedef void (*brpc_write_done_fn)(void *arg, int err);
 
-#define ELOGOFF 2003
+// No socket has this id.
+#define BRPC_INVALID_SOCKET_ID 18446744073709551615ull
 
-#define ELIMIT 2004
+#ifdef __cplusplus
+extern "C" {
+#endif // __cplusplus
 
-#define ECLOSE 2005
+// brpc's description of `code` (or the C library's for errno values) into
+// `buf[0..cap)`, NUL-terminated and truncated; returns the full length.
+size_t brpc_error_text(int code, char *buf, size_t cap);
 
-#define EITP 2006
+// Fills `options` with the defaults: no fd, no remote, no callbacks.
+void brpc_socket_options_init(brpc_socket_options *options);
+
+// Creates a socket and stores its id in `*id`. Returns 0 or an errno. The
+// socket takes `fd` and `user_arg` even when creation fails (the fd is then
+// closed and `on_recycle` called before this returns).
+int brpc_socket_create(const brpc_socket_options *options, brpc_socket_id *id);
+
+// Takes a reference to the socket if it is live (not failed). On success
+// `*out` receives a handle the caller owns. Returns 0, or `EINVAL` when the
+// id is stale, failed or unknown.
+int brpc_socket_address(brpc_socket_id id, brpc_socket **out);
+
+// Like `brpc_socket_address`, but also reaches a failed socket that was not
+// recycled yet; `*failed` (if not NULL) tells which.
+int brpc_socket_address_failed_as_well(brpc_socket_id id, brpc_socket **out, bool *failed);
+
+// Another handle to the same socket (one more reference).
+brpc_socket *brpc_socket_clone(const brpc_socket *socket);
+
+// Releases a handle; the socket is recycled (and its fd closed) when the
+// last reference goes. NULL is ignored.
+void brpc_socket_dereference(brpc_socket *socket);
+
+// Fails the socket with `code` (0 means `EFAILEDSOCKET`) and `text` (may be
+// NULL). Returns 0 when this call failed it, `EINVAL` when it was unknown
+// or had failed already.
+int brpc_socket_set_failed(brpc_socket_id id, int code, const char *text);
+
+// True when the socket failed (or is not a live handle).
+bool brpc_socket_failed(const brpc_socket *socket);
+
+// The code the socket failed with (0 if it did not) and, if `text` is not
+// NULL, its text in `text[0..cap)`. Returns the text's full length.
+size_t brpc_socket_failure(const brpc_socket *socket, int *code, char *text, size_t cap);
+
+// The reference count and failed flag of a socket that was not recycled.
+// Returns 0, or `EINVAL` when the id addresses nothing.
+int brpc_socket_status(brpc_socket_id id, int32_t *nref, bool *failed);
+
+// Queues the bytes of `iov` (copied) as one message, written in order after
+// everything queued before it. `done(arg, err)`, if given, runs exactly once
+// on a worker thread, also when this returns an error. A socket without an
+// fd connects first. Returns 0, or `EFAILEDSOCKET` for a failed socket.
+int brpc_socket_write(const brpc_socket *socket,
+                      const struct iovec *iov,
+                      int iovcnt,
+                      brpc_write_done_fn done,
+                      void *arg);
+
+// Connects to the socket's remote side without blocking (brpc's
+// `Socket::Connect`). `on_connect(fd, err, data)` runs exactly once on a
+// worker thread: with a connected fd the callee then owns, or with -1 and
+// the error (`ECONNREFUSED`, `ETIMEDOUT` after `timeout_ms` > 0, ...).
+// Returns 0, or an errno (and then `on_connect` is not called).
+int brpc_socket_connect(const brpc_socket *socket,
+                        int64_t timeout_ms,
+                        brpc_on_connect_fn on_connect,
+                        void *data);
+
+// Ends a connection attempt (brpc's `Socket::CheckConnectedAndKeepWrite`):
+// `data` is what the socket passed to its connection's `connect`. With
+// `fd >= 0 && err == 0` the queued writes go out; otherwise each fails with
+// `err` (`ECONNRESET` when 0), the socket fails with a text saying so, and
+// the attempt's reference is released. Never aborts. Returns 0 when the
+// attempt was resolved, `EINVAL` when `data` names no pending attempt.
+int brpc_socket_check_connected_and_keep_write(int fd, int err, void *data);
+
+// Tells a socket with an owner-provided connection that `write` may take
+// bytes again after it returned `EAGAIN`.
+int brpc_socket_notify_writable(brpc_socket_id id);
+
+// The socket's id, or `BRPC_INVALID_SOCKET_ID` for NULL.
+brpc_socket_id brpc_socket_id_of(const brpc_socket *socket);
+
+// The socket's fd, -1 when not connected.
+int brpc_socket_fd(const brpc_socket *socket);
+
+// A one-line description into `buf[0..cap)` (NUL-terminated, truncated);
+// returns its full length.
+size_t brpc_socket_description(const brpc_socket *socket, char *buf, size_t cap);
+
+// Sockets created and not yet recycled, process-wide.
+size_t brpc_socket_live_count(void);
+
+// Connection attempts not yet resolved, process-wide.
+size_t brpc_socket_pending_connects(void);
+
+#ifdef __cplusplus
+}  // extern "C"
+#endif  // __cplusplus
 
 #endif  /* BRPC_STREAM_H */

@@ -1,1 +1,61 @@
-//! (being written)
+//! The C ABI: thin `extern "C"` functions over the safe core, in the style of
+//! rustls-ffi. Every function catches panics (a panic becomes `EINTERNAL`),
+//! returns an errno-style `int`, and documents who owns each pointer.
+//! cbindgen turns this module into `include/brpc_stream.h`.
+
+pub mod errors;
+pub mod socket;
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use crate::errno;
+
+/// Runs `f`, turning a panic into `EINTERNAL` so none crosses into C.
+pub(crate) fn guard(f: impl FnOnce() -> i32) -> i32 {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(code) => code,
+        Err(_) => {
+            crate::socket::log("internal error: a panic was caught at the C boundary");
+            errno::EINTERNAL
+        }
+    }
+}
+
+/// Like [`guard`] for functions returning a value: `fallback` on panic.
+pub(crate) fn guard_value<T>(fallback: T, f: impl FnOnce() -> T) -> T {
+    catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|_| {
+        crate::socket::log("internal error: a panic was caught at the C boundary");
+        fallback
+    })
+}
+
+/// A C callback's context pointer, moved to the thread that calls back.
+/// The C side promises the pointee may be used from any thread.
+#[derive(Clone, Copy)]
+pub(crate) struct SendPtr(pub *mut std::ffi::c_void);
+
+impl SendPtr {
+    /// The pointer; a method so closures capture the whole `SendPtr`.
+    pub(crate) fn get(self) -> *mut std::ffi::c_void {
+        self.0
+    }
+}
+
+// SAFETY: the pointer is only handed back to C code, which documents that
+// its callbacks may run on library threads.
+unsafe impl Send for SendPtr {}
+unsafe impl Sync for SendPtr {}
+
+/// Copies a Rust string into a C buffer of `cap` bytes, NUL-terminated and
+/// truncated to fit; returns the full length (like snprintf).
+pub(crate) fn write_c_string(text: &str, buf: *mut std::ffi::c_char, cap: usize) -> usize {
+    if !buf.is_null() && cap > 0 {
+        let n = text.len().min(cap - 1);
+        // SAFETY: the caller gives a writable buffer of `cap` bytes.
+        unsafe {
+            std::ptr::copy_nonoverlapping(text.as_ptr().cast(), buf, n);
+            *buf.add(n) = 0;
+        }
+    }
+    text.len()
+}

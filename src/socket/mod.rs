@@ -1,1 +1,302 @@
-//! (being written)
+//! Sockets: one object per connection, addressed by a versioned [`SocketId`].
+//!
+//! A socket owns its fd (server side: given at creation; client side:
+//! connected on first write), a wait-free write queue, and a read buffer fed
+//! by the dispatcher. Where things happen:
+//! - [`connect`]: non-blocking TCP connect with a timeout, result exactly once.
+//! - [`write`]: the write queue's owner loop, KeepWrite on EPOLLOUT, and
+//!   `check_connected_and_keep_write`, the end of every connection attempt.
+//! - [`read`]: edge-triggered reads handed to the socket's [`SocketUser`].
+//! - this file: creation, addressing and failing.
+
+pub mod connect;
+mod read;
+pub mod write;
+pub mod write_queue;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
+
+use bytes::BytesMut;
+use parking_lot::Mutex;
+
+use crate::errno;
+use crate::id::{self, Registry};
+use crate::runtime::{dispatcher, Interest, Token};
+
+pub use write::{check_connected_and_keep_write, ConnectData, WriteDone};
+use write::{ParkedWriter, WriteRequest};
+use write_queue::WriteQueue;
+
+pub type SocketId = id::Id;
+pub const INVALID_SOCKET_ID: SocketId = id::INVALID_ID;
+
+/// A counted reference to a live (or failed but not yet recycled) socket.
+pub type SocketRef = id::Ref<'static, Socket>;
+
+static SOCKETS: LazyLock<Registry<Socket>> = LazyLock::new(Registry::new);
+
+/// What the owner of a socket is told. Both run on library threads and must
+/// not block: `on_input` on the dispatcher thread, `on_failed` on the thread
+/// that failed the socket.
+pub trait SocketUser: Send + Sync {
+    /// New bytes were appended to `buf`; consume what forms whole messages and
+    /// leave the rest for the next call. An `Err` fails the socket.
+    fn on_input(&self, socket: &Socket, buf: &mut BytesMut) -> Result<(), (i32, String)>;
+    /// The socket failed; called exactly once, after queued writes were failed.
+    fn on_failed(&self, socket: &Socket, code: i32, text: &str);
+}
+
+/// A connection provided by the socket's owner instead of a TCP connect
+/// (a stream's socket rides on its host connection and has no fd of its own).
+pub trait Connection: Send + Sync {
+    /// Starts connecting; the owner must eventually call
+    /// [`check_connected_and_keep_write`] with `data`, exactly once, unless this
+    /// returns an error.
+    fn connect(&self, socket: &Socket, data: ConnectData) -> Result<(), i32>;
+    /// Writes for a connected socket; returns how many bytes were taken, or an
+    /// errno (`EAGAIN` waits for [`Socket::notify_writable`]).
+    fn write(&self, socket: &Socket, fd: RawFd, data: &[std::io::IoSlice<'_>]) -> Result<usize, i32>;
+}
+
+#[derive(Default)]
+pub struct SocketOptions {
+    /// A connected fd (server side). Without it the socket connects to
+    /// `remote` (or through `connection`) on its first write.
+    pub fd: Option<OwnedFd>,
+    pub remote: Option<SocketAddr>,
+    pub connect_timeout: Option<Duration>,
+    pub user: Option<Arc<dyn SocketUser>>,
+    pub connection: Option<Arc<dyn Connection>>,
+}
+
+pub struct Socket {
+    id: SocketId,
+    /// -1 until connected. Owned (closed at recycle) unless the socket has an
+    /// owner-provided connection, whose fd belongs to the owner.
+    fd: AtomicI32,
+    remote: Option<SocketAddr>,
+    connect_timeout: Option<Duration>,
+    user: Option<Arc<dyn SocketUser>>,
+    connection: Option<Arc<dyn Connection>>,
+    registration: Mutex<Option<Token>>,
+    queue: WriteQueue<WriteRequest>,
+    /// The write-queue owner waiting for EPOLLOUT or for a connection.
+    parked: Mutex<Option<ParkedWriter>>,
+    /// The pending connection attempt (its id in the attempts registry).
+    connecting: AtomicU64,
+    failure: Mutex<Option<(i32, String)>>,
+    read_buf: Mutex<BytesMut>,
+}
+
+impl Socket {
+    /// Creates a socket; a given fd is made non-blocking and watched for input
+    /// at once.
+    pub fn create(options: SocketOptions) -> Result<SocketId, i32> {
+        let SocketOptions { fd, remote, connect_timeout, user, connection } = options;
+        let raw_fd = match &fd {
+            Some(fd) => {
+                set_nonblocking(fd.as_raw_fd())?;
+                fd.as_raw_fd()
+            }
+            None => -1,
+        };
+        let id = SOCKETS.create_with(|id| Socket {
+            id,
+            fd: AtomicI32::new(raw_fd),
+            remote,
+            connect_timeout,
+            user,
+            connection,
+            registration: Mutex::new(None),
+            queue: WriteQueue::new(),
+            parked: Mutex::new(None),
+            connecting: AtomicU64::new(id::INVALID_ID),
+            failure: Mutex::new(None),
+            read_buf: Mutex::new(BytesMut::new()),
+        });
+        let id = match id {
+            Ok(id) => id,
+            Err(code) => return Err(code), // `fd` is dropped (closed) here
+        };
+        // The socket owns the fd from now on: it is closed at recycle.
+        if let Some(fd) = fd {
+            let _ = std::os::fd::IntoRawFd::into_raw_fd(fd);
+            if let Some(socket) = Socket::address(id) {
+                if let Err(code) = socket.watch_input(raw_fd) {
+                    socket.set_failed(code, &format!("fail to watch fd={raw_fd} for input"));
+                    return Err(code);
+                }
+            }
+        }
+        Ok(id)
+    }
+
+    pub fn address(id: SocketId) -> Option<SocketRef> {
+        SOCKETS.address(id)
+    }
+
+    pub fn address_failed_as_well(id: SocketId) -> Option<SocketRef> {
+        SOCKETS.address_failed_as_well(id)
+    }
+
+    pub fn status(id: SocketId) -> Option<id::Status> {
+        SOCKETS.status(id)
+    }
+
+    /// Sockets created and not yet recycled.
+    pub fn live_count() -> usize {
+        SOCKETS.live()
+    }
+
+    /// Fails the socket addressed by `id`; false when it is unknown or failed already.
+    pub fn set_failed_by_id(id: SocketId, code: i32, text: &str) -> bool {
+        match Socket::address_failed_as_well(id) {
+            Some(socket) => socket.set_failed(code, text),
+            None => false,
+        }
+    }
+
+    pub fn id(&self) -> SocketId {
+        self.id
+    }
+
+    pub fn fd(&self) -> RawFd {
+        self.fd.load(Ordering::Acquire)
+    }
+
+    pub fn remote(&self) -> Option<SocketAddr> {
+        self.remote
+    }
+
+    pub fn failed(&self) -> bool {
+        SOCKETS.status(self.id).is_none_or(|status| status.failed)
+    }
+
+    /// The code and text the socket failed with, if it did.
+    pub fn failure(&self) -> Option<(i32, String)> {
+        self.failure.lock().clone()
+    }
+
+    pub fn description(&self) -> String {
+        let mut text = format!("Socket{{id={} fd={}", self.id, self.fd());
+        if let Some(remote) = self.remote {
+            text.push_str(&format!(" addr={remote}"));
+        }
+        if let Some((code, reason)) = self.failure() {
+            text.push_str(&format!(" failed={code} \"{reason}\""));
+        }
+        text.push('}');
+        text
+    }
+
+    /// Fails the socket: exactly one caller gets true. The fd is shut down
+    /// at once (the peer sees it, pending I/O errors out) and closed when the
+    /// last reference goes, so no thread ever writes into a reused fd number.
+    /// Queued writes fail with `code`, a pending connection attempt is
+    /// resolved as failed, and the socket's user is told.
+    pub fn set_failed(&self, code: i32, text: &str) -> bool {
+        let code = if code == 0 { errno::EFAILEDSOCKET } else { code };
+        // Record the reason before the flag flips so that whoever sees the
+        // socket failed also finds why.
+        {
+            let mut failure = self.failure.lock();
+            if failure.is_some() {
+                return false;
+            }
+            *failure = Some((code, text.to_string()));
+        }
+        if !SOCKETS.set_failed(self.id) {
+            return false;
+        }
+        log(&format!("{} failed: [{}] {}", self.description(), code, text));
+        if let Some(token) = self.registration.lock().take() {
+            dispatcher().deregister(token, self.fd());
+        }
+        if self.connection.is_none() {
+            let fd = self.fd();
+            if fd >= 0 {
+                // SAFETY-free: shutdown on a descriptor we own and have not closed.
+                let _ = nix::sys::socket::shutdown(fd, nix::sys::socket::Shutdown::Both);
+            }
+        }
+        write::fail_pending_writes(self, code, text);
+        if let Some(user) = &self.user {
+            user.on_failed(self, code, text);
+        }
+        true
+    }
+
+    /// Starts watching `fd` for input (and, later, output readiness).
+    fn watch_input(&self, fd: RawFd) -> Result<(), i32> {
+        let id = self.id;
+        let handler: crate::runtime::dispatcher::Handler = Arc::new(move |events| {
+            if let Some(socket) = Socket::address(id) {
+                if events.writable {
+                    socket.notify_writable();
+                }
+                if events.readable || events.hangup || events.error {
+                    read::on_readable(&socket);
+                }
+            }
+        });
+        let token = dispatcher().register(fd, Interest::READ, handler)?;
+        *self.registration.lock() = Some(token);
+        Ok(())
+    }
+
+    /// Asks the dispatcher for one more EPOLLOUT edge.
+    fn want_writable(&self) -> Result<(), i32> {
+        match *self.registration.lock() {
+            Some(token) => dispatcher().modify(token, self.fd(), Interest::BOTH),
+            None => Err(libc::EBADF),
+        }
+    }
+
+    /// The fd (or the owner's connection) can take more bytes: resume the
+    /// parked writer, if any.
+    pub fn notify_writable(&self) {
+        write::resume_parked(self);
+    }
+
+    fn owns_fd(&self) -> bool {
+        self.connection.is_none()
+    }
+}
+
+impl Drop for Socket {
+    fn drop(&mut self) {
+        // The last reference is gone: nobody can be using the fd number now.
+        // (Writes still parked here complete through WriteRequest's Drop.)
+        if self.owns_fd() {
+            let fd = self.fd.swap(-1, Ordering::AcqRel);
+            if fd >= 0 {
+                // SAFETY: the socket owned `fd` and this is its only close.
+                drop(unsafe { OwnedFd::from_raw_fd(fd) });
+            }
+        }
+    }
+}
+
+impl fmt::Debug for Socket {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.description())
+    }
+}
+
+fn set_nonblocking(fd: RawFd) -> Result<(), i32> {
+    use nix::fcntl::{fcntl, FcntlArg, OFlag};
+    let flags = fcntl(fd, FcntlArg::F_GETFL).map_err(|e| e as i32)?;
+    let flags = OFlag::from_bits_truncate(flags) | OFlag::O_NONBLOCK;
+    fcntl(fd, FcntlArg::F_SETFL(flags)).map_err(|e| e as i32)?;
+    Ok(())
+}
+
+/// One line on stderr for events a user may want to know about.
+pub(crate) fn log(line: &str) {
+    eprintln!("[brpc_stream] {line}");
+}

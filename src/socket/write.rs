@@ -1,0 +1,356 @@
+//! The write path: queueing, the owner's drain loop, waiting for EPOLLOUT or
+//! for a connection, and [`check_connected_and_keep_write`], where every
+//! connection attempt ends.
+//!
+//! Exactly one thread owns the write queue at a time (the one whose push
+//! found it idle). The owner writes in its own thread until the fd would
+//! block; then it parks itself in the socket and the dispatcher resumes it on
+//! the next EPOLLOUT edge. A socket that is not connected parks its owner in
+//! a connection attempt instead. Failing the socket takes a parked owner
+//! wherever it is and fails its writes, so no write is ever left waiting.
+
+use std::collections::VecDeque;
+use std::io::IoSlice;
+use std::os::fd::{AsRawFd, IntoRawFd, RawFd};
+use std::sync::atomic::Ordering;
+use std::sync::LazyLock;
+use std::time::Instant;
+
+use bytes::{Buf, Bytes};
+use nix::sys::socket::{sendmsg, MsgFlags, SockaddrStorage};
+use parking_lot::Mutex;
+
+use super::connect::{socket_error, tcp_connect};
+use super::write_queue::Owner;
+use super::{Socket, SocketRef};
+use crate::errno;
+use crate::id::{self, Registry};
+
+/// Runs once with 0 when every byte of the write left through the fd (or the
+/// owner's connection), or with the error that dropped it. It runs on a
+/// library thread and must not block.
+pub type WriteDone = Box<dyn FnOnce(i32) + Send>;
+
+/// At most this many buffers go into one sendmsg.
+const MAX_IOVECS: usize = 256;
+
+pub(crate) struct WriteRequest {
+    chunks: VecDeque<Bytes>,
+    done: Option<WriteDone>,
+}
+
+impl WriteRequest {
+    fn complete(mut self, code: i32) {
+        if let Some(done) = self.done.take() {
+            done(code);
+        }
+    }
+}
+
+impl Drop for WriteRequest {
+    /// A request dropped without completion (its socket was recycled with it
+    /// still queued) still reports, so `done` runs exactly once on every path.
+    fn drop(&mut self) {
+        if let Some(done) = self.done.take() {
+            done(errno::EFAILEDSOCKET);
+        }
+    }
+}
+
+/// The queue's owner and the writes it took, waiting to continue.
+pub(crate) struct ParkedWriter {
+    owner: Owner,
+    batch: VecDeque<WriteRequest>,
+}
+
+/// A pending connection attempt. It holds a reference to its socket (the
+/// "connect reference") until it is resolved, and the parked writer.
+struct ConnectAttempt {
+    socket: SocketRef,
+    writer: Mutex<Option<ParkedWriter>>,
+}
+
+static ATTEMPTS: LazyLock<Registry<ConnectAttempt>> = LazyLock::new(Registry::new);
+
+/// Identifies a connection attempt to whoever completes it. Versioned, so a
+/// second or stale completion is refused instead of reaching a newer attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectData(pub u64);
+
+impl Socket {
+    /// Queues `chunks` as one write, in order after every write queued before
+    /// it by any thread. `done` (if any) runs exactly once, also when this
+    /// returns an error (a failed socket takes no writes: `EFAILEDSOCKET`).
+    pub fn write(&self, chunks: impl Into<VecDeque<Bytes>>, done: Option<WriteDone>) -> Result<(), i32> {
+        let request = WriteRequest { chunks: chunks.into(), done };
+        if self.failure.lock().is_some() {
+            request.complete(errno::EFAILEDSOCKET);
+            return Err(errno::EFAILEDSOCKET);
+        }
+        if let Some(owner) = self.queue.push(request) {
+            drain(self, owner, VecDeque::new());
+        }
+        Ok(())
+    }
+}
+
+enum Flush {
+    Done,
+    WouldBlock,
+    Failed(i32),
+}
+
+/// The owner's loop: take what was queued, write it, give ownership up when
+/// nothing is left, or park until the fd or the connection is ready.
+fn drain(socket: &Socket, mut owner: Owner, mut batch: VecDeque<WriteRequest>) {
+    loop {
+        socket.queue.take_pending(&mut owner, &mut batch);
+        let failure = socket.failure.lock().as_ref().map(|(code, _)| *code);
+        if let Some(code) = failure {
+            fail_batch(&mut batch, code);
+        } else {
+            let fd = socket.fd();
+            if fd < 0 {
+                return start_connect(socket, ParkedWriter { owner, batch });
+            }
+            match flush(socket, fd, &mut batch) {
+                Flush::Done => {}
+                Flush::WouldBlock => return park(socket, ParkedWriter { owner, batch }),
+                Flush::Failed(code) => {
+                    let text = format!("fail to write into fd={fd}: {}", errno::describe(code));
+                    socket.set_failed(code, &text);
+                    continue;
+                }
+            }
+        }
+        match socket.queue.try_release(owner) {
+            Ok(()) => return,
+            Err(still_owner) => owner = still_owner,
+        }
+    }
+}
+
+/// Writes as much of `batch` as the fd takes, completing finished requests.
+fn flush(socket: &Socket, fd: RawFd, batch: &mut VecDeque<WriteRequest>) -> Flush {
+    let mut iov: Vec<IoSlice<'_>> = Vec::new();
+    loop {
+        if batch.is_empty() {
+            return Flush::Done;
+        }
+        iov.clear();
+        let slices = batch.iter().flat_map(|r| r.chunks.iter()).filter(|c| !c.is_empty());
+        iov.extend(slices.take(MAX_IOVECS).map(|c| IoSlice::new(c)));
+        let written = if iov.is_empty() {
+            Ok(0)
+        } else {
+            match &socket.connection {
+                Some(connection) => connection.write(socket, fd, &iov),
+                None => sendmsg::<SockaddrStorage>(fd, &iov, &[], MsgFlags::MSG_NOSIGNAL, None).map_err(|e| e as i32),
+            }
+        };
+        match written {
+            Ok(n) => {
+                drop(iov);
+                consume(batch, n);
+                iov = Vec::new();
+            }
+            Err(libc::EINTR) => {}
+            Err(libc::EAGAIN) => return Flush::WouldBlock,
+            Err(code) => return Flush::Failed(code),
+        }
+    }
+}
+
+/// Removes `n` written bytes from the front of `batch`; requests with
+/// nothing left complete successfully.
+fn consume(batch: &mut VecDeque<WriteRequest>, mut n: usize) {
+    while let Some(front) = batch.front_mut() {
+        while let Some(chunk) = front.chunks.front_mut() {
+            if chunk.len() > n {
+                chunk.advance(n);
+                return;
+            }
+            n -= chunk.len();
+            front.chunks.pop_front();
+        }
+        if let Some(finished) = batch.pop_front() {
+            finished.complete(0);
+        }
+    }
+}
+
+fn fail_batch(batch: &mut VecDeque<WriteRequest>, code: i32) {
+    for request in batch.drain(..) {
+        request.complete(code);
+    }
+}
+
+/// Waits for an EPOLLOUT edge (or the owner's notify_writable).
+fn park(socket: &Socket, writer: ParkedWriter) {
+    *socket.parked.lock() = Some(writer);
+    // A failure that happened before the writer was visible would not have
+    // found it: look again.
+    if socket.failure.lock().is_some() {
+        return resume_parked(socket);
+    }
+    if socket.owns_fd() {
+        if let Err(code) = socket.want_writable() {
+            socket.set_failed(code, "fail to wait for EPOLLOUT");
+        }
+    }
+}
+
+/// Continues the parked writer, if there is one.
+pub(crate) fn resume_parked(socket: &Socket) {
+    let parked = socket.parked.lock().take();
+    if let Some(ParkedWriter { owner, batch }) = parked {
+        drain(socket, owner, batch);
+    }
+}
+
+/// Called by `set_failed`: the parked writer and a pending connection
+/// attempt fail their writes now instead of waiting for an event that may
+/// never come.
+pub(crate) fn fail_pending_writes(socket: &Socket, code: i32, text: &str) {
+    resume_parked(socket);
+    let attempt = socket.connecting.swap(id::INVALID_ID, Ordering::AcqRel);
+    if attempt != id::INVALID_ID {
+        let _ = resolve_attempt(ConnectData(attempt), -1, code, text);
+    }
+}
+
+fn start_connect(socket: &Socket, writer: ParkedWriter) {
+    let Some(connect_ref) = Socket::address_failed_as_well(socket.id()) else {
+        // Unreachable while the caller holds a reference; fail safe anyway.
+        let ParkedWriter { owner, mut batch } = writer;
+        fail_batch(&mut batch, errno::EFAILEDSOCKET);
+        return drain(socket, owner, batch);
+    };
+    let attempt = match ATTEMPTS.create(ConnectAttempt { socket: connect_ref, writer: Mutex::new(None) }) {
+        Ok(attempt) => ConnectData(attempt),
+        Err(code) => {
+            socket.set_failed(code, "too many connection attempts in progress");
+            return drain(socket, writer.owner, writer.batch);
+        }
+    };
+    if let Some(created) = ATTEMPTS.address(attempt.0) {
+        *created.writer.lock() = Some(writer);
+    }
+    socket.connecting.store(attempt.0, Ordering::Release);
+    // set_failed may have run before the attempt was visible to it.
+    if let Some((code, text)) = socket.failure() {
+        let _ = resolve_attempt(attempt, -1, code, &text);
+        return;
+    }
+    if let Some(connection) = &socket.connection {
+        if let Err(code) = connection.connect(socket, attempt) {
+            let _ = resolve_attempt(attempt, -1, code, "the owner's connection refused to connect");
+        }
+        return;
+    }
+    let Some(remote) = socket.remote() else {
+        let _ = resolve_attempt(attempt, -1, libc::EINVAL, "socket has neither an fd nor a remote side");
+        return;
+    };
+    let deadline = socket.connect_timeout.map(|timeout| Instant::now() + timeout);
+    tcp_connect(
+        remote,
+        deadline,
+        Box::new(move |fd, err| {
+            let raw = fd.as_ref().map_or(-1, AsRawFd::as_raw_fd);
+            if complete_attempt(attempt, raw, err).is_ok() {
+                // The attempt took the descriptor: adopted, or closed by it.
+                let _ = fd.map(IntoRawFd::into_raw_fd);
+            }
+        }),
+    );
+}
+
+/// The end of a connection attempt (brpc's `Socket::CheckConnectedAndKeepWrite`).
+///
+/// With `fd >= 0` and `err == 0` the socket checks `SO_ERROR`, adopts the fd
+/// and writes what was queued. Otherwise every queued write fails with `err`
+/// (`ECONNRESET` when `err` is 0), the socket fails with a text saying what
+/// happened, and the attempt's reference to the socket is released.
+///
+/// Returns 0 when the attempt was resolved either way; then an fd `>= 0` was
+/// taken by a socket that owns its fd (adopted, or closed when the attempt
+/// failed), while an owner-provided connection's fd stays the owner's.
+/// Returns `EINVAL`, touching nothing, when `data` names no pending attempt
+/// (a second call, or a stale one).
+pub fn check_connected_and_keep_write(fd: RawFd, err: i32, data: ConnectData) -> i32 {
+    match complete_attempt(data, fd, err) {
+        Ok(()) => 0,
+        Err(code) => code,
+    }
+}
+
+fn complete_attempt(data: ConnectData, fd: RawFd, err: i32) -> Result<(), i32> {
+    if fd < 0 || err != 0 {
+        let code = if err != 0 { err } else { libc::ECONNRESET };
+        let text = format!(
+            "connection was not established (fd={fd}, err={err}: {})",
+            errno::describe(code)
+        );
+        return resolve_attempt(data, fd, code, &text);
+    }
+    resolve_attempt(data, fd, 0, "")
+}
+
+/// Resolves an attempt exactly once: with `code == 0` the socket adopts
+/// `fd`, otherwise it fails with `code` and `text`.
+fn resolve_attempt(data: ConnectData, fd: RawFd, code: i32, text: &str) -> Result<(), i32> {
+    let attempt = ATTEMPTS.address(data.0).ok_or(libc::EINVAL)?;
+    if !ATTEMPTS.set_failed(data.0) {
+        return Err(libc::EINVAL);
+    }
+    let writer = attempt.writer.lock().take();
+    let socket: SocketRef = attempt.socket.clone();
+    // Dropping the attempt releases the connect reference (the registry's
+    // own reference to the attempt went at set_failed above).
+    drop(attempt);
+    let _ = socket.connecting.compare_exchange(data.0, id::INVALID_ID, Ordering::AcqRel, Ordering::Acquire);
+    if code == 0 {
+        adopt(&socket, fd);
+    } else {
+        if fd >= 0 && socket.owns_fd() {
+            close_fd(fd);
+        }
+        socket.set_failed(code, text);
+    }
+    if let Some(ParkedWriter { owner, batch }) = writer {
+        drain(&socket, owner, batch);
+    }
+    Ok(())
+}
+
+/// Takes a connected fd into the socket, or closes it and fails the socket
+/// when it is not usable.
+fn adopt(socket: &Socket, fd: RawFd) {
+    if !socket.owns_fd() {
+        socket.fd.store(fd, Ordering::Release);
+        return;
+    }
+    let pending = socket_error(fd);
+    let usable = if pending != 0 { Err(pending) } else { super::set_nonblocking(fd) };
+    if let Err(code) = usable {
+        close_fd(fd);
+        let text = format!("connected fd={fd} is not usable: {}", errno::describe(code));
+        socket.set_failed(code, &text);
+        return;
+    }
+    socket.fd.store(fd, Ordering::Release);
+    if let Err(code) = socket.watch_input(fd) {
+        socket.set_failed(code, &format!("fail to watch fd={fd} for input"));
+    }
+}
+
+fn close_fd(fd: RawFd) {
+    // SAFETY: the caller hands over ownership of `fd`, which nobody else uses.
+    drop(unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) });
+}
+
+/// The number of connection attempts not yet resolved and released.
+pub fn pending_attempts() -> usize {
+    ATTEMPTS.live()
+}
