@@ -11,17 +11,21 @@ use std::fmt::Write as _;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use bytes::{Bytes, BytesMut};
 use brpc_stream::protocol::{
-    pack_rpc_header, pack_stream, pack_stream_header, Cut, Cutter, FrameType, Limits, Magic, RawFrame, RpcMessage,
-    RpcMeta, StreamFrame, StreamFrameMeta,
+    pack_rpc_header, pack_stream, pack_stream_header, Cut, Cutter, FrameType, Limits, Magic,
+    RawFrame, RpcMessage, RpcMeta, StreamFrame, StreamFrameMeta,
 };
+use bytes::{Bytes, BytesMut};
 
 fn wire_dir() -> PathBuf {
     // An explicit directory that is wrong fails rather than falls back.
     if let Some(dir) = std::env::var_os("BRPC_WIRE_DIR") {
         let dir = PathBuf::from(dir);
-        assert!(dir.is_dir(), "BRPC_WIRE_DIR={} is not a directory", dir.display());
+        assert!(
+            dir.is_dir(),
+            "BRPC_WIRE_DIR={} is not a directory",
+            dir.display()
+        );
         return dir;
     }
     let candidates = [
@@ -47,7 +51,11 @@ fn captures() -> Vec<(String, Vec<u8>, String)> {
         }
     }
     found.sort();
-    assert!(found.len() >= 10, "expected the ten captures in {}", dir.display());
+    assert!(
+        found.len() >= 10,
+        "expected the ten captures in {}",
+        dir.display()
+    );
     found
 }
 
@@ -78,7 +86,11 @@ fn cut_in_reads(bytes: &[u8], read_size: usize) -> Vec<RawFrame> {
 // way, so a listing compares line for line.
 
 fn py_str(s: &str) -> String {
-    let quote = if s.contains('\'') && !s.contains('"') { '"' } else { '\'' };
+    let quote = if s.contains('\'') && !s.contains('"') {
+        '"'
+    } else {
+        '\''
+    };
     let mut out = String::from(quote);
     for c in s.chars() {
         match c {
@@ -101,7 +113,11 @@ fn py_str(s: &str) -> String {
 }
 
 fn py_bytes(b: &[u8]) -> String {
-    let quote = if b.contains(&b'\'') && !b.contains(&b'"') { b'"' } else { b'\'' };
+    let quote = if b.contains(&b'\'') && !b.contains(&b'"') {
+        b'"'
+    } else {
+        b'\''
+    };
     let mut out = format!("b{}", quote as char);
     for &c in b {
         match c {
@@ -183,7 +199,11 @@ fn rpc_dict(meta: &RpcMeta) -> String {
     let mut e = Vec::new();
     if let Some(r) = &meta.request {
         let mut q = Vec::new();
-        push(&mut q, "service_name", &r.service_name.as_deref().map(py_str));
+        push(
+            &mut q,
+            "service_name",
+            &r.service_name.as_deref().map(py_str),
+        );
         push(&mut q, "method_name", &r.method_name.as_deref().map(py_str));
         push(&mut q, "log_id", &r.log_id);
         push(&mut q, "trace_id", &r.trace_id);
@@ -202,7 +222,11 @@ fn rpc_dict(meta: &RpcMeta) -> String {
     push(&mut e, "compress_type", &meta.compress_type);
     push(&mut e, "correlation_id", &meta.correlation_id);
     push(&mut e, "attachment_size", &meta.attachment_size);
-    push(&mut e, "authentication_data", &meta.authentication_data.as_deref().map(|b| py_str(&hex(b))));
+    push(
+        &mut e,
+        "authentication_data",
+        &meta.authentication_data.as_deref().map(|b| py_str(&hex(b))),
+    );
     if let Some(s) = &meta.stream_settings {
         let mut q = Vec::new();
         push(&mut q, "stream_id", &s.stream_id);
@@ -224,8 +248,16 @@ fn rpc_dict(meta: &RpcMeta) -> String {
     }
     push(&mut e, "content_type", &meta.content_type);
     push(&mut e, "checksum_type", &meta.checksum_type);
-    push(&mut e, "checksum_value", &meta.checksum_value.as_deref().map(|b| py_str(&hex(b))));
-    push_bool(&mut e, "checksum_with_attachment", meta.checksum_with_attachment);
+    push(
+        &mut e,
+        "checksum_value",
+        &meta.checksum_value.as_deref().map(|b| py_str(&hex(b))),
+    );
+    push_bool(
+        &mut e,
+        "checksum_with_attachment",
+        meta.checksum_with_attachment,
+    );
     dict(e)
 }
 
@@ -274,7 +306,11 @@ fn captures_cut_the_same_whatever_the_read_size() {
             &[7, 1000, 16395, 65536]
         };
         for &size in sizes {
-            assert_eq!(cut_in_reads(&bytes, size), whole, "{name} in reads of {size}");
+            assert_eq!(
+                cut_in_reads(&bytes, size),
+                whole,
+                "{name} in reads of {size}"
+            );
         }
     }
 }
@@ -327,5 +363,8 @@ fn control_frames_pack_whole() {
     };
     let mut out = BytesMut::new();
     pack_stream(&mut out, &meta, &[]).unwrap();
-    assert_eq!(&out[..], b"STRM\0\0\0\x06\0\0\0\x06\x08\x02\x10\x02\x18\x02");
+    assert_eq!(
+        &out[..],
+        b"STRM\0\0\0\x06\0\0\0\x06\x08\x02\x10\x02\x18\x02"
+    );
 }

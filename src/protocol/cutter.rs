@@ -55,7 +55,10 @@ impl fmt::Display for DropReason {
             DropReason::MetaLargerThanBody {
                 meta_size,
                 body_size,
-            } => write!(f, "meta_size={meta_size} is bigger than body_size={body_size}"),
+            } => write!(
+                f,
+                "meta_size={meta_size} is bigger than body_size={body_size}"
+            ),
         }
     }
 }

@@ -242,9 +242,9 @@ fn pack_header(
     payload_len: usize,
 ) -> Result<(), PackError> {
     let meta_len = meta.encoded_len();
-    let sizes = meta_len.checked_add(payload_len).and_then(|body_len| {
-        Some((u32::try_from(body_len).ok()?, u32::try_from(meta_len).ok()?))
-    });
+    let sizes = meta_len
+        .checked_add(payload_len)
+        .and_then(|body_len| Some((u32::try_from(body_len).ok()?, u32::try_from(meta_len).ok()?)));
     let Some((body_size, meta_size)) = sizes else {
         return Err(PackError {
             code: libc::EOVERFLOW,

@@ -65,6 +65,6 @@ pub use frame::{
     RpcMessage, StreamFrame, HEADER_LEN,
 };
 pub use meta::{
-    decode_rpc_meta, decode_stream_meta, DecodeError, Feedback, FrameType, RpcMeta,
-    RpcRequestMeta, RpcResponseMeta, StreamFrameMeta, StreamSettings,
+    decode_rpc_meta, decode_stream_meta, DecodeError, Feedback, FrameType, RpcMeta, RpcRequestMeta,
+    RpcResponseMeta, StreamFrameMeta, StreamSettings,
 };
