@@ -3,9 +3,12 @@
 use brpc_stream::protocol::{
     decode_rpc_meta, pack_rpc, pack_rpc_header, pack_stream, Cut, Cutter, DecodeError, DropReason,
     FatalKind, FrameType, Limits, Magic, RawFrame, RpcMessage, RpcMeta, RpcRequestMeta,
-    StreamFrame, StreamFrameMeta, StreamSettings, DEFAULT_MAX_BODY_SIZE, HEADER_LEN,
+    StreamFrame, StreamFrameMeta, StreamSettings,
 };
 use bytes::{BufMut, BytesMut};
+
+const HEADER_LEN: usize = RawFrame::HEADER_LEN;
+const DEFAULT_MAX_BODY_SIZE: usize = Limits::DEFAULT_MAX_BODY_SIZE;
 
 fn header(magic: &[u8; 4], body_size: u32, meta_size: u32) -> BytesMut {
     let mut out = BytesMut::new();

@@ -6,13 +6,15 @@ use std::collections::BTreeMap;
 use brpc_stream::protocol::{
     pack_rpc, pack_rpc_header, pack_stream, pack_stream_header, Cut, Cutter, Feedback, Limits,
     Magic, RpcMessage, RpcMeta, RpcRequestMeta, RpcResponseMeta, StreamFrame, StreamFrameMeta,
-    StreamSettings, HEADER_LEN,
+    StreamSettings,
 };
 use bytes::{Bytes, BytesMut};
 use proptest::collection::{btree_map, vec};
 use proptest::option::of;
 use proptest::prelude::*;
 use prost::Message;
+
+const HEADER_LEN: usize = brpc_stream::protocol::RawFrame::HEADER_LEN;
 
 fn text() -> impl Strategy<Value = String> {
     vec(any::<char>(), 0..12).prop_map(|chars| chars.into_iter().collect())

@@ -5,10 +5,9 @@ use std::fmt;
 
 use bytes::BytesMut;
 
-use super::frame::{Header, Magic, RawFrame, HEADER_LEN};
+use super::frame::{Header, Magic, RawFrame};
 
-/// brpc's `max_body_size` default: 64 MiB.
-pub const DEFAULT_MAX_BODY_SIZE: usize = 64 * 1024 * 1024;
+const HEADER_LEN: usize = RawFrame::HEADER_LEN;
 
 /// What a connection accepts from its peer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -18,10 +17,15 @@ pub struct Limits {
     pub max_body_size: usize,
 }
 
+impl Limits {
+    /// brpc's `max_body_size` default: 64 MiB.
+    pub const DEFAULT_MAX_BODY_SIZE: usize = 64 * 1024 * 1024;
+}
+
 impl Default for Limits {
     fn default() -> Self {
         Limits {
-            max_body_size: DEFAULT_MAX_BODY_SIZE,
+            max_body_size: Limits::DEFAULT_MAX_BODY_SIZE,
         }
     }
 }
@@ -126,7 +130,7 @@ impl Cutter {
                 return Cut::Fatal(unknown_magic(prefix));
             }
             return Cut::NeedMore {
-                at_least: HEADER_LEN - buf.len(),
+                at_least: HEADER_LEN.saturating_sub(buf.len()),
             };
         };
         let Some(magic) = header.magic else {

@@ -6,9 +6,6 @@ use prost::Message;
 
 use super::meta::{decode_rpc_meta, decode_stream_meta, DecodeError, RpcMeta, StreamFrameMeta};
 
-/// `magic[4] | body_size u32be | meta_size u32be`.
-pub const HEADER_LEN: usize = 12;
-
 const RPC_MAGIC: [u8; 4] = *b"PRPC";
 const STREAM_MAGIC: [u8; 4] = *b"STRM";
 
@@ -61,9 +58,10 @@ pub(crate) struct Header {
 }
 
 impl Header {
-    /// `bytes` must hold at least [`HEADER_LEN`] bytes; `None` otherwise.
+    /// `bytes` must hold at least [`RawFrame::HEADER_LEN`] bytes; `None` otherwise.
     pub(crate) fn parse(bytes: &[u8]) -> Option<Header> {
-        let header: &[u8; HEADER_LEN] = bytes.get(..HEADER_LEN)?.try_into().ok()?;
+        let header: &[u8; RawFrame::HEADER_LEN] =
+            bytes.get(..RawFrame::HEADER_LEN)?.try_into().ok()?;
         let [m0, m1, m2, m3, b0, b1, b2, b3, s0, s1, s2, s3] = *header;
         Some(Header {
             magic: Magic::from_bytes(&[m0, m1, m2, m3]),
@@ -83,6 +81,9 @@ pub struct RawFrame {
 }
 
 impl RawFrame {
+    /// `magic[4] | body_size u32be | meta_size u32be` before every meta.
+    pub const HEADER_LEN: usize = 12;
+
     /// Reads a PRPC frame packed whole inside `bytes`: brpc sends the
     /// response that connects a stream as the payload of a STRM DATA
     /// frame. The header must describe exactly `bytes`.
@@ -95,7 +96,7 @@ impl RawFrame {
         })?;
         let body_size = header.body_size as usize;
         let meta_size = header.meta_size as usize;
-        if bytes.len() - HEADER_LEN != body_size || meta_size > body_size {
+        if bytes.len() - RawFrame::HEADER_LEN != body_size || meta_size > body_size {
             return Err(DecodeError::BadEmbeddedFrame {
                 detail: format!(
                     "body_size={body_size} meta_size={meta_size} in {} bytes",
@@ -103,10 +104,10 @@ impl RawFrame {
                 ),
             });
         }
-        let meta_end = HEADER_LEN + meta_size;
+        let meta_end = RawFrame::HEADER_LEN + meta_size;
         Ok(RawFrame {
             magic,
-            meta: bytes.slice(HEADER_LEN..meta_end),
+            meta: bytes.slice(RawFrame::HEADER_LEN..meta_end),
             payload: bytes.slice(meta_end..),
         })
     }
@@ -254,7 +255,7 @@ fn pack_header(
             ),
         });
     };
-    out.reserve(HEADER_LEN + meta_len);
+    out.reserve(RawFrame::HEADER_LEN + meta_len);
     out.put_slice(&magic.bytes());
     out.put_u32(body_size);
     out.put_u32(meta_size);

@@ -55,14 +55,19 @@
 //! empty key or value of `user_fields` is left out of its map entry (C++
 //! writes it; either form reads back the same).
 
+// Nothing here is part of the C ABI: keep cbindgen from exporting the
+// constants.
+/// cbindgen:ignore
 pub mod cutter;
+/// cbindgen:ignore
 pub mod frame;
+/// cbindgen:ignore
 pub mod meta;
 
-pub use cutter::{Cut, Cutter, DropReason, FatalError, FatalKind, Limits, DEFAULT_MAX_BODY_SIZE};
+pub use cutter::{Cut, Cutter, DropReason, FatalError, FatalKind, Limits};
 pub use frame::{
     pack_rpc, pack_rpc_header, pack_stream, pack_stream_header, Magic, PackError, RawFrame,
-    RpcMessage, StreamFrame, HEADER_LEN,
+    RpcMessage, StreamFrame,
 };
 pub use meta::{
     decode_rpc_meta, decode_stream_meta, DecodeError, Feedback, FrameType, RpcMeta, RpcRequestMeta,
