@@ -115,17 +115,17 @@ impl RawFrame {
 
     /// The meta of a PRPC frame; fails for a STRM frame.
     pub fn decode_rpc(&self) -> Result<RpcMeta, DecodeError> {
-        self.expect(Magic::Rpc)?;
+        self.require_magic(Magic::Rpc)?;
         decode_rpc_meta(self.meta.clone())
     }
 
     /// The meta of a STRM frame; fails for a PRPC frame.
     pub fn decode_stream(&self) -> Result<StreamFrameMeta, DecodeError> {
-        self.expect(Magic::Stream)?;
+        self.require_magic(Magic::Stream)?;
         decode_stream_meta(self.meta.clone())
     }
 
-    fn expect(&self, magic: Magic) -> Result<(), DecodeError> {
+    fn require_magic(&self, magic: Magic) -> Result<(), DecodeError> {
         if self.magic == magic {
             Ok(())
         } else {
