@@ -84,14 +84,15 @@ impl RawFrame {
     /// `magic[4] | body_size u32be | meta_size u32be` before every meta.
     pub const HEADER_LEN: usize = 12;
 
-    /// Reads a PRPC frame packed whole inside `bytes`: brpc sends the
-    /// response that connects a stream as the payload of a STRM DATA
-    /// frame. The header must describe exactly `bytes`.
+    /// Reads a frame packed whole inside `bytes`: brpc sends the RPC
+    /// response that connects a stream as the payload of a STRM DATA frame
+    /// (then [`RpcMessage::decode`] it). The header must describe exactly
+    /// `bytes`.
     pub fn from_embedded(bytes: Bytes) -> Result<RawFrame, DecodeError> {
         let header = Header::parse(&bytes).ok_or_else(|| DecodeError::BadEmbeddedFrame {
             detail: format!("{} bytes cannot hold a header", bytes.len()),
         })?;
-        let magic = header.magic.ok_or(DecodeError::BadEmbeddedFrame {
+        let magic = header.magic.ok_or_else(|| DecodeError::BadEmbeddedFrame {
             detail: "unknown magic".to_string(),
         })?;
         let body_size = header.body_size as usize;
@@ -114,17 +115,17 @@ impl RawFrame {
 
     /// The meta of a PRPC frame; fails for a STRM frame.
     pub fn decode_rpc(&self) -> Result<RpcMeta, DecodeError> {
-        self.expect(Magic::Rpc)?;
+        self.require_magic(Magic::Rpc)?;
         decode_rpc_meta(self.meta.clone())
     }
 
     /// The meta of a STRM frame; fails for a PRPC frame.
     pub fn decode_stream(&self) -> Result<StreamFrameMeta, DecodeError> {
-        self.expect(Magic::Stream)?;
+        self.require_magic(Magic::Stream)?;
         decode_stream_meta(self.meta.clone())
     }
 
-    fn expect(&self, magic: Magic) -> Result<(), DecodeError> {
+    fn require_magic(&self, magic: Magic) -> Result<(), DecodeError> {
         if self.magic == magic {
             Ok(())
         } else {
