@@ -29,10 +29,56 @@
 
 #define BRPC_ELOGOFF 2003
 
+// A channel to one server. Owned by the caller.
+typedef struct brpc_channel brpc_channel;
+
+// Per-call settings and results. Created by `brpc_controller_new` and owned
+// by the caller, or borrowed from a server call.
+typedef struct brpc_controller brpc_controller;
+
+// A server. Owned by the caller.
+typedef struct brpc_server brpc_server;
+
+// One request being handled; owned by the library until
+// `brpc_server_call_respond` consumes it.
+typedef struct brpc_server_call brpc_server_call;
+
 // A counted reference to a socket, returned by `brpc_socket_address*`.
 // While you hold it the socket is not recycled (it may fail). Release it
 // with `brpc_socket_dereference`, exactly once.
 typedef struct brpc_socket brpc_socket;
+
+typedef struct {
+  // Default 200 (brpc's); <= 0: no connect timeout.
+  int64_t connect_timeout_ms;
+  // Default 500; <= 0: calls never time out.
+  int64_t timeout_ms;
+  // Default 3: retries of a call whose request could not be written.
+  int32_t max_retry;
+} brpc_channel_options;
+
+// How a call ended; every pointer is valid only during the callback.
+typedef struct {
+  // 0 on success, then `payload` is the serialized response.
+  int error_code;
+  // "" on success.
+  const char *error_text;
+  const uint8_t *payload;
+  size_t payload_len;
+  const uint8_t *attachment;
+  size_t attachment_len;
+} brpc_call_result;
+
+typedef void (*brpc_call_done_fn)(void *arg, const brpc_call_result *result);
+
+typedef struct {
+  // Default 64 MiB: a larger frame fails its connection.
+  int64_t max_body_size;
+} brpc_server_options;
+
+// Handles one request of a method, on a worker thread; the call must be
+// ended with `brpc_server_call_respond`, exactly once, from any thread.
+typedef void (*brpc_method_fn)(void *arg, brpc_server_call *call);
 
 // A socket's versioned id: version in the high 32 bits, slot in the low 32.
 typedef uint64_t brpc_socket_id;
@@ -97,6 +143,127 @@ extern "C" {
 // brpc's description of `code` (or the C library's for errno values) into
 // `buf[0..cap)`, NUL-terminated and truncated; returns the full length.
 size_t brpc_error_text(int code, char *buf, size_t cap);
+
+brpc_controller *brpc_controller_new(void);
+
+// Frees a controller from `brpc_controller_new`; NULL is ignored.
+void brpc_controller_destroy(brpc_controller *cntl);
+
+// Back to the state of a new controller.
+void brpc_controller_reset(brpc_controller *cntl);
+
+// < 0: use the channel's timeout.
+void brpc_controller_set_timeout_ms(brpc_controller *cntl, int64_t ms);
+
+// -1 when unset.
+int64_t brpc_controller_timeout_ms(const brpc_controller *cntl);
+
+// < 0: use the channel's.
+void brpc_controller_set_max_retry(brpc_controller *cntl, int32_t n);
+
+// -1 when unset.
+int32_t brpc_controller_max_retry(const brpc_controller *cntl);
+
+void brpc_controller_set_log_id(brpc_controller *cntl, int64_t log_id);
+
+// On a server: the request's log id. 0 when unset.
+int64_t brpc_controller_log_id(const brpc_controller *cntl);
+
+// Marks the call failed (code 0 means `EINTERNAL`; `text` may be NULL).
+void brpc_controller_set_failed(brpc_controller *cntl, int code, const char *text);
+
+bool brpc_controller_failed(const brpc_controller *cntl);
+
+int brpc_controller_error_code(const brpc_controller *cntl);
+
+// The error text into `buf[0..cap)` (NUL-terminated, truncated); returns
+// its full length.
+size_t brpc_controller_error_text(const brpc_controller *cntl, char *buf, size_t cap);
+
+// The server's address (client) or the client's (server): IPv4 in network
+// byte order and port. 0, or `ENOENT` when not known.
+int brpc_controller_remote_side(const brpc_controller *cntl, uint32_t *ip, int *port);
+
+// This side's address of the connection, as `brpc_controller_remote_side`.
+int brpc_controller_local_side(const brpc_controller *cntl, uint32_t *ip, int *port);
+
+void brpc_channel_options_init(brpc_channel_options *options);
+
+// A channel to "ip:port" or "host:port"; `options` may be NULL (defaults).
+// Nothing connects until the first call. Returns 0, or `EINVAL` for an
+// address that does not resolve.
+int brpc_channel_create(const char *server_addr,
+                        const brpc_channel_options *options,
+                        brpc_channel **out);
+
+// Frees the channel. Calls in flight still end normally (their done runs);
+// the connection closes when the last of them ended.
+void brpc_channel_destroy(brpc_channel *channel);
+
+// Calls `service_full_name.method_name` with a serialized request. The
+// controller's timeout, max_retry and log id apply; it must stay valid and
+// untouched until `done` runs: exactly once, on a worker thread, after the
+// controller got the outcome (error, remote and local side). Returns 0, or
+// `EINVAL` for bad arguments (then `done` does not run).
+int brpc_channel_call(brpc_channel *channel,
+                      brpc_controller *cntl,
+                      const char *service_full_name,
+                      const char *method_name,
+                      const uint8_t *request,
+                      size_t request_len,
+                      const uint8_t *attachment,
+                      size_t attachment_len,
+                      brpc_call_done_fn done,
+                      void *arg);
+
+void brpc_server_options_init(brpc_server_options *options);
+
+brpc_server *brpc_server_new(void);
+
+// Registers a method; `arg` must outlive the server. `EEXIST` for a
+// duplicate, `EPERM` once started.
+int brpc_server_add_method(brpc_server *server,
+                           const char *service_full_name,
+                           const char *method_name,
+                           brpc_method_fn handler,
+                           void *arg);
+
+// Listens on "ip:port" (port 0 picks one) and serves. `options` may be NULL.
+int brpc_server_start(brpc_server *server, const char *ip_port, const brpc_server_options *options);
+
+// The port listened on, -1 when not started.
+int brpc_server_listen_port(const brpc_server *server);
+
+// Stops accepting; requests from now on get `ELOGOFF`.
+int brpc_server_stop(brpc_server *server);
+
+// Waits for the calls in flight, then closes every connection.
+int brpc_server_join(brpc_server *server);
+
+bool brpc_server_is_running(const brpc_server *server);
+
+// Stops, joins and frees the server; NULL is ignored.
+void brpc_server_destroy(brpc_server *server);
+
+// The call's controller (log id, remote and local side; fail it to answer
+// an error). Borrowed: valid until the call is responded to.
+brpc_controller *brpc_server_call_controller(brpc_server_call *call);
+
+// The serialized request, valid until the call is responded to.
+void brpc_server_call_request(const brpc_server_call *call, const uint8_t **data, size_t *len);
+
+// The request attachment, valid until the call is responded to.
+void brpc_server_call_request_attachment(const brpc_server_call *call,
+                                         const uint8_t **data,
+                                         size_t *len);
+
+// Sends the response (or the controller's error, when it failed) and frees
+// the call. Returns 0, or `EINVAL` for NULL.
+int brpc_server_call_respond(brpc_server_call *call,
+                             const uint8_t *response,
+                             size_t len,
+                             const uint8_t *attachment,
+                             size_t attachment_len);
 
 // Fills `options` with the defaults: no fd, no remote, no callbacks.
 void brpc_socket_options_init(brpc_socket_options *options);

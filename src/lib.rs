@@ -11,6 +11,7 @@
 pub mod errno;
 pub mod id;
 pub mod protocol;
+pub mod rpc;
 pub mod runtime;
 pub mod socket;
 mod sync;

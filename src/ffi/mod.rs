@@ -4,6 +4,7 @@
 //! cbindgen turns this module into `include/brpc_stream.h`.
 
 pub mod errors;
+pub mod rpc;
 pub mod socket;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -59,3 +60,30 @@ pub(crate) fn write_c_string(text: &str, buf: *mut std::ffi::c_char, cap: usize)
     }
     text.len()
 }
+
+/// A C string as an owned Rust string ("" for NULL; invalid UTF-8 replaced).
+pub(crate) fn c_string(text: *const std::ffi::c_char) -> String {
+    if text.is_null() {
+        return String::new();
+    }
+    // SAFETY: the caller gives a NUL-terminated string.
+    unsafe { std::ffi::CStr::from_ptr(text) }.to_string_lossy().into_owned()
+}
+
+/// Runs a C callback on the worker pool, or here if the pool cannot run it.
+fn on_worker(task: impl FnOnce() + Send + 'static) {
+    // Shared so the task can still run here when spawn refuses it.
+    let task = std::sync::Arc::new(parking_lot::Mutex::new(Some(task)));
+    let queued = std::sync::Arc::clone(&task);
+    let spawned = crate::runtime::spawn(move || {
+        if let Some(task) = queued.lock().take() {
+            task();
+        }
+    });
+    if spawned.is_err() {
+        if let Some(task) = task.lock().take() {
+            task();
+        }
+    }
+}
+

@@ -7,7 +7,7 @@
 #![allow(non_camel_case_types)]
 
 use std::collections::VecDeque;
-use std::ffi::{c_char, c_int, c_void, CStr, CString};
+use std::ffi::{c_char, c_int, c_void, CString};
 use std::io::IoSlice;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd, RawFd};
@@ -16,8 +16,7 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 
-use super::{guard, guard_value, write_c_string, SendPtr};
-use crate::runtime;
+use super::{c_string, guard, guard_value, on_worker, write_c_string, SendPtr};
 use crate::socket::connect::tcp_connect;
 use crate::socket::{
     check_connected_and_keep_write, ConnectData, Connection, Socket, SocketOptions, SocketRef, SocketUser,
@@ -235,7 +234,7 @@ pub unsafe extern "C" fn brpc_socket_dereference(socket: *mut brpc_socket) {
 #[no_mangle]
 pub unsafe extern "C" fn brpc_socket_set_failed(id: brpc_socket_id, code: c_int, text: *const c_char) -> c_int {
     guard(|| {
-        let text = c_text(text, "failed by its user");
+        let text = if text.is_null() { "failed by its user".to_string() } else { c_string(text) };
         if Socket::set_failed_by_id(id, code, &text) {
             0
         } else {
@@ -426,31 +425,6 @@ pub extern "C" fn brpc_socket_live_count() -> usize {
 #[no_mangle]
 pub extern "C" fn brpc_socket_pending_connects() -> usize {
     guard_value(0, crate::socket::write::pending_attempts)
-}
-
-fn c_text(text: *const c_char, fallback: &str) -> String {
-    if text.is_null() {
-        return fallback.to_string();
-    }
-    // SAFETY: the caller gives a NUL-terminated string.
-    unsafe { CStr::from_ptr(text) }.to_string_lossy().into_owned()
-}
-
-/// Runs a C callback on the worker pool, or here if the pool cannot run it.
-fn on_worker(task: impl FnOnce() + Send + 'static) {
-    // Shared so the task can still run here when spawn refuses it.
-    let task = Arc::new(parking_lot::Mutex::new(Some(task)));
-    let queued = Arc::clone(&task);
-    let spawned = runtime::spawn(move || {
-        if let Some(task) = queued.lock().take() {
-            task();
-        }
-    });
-    if spawned.is_err() {
-        if let Some(task) = task.lock().take() {
-            task();
-        }
-    }
 }
 
 fn c_completion(f: unsafe extern "C" fn(*mut c_void, c_int), arg: SendPtr) -> WriteDone {

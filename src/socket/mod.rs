@@ -22,6 +22,7 @@ use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use bytes::BytesMut;
+use nix::sys::socket::SockaddrStorage;
 use parking_lot::Mutex;
 
 use crate::errno;
@@ -98,6 +99,7 @@ impl Socket {
     /// at once.
     pub fn create(options: SocketOptions) -> Result<SocketId, i32> {
         let SocketOptions { fd, remote, connect_timeout, user, connection } = options;
+        let remote = remote.or_else(|| fd.as_ref().and_then(|fd| peer_address(fd.as_raw_fd())));
         let raw_fd = match &fd {
             Some(fd) => {
                 set_nonblocking(fd.as_raw_fd())?;
@@ -171,6 +173,15 @@ impl Socket {
 
     pub fn remote(&self) -> Option<SocketAddr> {
         self.remote
+    }
+
+    /// The local end of the connection, once connected.
+    pub fn local(&self) -> Option<SocketAddr> {
+        let fd = self.fd();
+        if fd < 0 {
+            return None;
+        }
+        to_std_addr(nix::sys::socket::getsockname::<SockaddrStorage>(fd).ok()?)
     }
 
     pub fn failed(&self) -> bool {
@@ -294,6 +305,17 @@ fn set_nonblocking(fd: RawFd) -> Result<(), i32> {
     let flags = OFlag::from_bits_truncate(flags) | OFlag::O_NONBLOCK;
     fcntl(fd, FcntlArg::F_SETFL(flags)).map_err(|e| e as i32)?;
     Ok(())
+}
+
+fn peer_address(fd: RawFd) -> Option<SocketAddr> {
+    to_std_addr(nix::sys::socket::getpeername::<SockaddrStorage>(fd).ok()?)
+}
+
+fn to_std_addr(addr: SockaddrStorage) -> Option<SocketAddr> {
+    if let Some(v4) = addr.as_sockaddr_in() {
+        return Some(SocketAddr::V4((*v4).into()));
+    }
+    addr.as_sockaddr_in6().map(|v6| SocketAddr::V6((*v6).into()))
 }
 
 /// One line on stderr for events a user may want to know about.

@@ -1,0 +1,555 @@
+//! `brpc_controller_*`, `brpc_channel_*`, `brpc_server_*`: baidu_std calls
+//! for C and the `brpc::Controller`/`Channel`/`Server` facade. Requests and
+//! responses are serialized bytes; the facade does the protobuf part.
+
+#![allow(non_camel_case_types)]
+
+use std::ffi::{c_char, c_int, c_void, CString};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+
+use super::{c_string, guard, guard_value, on_worker, write_c_string, SendPtr};
+use crate::rpc::{CallOutcome, CallRequest, Channel, ChannelOptions, Controller, Server, ServerCall, ServerOptions};
+
+/// Per-call settings and results. Created by `brpc_controller_new` and owned
+/// by the caller, or borrowed from a server call.
+pub struct brpc_controller {
+    inner: Mutex<Controller>,
+}
+
+/// A channel to one server. Owned by the caller.
+pub struct brpc_channel {
+    inner: Channel,
+}
+
+/// A server. Owned by the caller.
+pub struct brpc_server {
+    inner: Server,
+}
+
+/// One request being handled; owned by the library until
+/// `brpc_server_call_respond` consumes it.
+pub struct brpc_server_call {
+    call: ServerCall,
+    controller: brpc_controller,
+}
+
+#[repr(C)]
+pub struct brpc_channel_options {
+    /// Default 200 (brpc's); <= 0: no connect timeout.
+    pub connect_timeout_ms: i64,
+    /// Default 500; <= 0: calls never time out.
+    pub timeout_ms: i64,
+    /// Default 3: retries of a call whose request could not be written.
+    pub max_retry: i32,
+}
+
+#[repr(C)]
+pub struct brpc_server_options {
+    /// Default 64 MiB: a larger frame fails its connection.
+    pub max_body_size: i64,
+}
+
+/// How a call ended; every pointer is valid only during the callback.
+#[repr(C)]
+pub struct brpc_call_result {
+    /// 0 on success, then `payload` is the serialized response.
+    pub error_code: c_int,
+    /// "" on success.
+    pub error_text: *const c_char,
+    pub payload: *const u8,
+    pub payload_len: usize,
+    pub attachment: *const u8,
+    pub attachment_len: usize,
+}
+
+pub type brpc_call_done_fn = Option<unsafe extern "C" fn(arg: *mut c_void, result: *const brpc_call_result)>;
+
+/// Handles one request of a method, on a worker thread; the call must be
+/// ended with `brpc_server_call_respond`, exactly once, from any thread.
+pub type brpc_method_fn = Option<unsafe extern "C" fn(arg: *mut c_void, call: *mut brpc_server_call)>;
+
+// ---- controller ----
+
+#[no_mangle]
+pub extern "C" fn brpc_controller_new() -> *mut brpc_controller {
+    guard_value(std::ptr::null_mut(), || {
+        Box::into_raw(Box::new(brpc_controller { inner: Mutex::new(Controller::default()) }))
+    })
+}
+
+/// Frees a controller from `brpc_controller_new`; NULL is ignored.
+#[no_mangle]
+pub unsafe extern "C" fn brpc_controller_destroy(cntl: *mut brpc_controller) {
+    guard_value((), || {
+        if !cntl.is_null() {
+            // SAFETY: from brpc_controller_new, freed once.
+            drop(unsafe { Box::from_raw(cntl) });
+        }
+    })
+}
+
+/// Runs `f` on the controller, `fallback` for NULL.
+fn with_controller<T>(cntl: *const brpc_controller, fallback: T, f: impl FnOnce(&mut Controller) -> T) -> T {
+    guard_value_ref(fallback, || {
+        // SAFETY: a live controller (owned, or borrowed from a live call), or NULL.
+        match unsafe { cntl.as_ref() } {
+            Some(cntl) => Some(f(&mut cntl.inner.lock())),
+            None => None,
+        }
+    })
+}
+
+fn guard_value_ref<T>(fallback: T, f: impl FnOnce() -> Option<T>) -> T {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(Some(value)) => value,
+        _ => fallback,
+    }
+}
+
+/// Back to the state of a new controller.
+#[no_mangle]
+pub unsafe extern "C" fn brpc_controller_reset(cntl: *mut brpc_controller) {
+    with_controller(cntl, (), |c| *c = Controller::default())
+}
+
+/// < 0: use the channel's timeout.
+#[no_mangle]
+pub unsafe extern "C" fn brpc_controller_set_timeout_ms(cntl: *mut brpc_controller, ms: i64) {
+    with_controller(cntl, (), |c| c.timeout_ms = (ms >= 0).then_some(ms))
+}
+
+/// -1 when unset.
+#[no_mangle]
+pub unsafe extern "C" fn brpc_controller_timeout_ms(cntl: *const brpc_controller) -> i64 {
+    with_controller(cntl, -1, |c| c.timeout_ms.unwrap_or(-1))
+}
+
+/// < 0: use the channel's.
+#[no_mangle]
+pub unsafe extern "C" fn brpc_controller_set_max_retry(cntl: *mut brpc_controller, n: i32) {
+    with_controller(cntl, (), |c| c.max_retry = (n >= 0).then_some(n))
+}
+
+/// -1 when unset.
+#[no_mangle]
+pub unsafe extern "C" fn brpc_controller_max_retry(cntl: *const brpc_controller) -> i32 {
+    with_controller(cntl, -1, |c| c.max_retry.unwrap_or(-1))
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn brpc_controller_set_log_id(cntl: *mut brpc_controller, log_id: i64) {
+    with_controller(cntl, (), |c| c.log_id = Some(log_id))
+}
+
+/// On a server: the request's log id. 0 when unset.
+#[no_mangle]
+pub unsafe extern "C" fn brpc_controller_log_id(cntl: *const brpc_controller) -> i64 {
+    with_controller(cntl, 0, |c| c.log_id.unwrap_or(0))
+}
+
+/// Marks the call failed (code 0 means `EINTERNAL`; `text` may be NULL).
+#[no_mangle]
+pub unsafe extern "C" fn brpc_controller_set_failed(cntl: *mut brpc_controller, code: c_int, text: *const c_char) {
+    let text = c_string(text);
+    with_controller(cntl, (), |c| c.set_failed(code, &text))
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn brpc_controller_failed(cntl: *const brpc_controller) -> bool {
+    with_controller(cntl, false, |c| c.failed())
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn brpc_controller_error_code(cntl: *const brpc_controller) -> c_int {
+    with_controller(cntl, 0, |c| c.error_code())
+}
+
+/// The error text into `buf[0..cap)` (NUL-terminated, truncated); returns
+/// its full length.
+#[no_mangle]
+pub unsafe extern "C" fn brpc_controller_error_text(cntl: *const brpc_controller, buf: *mut c_char, cap: usize) -> usize {
+    with_controller(cntl, 0, |c| write_c_string(c.error_text(), buf, cap))
+}
+
+/// The server's address (client) or the client's (server): IPv4 in network
+/// byte order and port. 0, or `ENOENT` when not known.
+#[no_mangle]
+pub unsafe extern "C" fn brpc_controller_remote_side(cntl: *const brpc_controller, ip: *mut u32, port: *mut c_int) -> c_int {
+    with_controller(cntl, libc::EINVAL, |c| write_endpoint(c.remote, ip, port))
+}
+
+/// This side's address of the connection, as `brpc_controller_remote_side`.
+#[no_mangle]
+pub unsafe extern "C" fn brpc_controller_local_side(cntl: *const brpc_controller, ip: *mut u32, port: *mut c_int) -> c_int {
+    with_controller(cntl, libc::EINVAL, |c| write_endpoint(c.local, ip, port))
+}
+
+fn write_endpoint(addr: Option<SocketAddr>, ip: *mut u32, port: *mut c_int) -> c_int {
+    let Some(addr) = addr else { return libc::ENOENT };
+    let IpAddr::V4(v4) = addr.ip() else { return libc::EAFNOSUPPORT };
+    // SAFETY: writable out-parameters per the contract, checked non-null.
+    unsafe {
+        if !ip.is_null() {
+            *ip = u32::from(v4).to_be();
+        }
+        if !port.is_null() {
+            *port = addr.port() as c_int;
+        }
+    }
+    0
+}
+
+// ---- channel ----
+
+#[no_mangle]
+pub unsafe extern "C" fn brpc_channel_options_init(options: *mut brpc_channel_options) {
+    if options.is_null() {
+        return;
+    }
+    let defaults = ChannelOptions::default();
+    // SAFETY: a writable options struct per the contract.
+    unsafe {
+        options.write(brpc_channel_options {
+            connect_timeout_ms: defaults.connect_timeout.map_or(0, |t| t.as_millis() as i64),
+            timeout_ms: defaults.timeout.map_or(0, |t| t.as_millis() as i64),
+            max_retry: defaults.max_retry as i32,
+        })
+    };
+}
+
+/// A channel to "ip:port" or "host:port"; `options` may be NULL (defaults).
+/// Nothing connects until the first call. Returns 0, or `EINVAL` for an
+/// address that does not resolve.
+#[no_mangle]
+pub unsafe extern "C" fn brpc_channel_create(
+    server_addr: *const c_char,
+    options: *const brpc_channel_options,
+    out: *mut *mut brpc_channel,
+) -> c_int {
+    guard(|| {
+        if server_addr.is_null() || out.is_null() {
+            return libc::EINVAL;
+        }
+        let mut opts = ChannelOptions::default();
+        // SAFETY: readable options or NULL.
+        if let Some(o) = unsafe { options.as_ref() } {
+            opts.connect_timeout = (o.connect_timeout_ms > 0).then(|| Duration::from_millis(o.connect_timeout_ms as u64));
+            opts.timeout = (o.timeout_ms > 0).then(|| Duration::from_millis(o.timeout_ms as u64));
+            opts.max_retry = o.max_retry.max(0) as u32;
+        }
+        let addr = c_string(server_addr);
+        match Channel::new(&addr, opts) {
+            Ok(channel) => {
+                // SAFETY: writable out-parameter, checked non-null.
+                unsafe { *out = Box::into_raw(Box::new(brpc_channel { inner: channel })) };
+                0
+            }
+            Err(code) => code,
+        }
+    })
+}
+
+/// Frees the channel. Calls in flight still end normally (their done runs);
+/// the connection closes when the last of them ended.
+#[no_mangle]
+pub unsafe extern "C" fn brpc_channel_destroy(channel: *mut brpc_channel) {
+    guard_value((), || {
+        if !channel.is_null() {
+            // SAFETY: from brpc_channel_create, freed once.
+            drop(unsafe { Box::from_raw(channel) });
+        }
+    })
+}
+
+/// Calls `service_full_name.method_name` with a serialized request. The
+/// controller's timeout, max_retry and log id apply; it must stay valid and
+/// untouched until `done` runs: exactly once, on a worker thread, after the
+/// controller got the outcome (error, remote and local side). Returns 0, or
+/// `EINVAL` for bad arguments (then `done` does not run).
+#[no_mangle]
+pub unsafe extern "C" fn brpc_channel_call(
+    channel: *mut brpc_channel,
+    cntl: *mut brpc_controller,
+    service_full_name: *const c_char,
+    method_name: *const c_char,
+    request: *const u8,
+    request_len: usize,
+    attachment: *const u8,
+    attachment_len: usize,
+    done: brpc_call_done_fn,
+    arg: *mut c_void,
+) -> c_int {
+    let arg = SendPtr(arg);
+    let cntl_ptr = SendPtr(cntl.cast());
+    guard(|| {
+        // SAFETY: a live channel or NULL.
+        let Some(channel) = (unsafe { channel.as_ref() }) else { return libc::EINVAL };
+        let Some(done) = done else { return libc::EINVAL };
+        if cntl.is_null() || service_full_name.is_null() || method_name.is_null() {
+            return libc::EINVAL;
+        }
+        // SAFETY: a live controller, per the contract.
+        let settings = unsafe { &*cntl }.inner.lock().clone();
+        let request = CallRequest {
+            service: c_string(service_full_name),
+            method: c_string(method_name),
+            payload: copy_bytes(request, request_len),
+            attachment: copy_bytes(attachment, attachment_len),
+            timeout: settings.timeout_ms.map(|ms| Duration::from_millis(ms.max(0) as u64)),
+            max_retry: settings.max_retry.map(|n| n.max(0) as u32),
+            log_id: settings.log_id,
+            stream_settings: None,
+        };
+        channel.inner.call(
+            request,
+            Box::new(move |outcome: CallOutcome| {
+                // SAFETY: the controller outlives the call, per the contract.
+                let cntl = unsafe { &*cntl_ptr.get().cast::<brpc_controller>() };
+                {
+                    let mut c = cntl.inner.lock();
+                    c.error = outcome.error();
+                    c.remote = outcome.remote;
+                    c.local = outcome.local;
+                }
+                on_worker(move || deliver(done, arg, &outcome));
+            }),
+        );
+        0
+    })
+}
+
+fn deliver(done: unsafe extern "C" fn(*mut c_void, *const brpc_call_result), arg: SendPtr, outcome: &CallOutcome) {
+    let error = outcome.error();
+    let text = CString::new(error.as_ref().map_or("", |(_, t)| t.as_str()).replace('\0', " ")).unwrap_or_default();
+    let (payload, attachment) = match (&outcome.result, &error) {
+        (Ok(message), None) => (message.payload.clone(), message.attachment.clone()),
+        _ => (Bytes::new(), Bytes::new()),
+    };
+    let result = brpc_call_result {
+        error_code: error.as_ref().map_or(0, |(code, _)| *code),
+        error_text: text.as_ptr(),
+        payload: payload.as_ptr(),
+        payload_len: payload.len(),
+        attachment: attachment.as_ptr(),
+        attachment_len: attachment.len(),
+    };
+    // SAFETY: the caller's callback; the result lives through the call.
+    unsafe { done(arg.get(), &result) };
+}
+
+// ---- server ----
+
+#[no_mangle]
+pub unsafe extern "C" fn brpc_server_options_init(options: *mut brpc_server_options) {
+    if options.is_null() {
+        return;
+    }
+    let defaults = ServerOptions::default();
+    // SAFETY: a writable options struct per the contract.
+    unsafe { options.write(brpc_server_options { max_body_size: defaults.limits.max_body_size as i64 }) };
+}
+
+#[no_mangle]
+pub extern "C" fn brpc_server_new() -> *mut brpc_server {
+    guard_value(std::ptr::null_mut(), || Box::into_raw(Box::new(brpc_server { inner: Server::new() })))
+}
+
+/// Registers a method; `arg` must outlive the server. `EEXIST` for a
+/// duplicate, `EPERM` once started.
+#[no_mangle]
+pub unsafe extern "C" fn brpc_server_add_method(
+    server: *mut brpc_server,
+    service_full_name: *const c_char,
+    method_name: *const c_char,
+    handler: brpc_method_fn,
+    arg: *mut c_void,
+) -> c_int {
+    let arg = SendPtr(arg);
+    guard(|| {
+        // SAFETY: a live server or NULL.
+        let Some(server) = (unsafe { server.as_ref() }) else { return libc::EINVAL };
+        let Some(handler) = handler else { return libc::EINVAL };
+        if service_full_name.is_null() || method_name.is_null() {
+            return libc::EINVAL;
+        }
+        let on_call = Arc::new(move |call: ServerCall| {
+            let controller = Controller {
+                log_id: call.log_id(),
+                remote: call.remote,
+                local: call.local,
+                ..Default::default()
+            };
+            let call = Box::into_raw(Box::new(brpc_server_call { call, controller: brpc_controller { inner: Mutex::new(controller) } }));
+            // SAFETY: the caller's handler; it takes the call.
+            unsafe { handler(arg.get(), call) };
+        });
+        match server.inner.add_method(&c_string(service_full_name), &c_string(method_name), on_call) {
+            Ok(()) => 0,
+            Err(code) => code,
+        }
+    })
+}
+
+/// Listens on "ip:port" (port 0 picks one) and serves. `options` may be NULL.
+#[no_mangle]
+pub unsafe extern "C" fn brpc_server_start(
+    server: *mut brpc_server,
+    ip_port: *const c_char,
+    options: *const brpc_server_options,
+) -> c_int {
+    guard(|| {
+        // SAFETY: a live server or NULL.
+        let Some(server) = (unsafe { server.as_ref() }) else { return libc::EINVAL };
+        if ip_port.is_null() {
+            return libc::EINVAL;
+        }
+        let mut opts = ServerOptions::default();
+        // SAFETY: readable options or NULL.
+        if let Some(o) = unsafe { options.as_ref() } {
+            if o.max_body_size > 0 {
+                opts.limits.max_body_size = o.max_body_size as usize;
+            }
+        }
+        match server.inner.start(&c_string(ip_port), opts) {
+            Ok(()) => 0,
+            Err(code) => code,
+        }
+    })
+}
+
+/// The port listened on, -1 when not started.
+#[no_mangle]
+pub unsafe extern "C" fn brpc_server_listen_port(server: *const brpc_server) -> c_int {
+    guard_value(-1, || {
+        // SAFETY: a live server or NULL.
+        unsafe { server.as_ref() }
+            .and_then(|s| s.inner.listen_address())
+            .map_or(-1, |a| a.port() as c_int)
+    })
+}
+
+/// Stops accepting; requests from now on get `ELOGOFF`.
+#[no_mangle]
+pub unsafe extern "C" fn brpc_server_stop(server: *mut brpc_server) -> c_int {
+    guard(|| {
+        // SAFETY: a live server or NULL.
+        match unsafe { server.as_ref() } {
+            Some(server) => {
+                server.inner.stop();
+                0
+            }
+            None => libc::EINVAL,
+        }
+    })
+}
+
+/// Waits for the calls in flight, then closes every connection.
+#[no_mangle]
+pub unsafe extern "C" fn brpc_server_join(server: *mut brpc_server) -> c_int {
+    guard(|| {
+        // SAFETY: a live server or NULL.
+        match unsafe { server.as_ref() } {
+            Some(server) => {
+                server.inner.join();
+                0
+            }
+            None => libc::EINVAL,
+        }
+    })
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn brpc_server_is_running(server: *const brpc_server) -> bool {
+    // SAFETY: a live server or NULL.
+    guard_value(false, || unsafe { server.as_ref() }.is_some_and(|s| s.inner.is_running()))
+}
+
+/// Stops, joins and frees the server; NULL is ignored.
+#[no_mangle]
+pub unsafe extern "C" fn brpc_server_destroy(server: *mut brpc_server) {
+    guard_value((), || {
+        if !server.is_null() {
+            // SAFETY: from brpc_server_new, freed once.
+            drop(unsafe { Box::from_raw(server) });
+        }
+    })
+}
+
+/// The call's controller (log id, remote and local side; fail it to answer
+/// an error). Borrowed: valid until the call is responded to.
+#[no_mangle]
+pub unsafe extern "C" fn brpc_server_call_controller(call: *mut brpc_server_call) -> *mut brpc_controller {
+    // SAFETY: a live call or NULL.
+    guard_value(std::ptr::null_mut(), || unsafe { call.as_mut() }.map_or(std::ptr::null_mut(), |c| &mut c.controller as *mut _))
+}
+
+/// The serialized request, valid until the call is responded to.
+#[no_mangle]
+pub unsafe extern "C" fn brpc_server_call_request(call: *const brpc_server_call, data: *mut *const u8, len: *mut usize) {
+    // SAFETY: a live call or NULL.
+    guard_value((), || view(unsafe { call.as_ref() }.map(|c| &c.call.request.payload), data, len))
+}
+
+/// The request attachment, valid until the call is responded to.
+#[no_mangle]
+pub unsafe extern "C" fn brpc_server_call_request_attachment(
+    call: *const brpc_server_call,
+    data: *mut *const u8,
+    len: *mut usize,
+) {
+    // SAFETY: a live call or NULL.
+    guard_value((), || view(unsafe { call.as_ref() }.map(|c| &c.call.request.attachment), data, len))
+}
+
+fn view(bytes: Option<&Bytes>, data: *mut *const u8, len: *mut usize) {
+    let (ptr, n) = bytes.map_or((std::ptr::null(), 0), |b| (b.as_ptr(), b.len()));
+    // SAFETY: writable out-parameters per the contract, checked non-null.
+    unsafe {
+        if !data.is_null() {
+            *data = ptr;
+        }
+        if !len.is_null() {
+            *len = n;
+        }
+    }
+}
+
+/// Sends the response (or the controller's error, when it failed) and frees
+/// the call. Returns 0, or `EINVAL` for NULL.
+#[no_mangle]
+pub unsafe extern "C" fn brpc_server_call_respond(
+    call: *mut brpc_server_call,
+    response: *const u8,
+    len: usize,
+    attachment: *const u8,
+    attachment_len: usize,
+) -> c_int {
+    guard(|| {
+        if call.is_null() {
+            return libc::EINVAL;
+        }
+        // SAFETY: from the handler, consumed once.
+        let call = unsafe { Box::from_raw(call) };
+        let brpc_server_call { call, controller } = *call;
+        let controller = controller.inner.into_inner();
+        let result = match controller.error {
+            Some(error) => Err(error),
+            None => Ok((copy_bytes(response, len), copy_bytes(attachment, attachment_len))),
+        };
+        call.respond(result);
+        0
+    })
+}
+
+fn copy_bytes(data: *const u8, len: usize) -> Bytes {
+    if data.is_null() || len == 0 {
+        return Bytes::new();
+    }
+    // SAFETY: `len` readable bytes per the contract.
+    Bytes::copy_from_slice(unsafe { std::slice::from_raw_parts(data, len) })
+}

@@ -1,0 +1,36 @@
+//! Per-call settings and results, as brpc's Controller keeps them.
+
+use std::net::SocketAddr;
+
+use crate::errno;
+
+#[derive(Debug, Default, Clone)]
+pub struct Controller {
+    /// None: the channel's.
+    pub timeout_ms: Option<i64>,
+    /// None: the channel's.
+    pub max_retry: Option<i32>,
+    pub log_id: Option<i64>,
+    pub error: Option<(i32, String)>,
+    pub remote: Option<SocketAddr>,
+    pub local: Option<SocketAddr>,
+}
+
+impl Controller {
+    pub fn set_failed(&mut self, code: i32, text: &str) {
+        let code = if code == 0 { errno::EINTERNAL } else { code };
+        self.error = Some((code, text.to_string()));
+    }
+
+    pub fn failed(&self) -> bool {
+        self.error.is_some()
+    }
+
+    pub fn error_code(&self) -> i32 {
+        self.error.as_ref().map_or(0, |(code, _)| *code)
+    }
+
+    pub fn error_text(&self) -> &str {
+        self.error.as_ref().map_or("", |(_, text)| text.as_str())
+    }
+}

@@ -1,0 +1,380 @@
+//! The server side: a listener on the dispatcher, one socket per accepted
+//! connection, requests cut off it and run on the worker pool, and a
+//! [`ServerCall`] that answers each request exactly once.
+
+use std::collections::{HashMap, HashSet};
+use std::net::{SocketAddr, TcpListener};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use parking_lot::{Condvar, Mutex, RwLock};
+
+use crate::errno;
+use crate::protocol::{
+    pack_rpc_header, Cut, Cutter, Limits, Magic, RawFrame, RpcMessage, RpcMeta, RpcResponseMeta, StreamFrame,
+};
+use crate::runtime::{dispatcher, spawn, Interest, Token};
+use crate::socket::{log, Socket, SocketId, SocketOptions, SocketUser};
+
+/// Runs on a worker thread for each request of its method.
+pub type Handler = Arc<dyn Fn(ServerCall) + Send + Sync>;
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ServerOptions {
+    pub limits: Limits,
+}
+
+pub struct Server {
+    inner: Arc<ServerInner>,
+}
+
+struct ServerInner {
+    /// service full name → method name → handler.
+    services: RwLock<HashMap<String, HashMap<String, Handler>>>,
+    listener: Mutex<Option<Listener>>,
+    running: AtomicBool,
+    stopping: AtomicBool,
+    connections: Mutex<HashSet<SocketId>>,
+    in_flight: Mutex<usize>,
+    idle: Condvar,
+    limits: Mutex<Limits>,
+}
+
+struct Listener {
+    socket: TcpListener,
+    token: Token,
+    address: SocketAddr,
+}
+
+impl Default for Server {
+    fn default() -> Self {
+        Server::new()
+    }
+}
+
+impl Server {
+    pub fn new() -> Server {
+        Server {
+            inner: Arc::new(ServerInner {
+                services: RwLock::new(HashMap::new()),
+                listener: Mutex::new(None),
+                running: AtomicBool::new(false),
+                stopping: AtomicBool::new(false),
+                connections: Mutex::new(HashSet::new()),
+                in_flight: Mutex::new(0),
+                idle: Condvar::new(),
+                limits: Mutex::new(Limits::default()),
+            }),
+        }
+    }
+
+    /// Registers `service.method`; EEXIST for a duplicate, EPERM once started.
+    pub fn add_method(&self, service: &str, method: &str, handler: Handler) -> Result<(), i32> {
+        if self.inner.running.load(Ordering::Acquire) {
+            return Err(libc::EPERM);
+        }
+        let mut services = self.inner.services.write();
+        let methods = services.entry(service.to_string()).or_default();
+        if methods.contains_key(method) {
+            return Err(libc::EEXIST);
+        }
+        methods.insert(method.to_string(), handler);
+        Ok(())
+    }
+
+    /// Listens on "ip:port" (port 0 picks a free one) and starts accepting.
+    pub fn start(&self, address: &str, options: ServerOptions) -> Result<(), i32> {
+        if self.inner.running.swap(true, Ordering::AcqRel) {
+            return Err(libc::EPERM);
+        }
+        let started = self.listen(address, options);
+        if started.is_err() {
+            self.inner.running.store(false, Ordering::Release);
+        }
+        started
+    }
+
+    fn listen(&self, address: &str, options: ServerOptions) -> Result<(), i32> {
+        let address = super::resolve(address)?;
+        let socket = TcpListener::bind(address).map_err(|e| e.raw_os_error().unwrap_or(libc::EINVAL))?;
+        socket.set_nonblocking(true).map_err(|e| e.raw_os_error().unwrap_or(libc::EINVAL))?;
+        let address = socket.local_addr().map_err(|e| e.raw_os_error().unwrap_or(libc::EINVAL))?;
+        *self.inner.limits.lock() = options.limits;
+        self.inner.stopping.store(false, Ordering::Release);
+        let weak = Arc::downgrade(&self.inner);
+        let token = dispatcher().register(
+            socket.as_raw_fd(),
+            Interest::READ,
+            Arc::new(move |_events| {
+                if let Some(server) = weak.upgrade() {
+                    server.accept_all();
+                }
+            }),
+        )?;
+        *self.inner.listener.lock() = Some(Listener { socket, token, address });
+        Ok(())
+    }
+
+    /// The address listened on, with the chosen port.
+    pub fn listen_address(&self) -> Option<SocketAddr> {
+        self.inner.listener.lock().as_ref().map(|l| l.address)
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.inner.running.load(Ordering::Acquire) && !self.inner.stopping.load(Ordering::Acquire)
+    }
+
+    /// Stops accepting; requests arriving from now on get ELOGOFF, calls in
+    /// flight go on.
+    pub fn stop(&self) {
+        self.inner.stopping.store(true, Ordering::Release);
+        if let Some(listener) = self.inner.listener.lock().take() {
+            dispatcher().deregister(listener.token, listener.socket.as_raw_fd());
+        }
+    }
+
+    /// Waits for the calls in flight, then closes every connection.
+    pub fn join(&self) {
+        if !self.inner.running.load(Ordering::Acquire) {
+            return;
+        }
+        self.stop();
+        {
+            let mut in_flight = self.inner.in_flight.lock();
+            while *in_flight > 0 {
+                self.inner.idle.wait(&mut in_flight);
+            }
+        }
+        let connections: Vec<SocketId> = self.inner.connections.lock().drain().collect();
+        for id in connections {
+            Socket::set_failed_by_id(id, errno::ELOGOFF, "the server stopped");
+        }
+        self.inner.running.store(false, Ordering::Release);
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.join();
+    }
+}
+
+impl ServerInner {
+    fn accept_all(self: &Arc<Self>) {
+        loop {
+            let accepted = match self.listener.lock().as_ref() {
+                Some(listener) => listener.socket.accept(),
+                None => return,
+            };
+            match accepted {
+                Ok((stream, _)) => self.adopt(stream),
+                Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => return,
+                Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(err) => {
+                    // EMFILE and friends: the next edge retries.
+                    log(&format!("fail to accept: {err}"));
+                    return;
+                }
+            }
+        }
+    }
+
+    fn adopt(self: &Arc<Self>, stream: std::net::TcpStream) {
+        let _ = stream.set_nodelay(true);
+        // SAFETY: into_raw_fd hands over the descriptor's only owner.
+        let fd = unsafe { OwnedFd::from_raw_fd(std::os::fd::IntoRawFd::into_raw_fd(stream)) };
+        let connection = Arc::new(ServerConnection {
+            server: Arc::downgrade(self),
+            cutter: Mutex::new(Cutter::new(*self.limits.lock())),
+        });
+        match Socket::create(SocketOptions { fd: Some(fd), user: Some(connection), ..Default::default() }) {
+            Ok(id) => {
+                self.connections.lock().insert(id);
+                // The server may have joined while this one was being made.
+                if self.stopping.load(Ordering::Acquire) && !self.running.load(Ordering::Acquire) {
+                    Socket::set_failed_by_id(id, errno::ELOGOFF, "the server stopped");
+                }
+            }
+            Err(code) => log(&format!("fail to create a socket for an accepted connection: {}", errno::describe(code))),
+        }
+    }
+
+    fn handler(&self, service: &str, method: &str) -> Result<Handler, (i32, String)> {
+        let services = self.services.read();
+        let methods = services
+            .get(service)
+            .ok_or_else(|| (errno::ENOSERVICE, format!("Fail to find service={service}")))?;
+        methods
+            .get(method)
+            .cloned()
+            .ok_or_else(|| (errno::ENOMETHOD, format!("Fail to find method={method}")))
+    }
+
+    fn call_ended(&self) {
+        let mut in_flight = self.in_flight.lock();
+        *in_flight = in_flight.saturating_sub(1);
+        if *in_flight == 0 {
+            self.idle.notify_all();
+        }
+    }
+}
+
+/// Calls being handled, process-wide (for leak checks).
+static CALLS_IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
+
+pub fn calls_in_flight() -> usize {
+    CALLS_IN_FLIGHT.load(Ordering::Acquire)
+}
+
+/// One request being handled. Answer it with [`ServerCall::respond`]; a call
+/// dropped unanswered answers `EINTERNAL`, so the client always hears back.
+pub struct ServerCall {
+    server: Arc<ServerInner>,
+    socket: SocketId,
+    correlation_id: i64,
+    pub request: RpcMessage,
+    pub remote: Option<SocketAddr>,
+    pub local: Option<SocketAddr>,
+    answered: bool,
+}
+
+impl ServerCall {
+    pub fn service(&self) -> &str {
+        self.request.meta.request.as_ref().and_then(|r| r.service_name.as_deref()).unwrap_or("")
+    }
+
+    pub fn method(&self) -> &str {
+        self.request.meta.request.as_ref().and_then(|r| r.method_name.as_deref()).unwrap_or("")
+    }
+
+    pub fn log_id(&self) -> Option<i64> {
+        self.request.meta.request.as_ref().and_then(|r| r.log_id)
+    }
+
+    /// Sends the response, or the error, and ends the call.
+    pub fn respond(mut self, result: Result<(Bytes, Bytes), (i32, String)>) {
+        self.answered = true;
+        send_response(self.socket, self.correlation_id, result);
+        self.end();
+    }
+
+    fn end(&self) {
+        CALLS_IN_FLIGHT.fetch_sub(1, Ordering::AcqRel);
+        self.server.call_ended();
+    }
+}
+
+impl Drop for ServerCall {
+    fn drop(&mut self) {
+        if !self.answered {
+            let error = (errno::EINTERNAL, "the method ended without a response".to_string());
+            send_response(self.socket, self.correlation_id, Err(error));
+            self.end();
+        }
+    }
+}
+
+fn send_response(socket: SocketId, correlation_id: i64, result: Result<(Bytes, Bytes), (i32, String)>) {
+    let Some(socket) = Socket::address(socket) else { return };
+    let (payload, attachment, response) = match result {
+        Ok((payload, attachment)) => (payload, attachment, None),
+        Err((code, text)) => (
+            Bytes::new(),
+            Bytes::new(),
+            Some(RpcResponseMeta { error_code: Some(code), error_text: Some(text) }),
+        ),
+    };
+    let meta = RpcMeta {
+        response: Some(response.unwrap_or_default()),
+        correlation_id: Some(correlation_id),
+        attachment_size: (!attachment.is_empty()).then_some(attachment.len() as i32),
+        ..Default::default()
+    };
+    let mut head = BytesMut::new();
+    if let Err(err) = pack_rpc_header(&mut head, &meta, payload.len() + attachment.len()) {
+        log(&format!("fail to pack a response: {}", err.text));
+        return;
+    }
+    let _ = socket.write(vec![head.freeze(), payload, attachment], None);
+}
+
+/// The input side of an accepted connection.
+struct ServerConnection {
+    server: std::sync::Weak<ServerInner>,
+    cutter: Mutex<Cutter>,
+}
+
+impl SocketUser for ServerConnection {
+    fn on_input(&self, socket: &Socket, buf: &mut BytesMut) -> Result<(), (i32, String)> {
+        let mut cutter = self.cutter.lock();
+        loop {
+            match cutter.cut(buf) {
+                Cut::Frame(frame) if frame.magic == Magic::Rpc => self.on_request(socket, &frame),
+                Cut::Frame(frame) => match StreamFrame::decode(&frame) {
+                    Ok(frame) => log(&format!(
+                        "dropped a {:?} frame for stream {}: no stream layer handles it",
+                        frame.meta.frame_type(),
+                        frame.meta.stream_id.unwrap_or(-1)
+                    )),
+                    Err(err) => log(&format!("dropped a stream frame whose meta does not parse: {err}")),
+                },
+                Cut::Dropped { magic, reason } => log(&format!("dropped a {} frame: {reason}", magic.name())),
+                Cut::NeedMore { at_least } => {
+                    buf.reserve(at_least);
+                    return Ok(());
+                }
+                Cut::Fatal(error) => return Err((error.code, error.text)),
+            }
+        }
+    }
+
+    fn on_failed(&self, socket: &Socket, _code: i32, _text: &str) {
+        if let Some(server) = self.server.upgrade() {
+            server.connections.lock().remove(&socket.id());
+        }
+    }
+}
+
+impl ServerConnection {
+    fn on_request(&self, socket: &Socket, frame: &RawFrame) {
+        let meta = match frame.decode_rpc() {
+            Ok(meta) => meta,
+            Err(err) => return log(&format!("dropped a request whose meta does not parse: {err}")),
+        };
+        let correlation_id = meta.correlation_id.unwrap_or(0);
+        let request = match RpcMessage::decode(frame) {
+            Ok(request) if request.meta.request.is_some() => request,
+            Ok(_) => return send_response(socket.id(), correlation_id, Err((errno::EREQUEST, "the request has no request meta".into()))),
+            Err(err) => return send_response(socket.id(), correlation_id, Err((errno::EREQUEST, format!("Fail to parse the request: {err}")))),
+        };
+        let Some(server) = self.server.upgrade() else {
+            return send_response(socket.id(), correlation_id, Err((errno::ELOGOFF, "Server is stopping".into())));
+        };
+        if server.stopping.load(Ordering::Acquire) {
+            return send_response(socket.id(), correlation_id, Err((errno::ELOGOFF, "Server is stopping".into())));
+        }
+        let names = request.meta.request.as_ref().map(|r| {
+            (r.service_name.clone().unwrap_or_default(), r.method_name.clone().unwrap_or_default())
+        });
+        let (service, method) = names.unwrap_or_default();
+        let handler = match server.handler(&service, &method) {
+            Ok(handler) => handler,
+            Err(error) => return send_response(socket.id(), correlation_id, Err(error)),
+        };
+        *server.in_flight.lock() += 1;
+        CALLS_IN_FLIGHT.fetch_add(1, Ordering::AcqRel);
+        let call = ServerCall {
+            server,
+            socket: socket.id(),
+            correlation_id,
+            request,
+            remote: socket.remote(),
+            local: socket.local(),
+            answered: false,
+        };
+        // A refused spawn drops the call, which answers EINTERNAL.
+        let _ = spawn(move || handler(call));
+    }
+}
