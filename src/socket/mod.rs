@@ -1,1 +1,3 @@
-//! (being written)
+//! fd ownership, connect, the write queue, reading, failing.
+
+pub mod write_queue;
