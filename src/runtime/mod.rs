@@ -1,12 +1,15 @@
 //! The threads everything else runs on, each started on first use: one
 //! epoll dispatcher for socket readiness, one timer thread, and a worker pool
-//! for user callbacks (which may block, so it grows instead of deadlocking).
+//! for user callbacks (which may block, so it grows instead of deadlocking),
+//! with serialized executors on top of it for per-stream ordering.
 
 pub mod dispatcher;
+pub mod serial;
 pub mod timer;
 pub mod workers;
 
 pub use dispatcher::{dispatcher, Dispatcher, Events, Interest, Token};
+pub use serial::SerialExecutor;
 pub use timer::{timers, TimerId, TimerService};
 pub use workers::{spawn, worker_stats, WorkerStats};
 
