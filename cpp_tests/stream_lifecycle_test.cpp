@@ -72,6 +72,8 @@ TEST(StreamLifecycle, WritesQueuedBeforeConnectGoOutFirstAndInOrder) {
 }
 
 TEST(StreamLifecycle, CloseBeforeConnectReportsTheDroppedWritesThenCloses) {
+    // Earlier tests' connections may still be going away: let them.
+    WaitFor([] { return brpc_stream_live_count() == 0 && brpc_socket_live_count() == 0; }, 2);
     const size_t streams_before = brpc_stream_live_count();
     const size_t sockets_before = brpc_socket_live_count();
     RecordingHandler handler;
@@ -109,7 +111,7 @@ TEST(StreamLifecycle, CloseBeforeConnectReportsTheDroppedWritesThenCloses) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
     EXPECT_EQ(2u, handler.lifecycle(id).size()) << Describe(handler.lifecycle(id));
     EXPECT_TRUE(WaitFor([&] {
-        return brpc_stream_live_count() == streams_before && brpc_socket_live_count() == sockets_before;
+        return brpc_stream_live_count() <= streams_before && brpc_socket_live_count() <= sockets_before;
     })) << "streams " << brpc_stream_live_count() << " (was " << streams_before << "), sockets "
         << brpc_socket_live_count() << " (was " << sockets_before << ")";
 }

@@ -63,9 +63,9 @@ public:
     butil::EndPoint remote_side() const;
     butil::EndPoint local_side() const;
 
-    // Whether the peer attached a stream to this call. Streams cannot be
-    // attached to calls through this library yet, so never.
-    bool has_remote_stream() const { return false; }
+    // Whether the peer attached streams to this call: the request's
+    // (server) or the response's (client).
+    bool has_remote_stream() const { return brpc_controller_has_remote_stream(handle_); }
 
     int ErrorCode() const { return brpc_controller_error_code(handle_); }
 

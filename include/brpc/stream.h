@@ -152,6 +152,9 @@ struct StreamIdTraits {
 
 // ---- implementation ----
 
+// Most streams StreamAccept takes from one request.
+const size_t kMaxAcceptedStreams = 1024;
+
 // The C callbacks, bound to the StreamInputHandler in handler_arg. noexcept:
 // an exception must not unwind into the library (it terminates, as an
 // uncaught exception in a brpc callback would).
@@ -253,9 +256,17 @@ inline int StreamAccept(StreamIds& response_streams, Controller& cntl, const Str
         return -1;
     }
     const brpc_stream_options c = detail::ToCOptions(options);
-    StreamIds ids(1, INVALID_STREAM_ID);
+    // The C ABI accepts them all but reports only `cap` ids: room for more
+    // streams than a call carries in practice.
+    StreamIds ids(detail::kMaxAcceptedStreams, INVALID_STREAM_ID);
     size_t n = 0;
     if (brpc_stream_accept(cntl.c_controller(), &c, ids.data(), ids.size(), &n) != 0) {
+        return -1;
+    }
+    if (n > ids.size()) {
+        for (size_t i = 0; i < ids.size(); ++i) {
+            StreamClose(ids[i]);
+        }
         return -1;
     }
     ids.resize(n);
