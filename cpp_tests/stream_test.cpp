@@ -233,6 +233,9 @@ TEST(Stream, MessagesInABatchNeverExceedMessagesInBatch) {
     for (uint32_t i = 0; i < 200; ++i) {
         ASSERT_EQ(0, WriteWaiting(s.client_id, Buf(Number(i))));
     }
+    // Written is not yet received: give the bytes a moment to reach the
+    // server, so that they wait there in more than one batch.
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
     server_handler.Release();
     EXPECT_EQ(0, brpc::StreamClose(s.client_id));
     ASSERT_TRUE(server_handler.WaitClosed(s.server_id));
@@ -265,7 +268,7 @@ TEST(Stream, WriterBlockedOnAFullWindowResumesAfterThePeerConsumes) {
     // A second round: held again, filled again, released again.
     ASSERT_TRUE(WaitFor([&] { return server_handler.received_count(s.server_id) == next; }));
     server_handler.Hold();
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));  // feedback of the first round lands
+    EXPECT_EQ(0, brpc::StreamWait(s.client_id, &later));  // the first round's feedback
     EXPECT_GT(FillWindow(s.client_id, &next), 0);
     server_handler.Release();
     EXPECT_EQ(0, brpc::StreamWait(s.client_id, NULL));
@@ -405,7 +408,8 @@ TEST(Stream, StreamsCloseWithTheConnectionWhenTheServerStops) {
         ASSERT_TRUE(client_handler.WaitClosed(client_ids[k])) << k;
         std::string text;
         ExpectFailedThenClosed(client_handler.lifecycle(client_ids[k]), &codes[k], &text);
-        EXPECT_NE(0, codes[k]);
+        // What the client's connection failed with: the server closed it.
+        EXPECT_TRUE(codes[k] == brpc::EEOF || codes[k] == ECONNRESET) << codes[k] << " " << text;
         EXPECT_FALSE(text.empty());
         EXPECT_EQ(EINVAL, brpc::StreamWrite(client_ids[k], Buf("late")));
     }
