@@ -133,6 +133,42 @@ typedef struct {
 // Called once per write with 0 (every byte left) or the error that dropped it.
 typedef void (*brpc_write_done_fn)(void *arg, int err);
 
+// A stream's id (its socket's id).
+typedef uint64_t brpc_stream_id;
+
+// One received message, valid during the callback only.
+typedef struct {
+  const uint8_t *data;
+  size_t len;
+} brpc_stream_message;
+
+typedef struct {
+  // brpc's default 1 MiB; kept for API parity (the window is max_buf_size).
+  int32_t min_buf_size;
+  // Default 2 MiB: bytes written and not yet consumed by the peer's
+  // handler; <= 0: no flow control (and the peer sends no FEEDBACK).
+  int32_t max_buf_size;
+  // Default -1: no idle timeout.
+  int64_t idle_timeout_ms;
+  // Default 128.
+  size_t messages_in_batch;
+  // false: no handler, the peer's writes get EBADF.
+  bool has_handler;
+  void *handler_arg;
+  int (*on_received_messages)(void *arg,
+                              brpc_stream_id id,
+                              const brpc_stream_message *messages,
+                              size_t n);
+  void (*on_idle_timeout)(void *arg, brpc_stream_id id);
+  // Exactly once, last.
+  void (*on_closed)(void *arg, brpc_stream_id id);
+  // At most once, before on_closed.
+  void (*on_failed)(void *arg, brpc_stream_id id, int error_code, const char *error_text);
+} brpc_stream_options;
+
+// Runs once, on a worker, with 0 (writable), ETIMEDOUT or EINVAL (closed).
+typedef void (*brpc_stream_writable_fn)(brpc_stream_id id, void *arg, int error_code);
+
 // No socket has this id.
 #define BRPC_INVALID_SOCKET_ID 18446744073709551615ull
 
@@ -352,6 +388,56 @@ size_t brpc_socket_live_count(void);
 
 // Connection attempts not yet resolved, process-wide.
 size_t brpc_socket_pending_connects(void);
+
+void brpc_stream_options_init(brpc_stream_options *options);
+
+// Client: creates `n` streams that the next `brpc_channel_call` with `cntl`
+// sets up, ids into `out_ids[0..n)`. `EINVAL` when `cntl` already has
+// request streams. Writes before the call connects them are queued.
+int brpc_stream_create(brpc_controller *cntl,
+                       size_t n,
+                       const brpc_stream_options *options,
+                       brpc_stream_id *out_ids);
+
+// Server, before responding: accepts every stream the request carries,
+// ids into `out_ids[0..cap)`, their number in `*n_out`. `EINVAL` when the
+// request carries none or they were accepted already.
+int brpc_stream_accept(brpc_controller *cntl,
+                       const brpc_stream_options *options,
+                       brpc_stream_id *out_ids,
+                       size_t cap,
+                       size_t *n_out);
+
+// True when the request (server) or the response (client) carried streams.
+bool brpc_controller_has_remote_stream(const brpc_controller *cntl);
+
+// Queues one message (the bytes of `iov`, copied). 0; `EAGAIN` when the
+// window is full; `EINVAL` for a closed or unknown stream; `EBADF` when the
+// peer has no handler.
+int brpc_stream_write(brpc_stream_id id,
+                      const struct iovec *iov,
+                      int iovcnt,
+                      bool write_in_background);
+
+// Blocks until writable (0), `timeout_ms` passed (`ETIMEDOUT`; < 0: no
+// timeout) or the stream closed (`EINVAL`, at once).
+int brpc_stream_wait(brpc_stream_id id, int64_t timeout_ms);
+
+// Callback form of `brpc_stream_wait`: `on_writable(id, arg, code)` runs
+// exactly once on a worker. Returns 0, or `EINVAL` for an unknown stream
+// (the callback still runs once, with `EINVAL`).
+int brpc_stream_wait_async(brpc_stream_id id,
+                           int64_t timeout_ms,
+                           brpc_stream_writable_fn on_writable,
+                           void *arg);
+
+// Closes the stream: any number of times, from any thread or callback.
+// 0, or `EINVAL` once it is closing or gone. The peer gets CLOSE after
+// everything written before.
+int brpc_stream_close(brpc_stream_id id);
+
+// Streams not yet recycled, process-wide.
+size_t brpc_stream_live_count(void);
 
 #ifdef __cplusplus
 }  // extern "C"

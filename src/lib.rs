@@ -14,6 +14,7 @@ pub mod protocol;
 pub mod rpc;
 pub mod runtime;
 pub mod socket;
+pub mod stream;
 mod sync;
 
 pub mod ffi;

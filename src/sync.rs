@@ -2,9 +2,9 @@
 //! to loom's model-checked versions under `--cfg brpc_loom` (a name of our own, so dependencies that know `loom` are unaffected).
 
 #[cfg(brpc_loom)]
-pub(crate) use loom::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+pub(crate) use loom::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 #[cfg(not(brpc_loom))]
-pub(crate) use std::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+pub(crate) use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 
 #[cfg(brpc_loom)]
 pub(crate) use loom::hint::spin_loop;

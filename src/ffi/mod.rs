@@ -6,6 +6,7 @@
 pub mod errors;
 pub mod rpc;
 pub mod socket;
+pub mod stream;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
@@ -70,20 +71,8 @@ pub(crate) fn c_string(text: *const std::ffi::c_char) -> String {
     unsafe { std::ffi::CStr::from_ptr(text) }.to_string_lossy().into_owned()
 }
 
-/// Runs a C callback on the worker pool, or here if the pool cannot run it.
-fn on_worker(task: impl FnOnce() + Send + 'static) {
-    // Shared so the task can still run here when spawn refuses it.
-    let task = std::sync::Arc::new(parking_lot::Mutex::new(Some(task)));
-    let queued = std::sync::Arc::clone(&task);
-    let spawned = crate::runtime::spawn(move || {
-        if let Some(task) = queued.lock().take() {
-            task();
-        }
-    });
-    if spawned.is_err() {
-        if let Some(task) = task.lock().take() {
-            task();
-        }
-    }
+/// Runs a C callback on the worker pool (user code never runs on the
+/// dispatcher or timer threads).
+pub(crate) fn on_worker(task: impl FnOnce() + Send + 'static) {
+    crate::runtime::spawn_or_run(task)
 }
-

@@ -13,12 +13,13 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 
 use super::{c_string, guard, guard_value, on_worker, write_c_string, SendPtr};
+use crate::stream;
 use crate::rpc::{CallOutcome, CallRequest, Channel, ChannelOptions, Controller, Server, ServerCall, ServerOptions};
 
 /// Per-call settings and results. Created by `brpc_controller_new` and owned
 /// by the caller, or borrowed from a server call.
 pub struct brpc_controller {
-    inner: Mutex<Controller>,
+    pub(super) inner: Mutex<Controller>,
 }
 
 /// A channel to one server. Owned by the caller.
@@ -303,11 +304,18 @@ pub unsafe extern "C" fn brpc_channel_call(
             timeout: settings.timeout_ms.map(|ms| Duration::from_millis(ms.max(0) as u64)),
             max_retry: settings.max_retry.map(|n| n.max(0) as u32),
             log_id: settings.log_id,
-            stream_settings: None,
+            stream_settings: stream::settings_for(&settings.streams),
         };
+        let streams = settings.streams;
         channel.inner.call(
             request,
             Box::new(move |outcome: CallOutcome| {
+                // Streams connect here, on the thread that read the response,
+                // before any frame behind it is looked at.
+                let remote_streams = outcome.result.as_ref().ok().and_then(|m| m.meta.stream_settings.clone());
+                if !streams.is_empty() {
+                    stream::on_setup_response(&streams, outcome.socket, outcome.error(), remote_streams.as_ref());
+                }
                 // SAFETY: the controller outlives the call, per the contract.
                 let cntl = unsafe { &*cntl_ptr.get().cast::<brpc_controller>() };
                 {
@@ -315,6 +323,7 @@ pub unsafe extern "C" fn brpc_channel_call(
                     c.error = outcome.error();
                     c.remote = outcome.remote;
                     c.local = outcome.local;
+                    c.remote_stream_settings = remote_streams;
                 }
                 on_worker(move || deliver(done, arg, &outcome));
             }),
@@ -382,6 +391,8 @@ pub unsafe extern "C" fn brpc_server_add_method(
                 log_id: call.log_id(),
                 remote: call.remote,
                 local: call.local,
+                remote_stream_settings: call.stream_settings().cloned(),
+                host: Some(call.host()),
                 ..Default::default()
             };
             let call = Box::into_raw(Box::new(brpc_server_call { call, controller: brpc_controller { inner: Mutex::new(controller) } }));
@@ -541,7 +552,7 @@ pub unsafe extern "C" fn brpc_server_call_respond(
             Some(error) => Err(error),
             None => Ok((copy_bytes(response, len), copy_bytes(attachment, attachment_len))),
         };
-        call.respond(result);
+        call.respond_with_streams(result, &controller.streams);
         0
     })
 }

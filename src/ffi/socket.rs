@@ -8,9 +8,8 @@
 
 use std::collections::VecDeque;
 use std::ffi::{c_char, c_int, c_void, CString};
-use std::io::IoSlice;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
-use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -19,8 +18,8 @@ use bytes::BytesMut;
 use super::{c_string, guard, guard_value, on_worker, write_c_string, SendPtr};
 use crate::socket::connect::tcp_connect;
 use crate::socket::{
-    check_connected_and_keep_write, ConnectData, Connection, Socket, SocketOptions, SocketRef, SocketUser,
-    WriteDone,
+    check_connected_and_keep_write, ConnectData, Connection, OutMessage, Socket, SocketOptions, SocketRef,
+    SocketUser, WriteDone,
 };
 
 /// A socket's versioned id: version in the high 32 bits, slot in the low 32.
@@ -498,7 +497,7 @@ impl Connection for CConnection {
     fn connect(&self, socket: &Socket, data: ConnectData) -> Result<(), i32> {
         let Some(connect) = self.connect else { return Err(libc::EINVAL) };
         // SAFETY: the owner's callback with the context it gave.
-        let rc = unsafe { connect(self.ctx.0, socket.id(), Some(keep_write_trampoline), data.0 as *mut c_void) };
+        let rc = unsafe { connect(self.ctx.get(), socket.id(), Some(keep_write_trampoline), data.0 as *mut c_void) };
         if rc == 0 {
             Ok(())
         } else {
@@ -506,17 +505,28 @@ impl Connection for CConnection {
         }
     }
 
-    fn write(&self, socket: &Socket, fd: RawFd, data: &[IoSlice<'_>]) -> Result<usize, i32> {
+    fn write(&self, socket: &Socket, messages: &[OutMessage<'_>]) -> Result<usize, i32> {
         let Some(write) = self.write else { return Err(libc::EINVAL) };
-        // IoSlice is ABI-compatible with iovec on Unix.
-        let iov = data.as_ptr().cast::<libc::iovec>();
-        // SAFETY: the owner's callback; the slices are valid during the call.
-        let n = unsafe { write(self.ctx.0, socket.id(), fd, iov, data.len() as c_int) };
+        let iov: Vec<libc::iovec> = messages
+            .iter()
+            .flat_map(|m| m.chunks.iter())
+            .filter(|c| !c.is_empty())
+            .map(|c| libc::iovec { iov_base: c.as_ptr() as *mut c_void, iov_len: c.len() })
+            .collect();
+        if iov.is_empty() {
+            return Ok(0);
+        }
+        // SAFETY: the owner's callback; the buffers are valid during the call.
+        let n = unsafe { write(self.ctx.get(), socket.id(), socket.fd(), iov.as_ptr(), iov.len() as c_int) };
         if n >= 0 {
             Ok(n as usize)
         } else {
             Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO))
         }
+    }
+
+    fn as_any(self: Arc<Self>) -> Arc<dyn std::any::Any + Send + Sync> {
+        self
     }
 }
 
@@ -524,7 +534,7 @@ impl Drop for CConnection {
     fn drop(&mut self) {
         if let Some(release) = self.release {
             // SAFETY: called once, when the socket lets go of the context.
-            unsafe { release(self.ctx.0) };
+            unsafe { release(self.ctx.get()) };
         }
     }
 }

@@ -20,6 +20,7 @@ use crate::protocol::{
 };
 use crate::runtime::{timers, TimerId};
 use crate::socket::{log, Socket, SocketId, SocketOptions, SocketRef, SocketUser};
+use crate::stream;
 
 #[derive(Debug, Clone, Copy)]
 pub struct ChannelOptions {
@@ -63,6 +64,8 @@ pub struct CallOutcome {
     pub result: Result<RpcMessage, (i32, String)>,
     pub remote: Option<SocketAddr>,
     pub local: Option<SocketAddr>,
+    /// The connection the call ended on (its streams ride on it).
+    pub socket: Option<SocketId>,
 }
 
 impl CallOutcome {
@@ -150,7 +153,7 @@ impl Channel {
             }
             Ok((_, None)) | Err(_) => {
                 let result = Err((libc::EAGAIN, "too many calls in flight".to_string()));
-                return done(CallOutcome { result, remote: Some(self.inner.remote), local: None });
+                return done(CallOutcome { result, remote: Some(self.inner.remote), local: None, socket: None });
             }
         };
         let (id, call) = call;
@@ -181,6 +184,7 @@ fn pack_request(id: Id, request: &CallRequest) -> Vec<Bytes> {
             log_id: request.log_id,
             ..Default::default()
         }),
+        compress_type: Some(0),
         correlation_id: Some(id as i64),
         attachment_size: (!request.attachment.is_empty()).then_some(request.attachment.len() as i32),
         stream_settings: request.stream_settings.clone(),
@@ -287,9 +291,10 @@ fn finish(id: Id, result: Result<RpcMessage, (i32, String)>) {
     if let Some(timer) = timer {
         timers().cancel(timer);
     }
-    let (mut remote, mut local) = (Some(call.channel.remote), None);
+    let (mut remote, mut local, mut socket) = (Some(call.channel.remote), None, None);
     if let Some((socket_id, connection)) = connection {
         connection.pending.lock().remove(&id);
+        socket = Some(socket_id);
         if let Some(socket) = Socket::address_failed_as_well(socket_id) {
             remote = socket.remote().or(remote);
             local = socket.local();
@@ -297,7 +302,7 @@ fn finish(id: Id, result: Result<RpcMessage, (i32, String)>) {
     }
     drop(call);
     if let Some(done) = done {
-        done(CallOutcome { result, remote, local });
+        done(CallOutcome { result, remote, local, socket });
     }
 }
 
@@ -309,7 +314,7 @@ struct ClientConnection {
 }
 
 impl SocketUser for ClientConnection {
-    fn on_input(&self, _socket: &Socket, buf: &mut BytesMut) -> Result<(), (i32, String)> {
+    fn on_input(&self, socket: &Socket, buf: &mut BytesMut) -> Result<(), (i32, String)> {
         let mut cutter = self.cutter.lock();
         let cutter = cutter.get_or_insert_with(|| Cutter::new(Limits::default()));
         loop {
@@ -319,7 +324,7 @@ impl SocketUser for ClientConnection {
                     Err(err) => on_bad_response(&frame, &err.to_string()),
                 },
                 Cut::Frame(frame) => match StreamFrame::decode(&frame) {
-                    Ok(stream_frame) => on_stream_frame(stream_frame),
+                    Ok(stream_frame) => on_stream_frame(socket, stream_frame),
                     Err(err) => log(&format!("dropped a stream frame whose meta does not parse: {err}")),
                 },
                 Cut::Dropped { magic, reason } => log(&format!("dropped a {} frame: {reason}", magic.name())),
@@ -338,6 +343,7 @@ impl SocketUser for ClientConnection {
         for id in calls {
             connection_failed(id, self, code, &text);
         }
+        stream::on_host_failed(socket.id(), code, &text);
     }
 }
 
@@ -355,18 +361,16 @@ fn on_bad_response(frame: &crate::protocol::RawFrame, why: &str) {
     }
 }
 
-/// A DATA frame may carry the response of the call that set its stream up.
-fn on_stream_frame(frame: StreamFrame) {
-    if frame.meta.frame_type() == FrameType::Data {
+/// A DATA frame for a stream that is not connected yet carries the
+/// response of the call that sets it up; every other frame is the stream's.
+fn on_stream_frame(host: &Socket, frame: StreamFrame) {
+    let target = frame.meta.stream_id() as Id;
+    if frame.meta.frame_type() == FrameType::Data && !stream::is_connected(target) {
         if let Some(message) = embedded_rpc(frame.payload.clone()) {
-            if message.meta.response.is_some() || message.meta.request.is_none() {
+            if message.meta.response.is_some() {
                 return on_response(message);
             }
         }
     }
-    log(&format!(
-        "dropped a {:?} frame for stream {}: no stream layer handles it",
-        frame.meta.frame_type(),
-        frame.meta.stream_id.unwrap_or(-1)
-    ));
+    stream::on_frame(host, frame);
 }

@@ -3,6 +3,9 @@
 use std::net::SocketAddr;
 
 use crate::errno;
+use crate::protocol::StreamSettings;
+use crate::socket::SocketId;
+use crate::stream::StreamId;
 
 #[derive(Debug, Default, Clone)]
 pub struct Controller {
@@ -14,6 +17,13 @@ pub struct Controller {
     pub error: Option<(i32, String)>,
     pub remote: Option<SocketAddr>,
     pub local: Option<SocketAddr>,
+    /// Client: the streams the next call sets up. Server: those accepted.
+    pub streams: Vec<StreamId>,
+    /// Server: the streams the request carries. Client: what the response
+    /// said about the server's.
+    pub remote_stream_settings: Option<StreamSettings>,
+    /// Server: the connection the request came on.
+    pub host: Option<SocketId>,
 }
 
 impl Controller {
@@ -28,6 +38,10 @@ impl Controller {
 
     pub fn error_code(&self) -> i32 {
         self.error.as_ref().map_or(0, |(code, _)| *code)
+    }
+
+    pub fn has_remote_stream(&self) -> bool {
+        self.remote_stream_settings.is_some()
     }
 
     pub fn error_text(&self) -> &str {

@@ -13,10 +13,12 @@ use parking_lot::{Condvar, Mutex, RwLock};
 
 use crate::errno;
 use crate::protocol::{
-    pack_rpc_header, Cut, Cutter, Limits, Magic, RawFrame, RpcMessage, RpcMeta, RpcResponseMeta, StreamFrame,
+    pack_rpc_header, pack_stream_header, Cut, Cutter, FrameType, Limits, Magic, RawFrame, RpcMessage, RpcMeta,
+    RpcResponseMeta, StreamFrame, StreamFrameMeta, StreamSettings,
 };
 use crate::runtime::{dispatcher, spawn, Interest, Token};
 use crate::socket::{log, Socket, SocketId, SocketOptions, SocketUser};
+use crate::stream::{self, StreamId};
 
 /// Runs on a worker thread for each request of its method.
 pub type Handler = Arc<dyn Fn(ServerCall) + Send + Sync>;
@@ -253,10 +255,31 @@ impl ServerCall {
         self.request.meta.request.as_ref().and_then(|r| r.log_id)
     }
 
+    /// The streams the request asks to set up, if any.
+    pub fn stream_settings(&self) -> Option<&StreamSettings> {
+        self.request.meta.stream_settings.as_ref()
+    }
+
+    /// The connection the request came on (accepted streams ride on it).
+    pub fn host(&self) -> SocketId {
+        self.socket
+    }
+
     /// Sends the response, or the error, and ends the call.
-    pub fn respond(mut self, result: Result<(Bytes, Bytes), (i32, String)>) {
+    pub fn respond(self, result: Result<(Bytes, Bytes), (i32, String)>) {
+        self.respond_with_streams(result, &[]);
+    }
+
+    /// Like [`ServerCall::respond`], connecting the streams the method
+    /// accepted (or failing them, when the result is an error).
+    pub fn respond_with_streams(mut self, result: Result<(Bytes, Bytes), (i32, String)>, accepted: &[StreamId]) {
         self.answered = true;
-        send_response(self.socket, self.correlation_id, result);
+        let error = result.as_ref().err().cloned();
+        let client_stream = self.stream_settings().map(|s| s.stream_id());
+        send_response(self.socket, self.correlation_id, result, client_stream, accepted);
+        if !accepted.is_empty() {
+            stream::on_response_sent(accepted, error.as_ref());
+        }
         self.end();
     }
 
@@ -270,26 +293,41 @@ impl Drop for ServerCall {
     fn drop(&mut self) {
         if !self.answered {
             let error = (errno::EINTERNAL, "the method ended without a response".to_string());
-            send_response(self.socket, self.correlation_id, Err(error));
+            let client_stream = self.stream_settings().map(|s| s.stream_id());
+            send_response(self.socket, self.correlation_id, Err(error), client_stream, &[]);
             self.end();
         }
     }
 }
 
-fn send_response(socket: SocketId, correlation_id: i64, result: Result<(Bytes, Bytes), (i32, String)>) {
+/// Sends a response; one that answers a call with streams goes inside a
+/// STRM DATA frame to the client's first stream, from the first accepted
+/// stream (or -1), as brpc sends it.
+fn send_response(
+    socket: SocketId,
+    correlation_id: i64,
+    result: Result<(Bytes, Bytes), (i32, String)>,
+    client_stream: Option<i64>,
+    accepted: &[StreamId],
+) {
     let Some(socket) = Socket::address(socket) else { return };
-    let (payload, attachment, response) = match result {
-        Ok((payload, attachment)) => (payload, attachment, None),
-        Err((code, text)) => (
-            Bytes::new(),
-            Bytes::new(),
-            Some(RpcResponseMeta { error_code: Some(code), error_text: Some(text) }),
-        ),
+    let (payload, attachment, response, streams) = match result {
+        Ok((payload, attachment)) => {
+            let response = RpcResponseMeta { error_code: Some(0), error_text: None };
+            (payload, attachment, response, stream::settings_for(accepted))
+        }
+        Err((code, text)) => {
+            let response = RpcResponseMeta { error_code: Some(code), error_text: Some(text) };
+            (Bytes::new(), Bytes::new(), response, None)
+        }
     };
+    let source_stream = streams.as_ref().map_or(-1, |s| s.stream_id());
     let meta = RpcMeta {
-        response: Some(response.unwrap_or_default()),
+        response: Some(response),
+        compress_type: Some(0),
         correlation_id: Some(correlation_id),
         attachment_size: (!attachment.is_empty()).then_some(attachment.len() as i32),
+        stream_settings: streams,
         ..Default::default()
     };
     let mut head = BytesMut::new();
@@ -297,7 +335,24 @@ fn send_response(socket: SocketId, correlation_id: i64, result: Result<(Bytes, B
         log(&format!("fail to pack a response: {}", err.text));
         return;
     }
-    let _ = socket.write(vec![head.freeze(), payload, attachment], None);
+    let mut chunks = vec![head.freeze(), payload, attachment];
+    if let Some(client_stream) = client_stream {
+        let len: usize = chunks.iter().map(Bytes::len).sum();
+        let frame = StreamFrameMeta {
+            stream_id: Some(client_stream),
+            source_stream_id: Some(source_stream),
+            frame_type: Some(FrameType::Data as i32),
+            has_continuation: Some(false),
+            feedback: None,
+        };
+        let mut strm = BytesMut::new();
+        if let Err(err) = pack_stream_header(&mut strm, &frame, len) {
+            log(&format!("fail to pack a response frame: {}", err.text));
+            return;
+        }
+        chunks.insert(0, strm.freeze());
+    }
+    let _ = socket.write(chunks, None);
 }
 
 /// The input side of an accepted connection.
@@ -313,11 +368,7 @@ impl SocketUser for ServerConnection {
             match cutter.cut(buf) {
                 Cut::Frame(frame) if frame.magic == Magic::Rpc => self.on_request(socket, &frame),
                 Cut::Frame(frame) => match StreamFrame::decode(&frame) {
-                    Ok(frame) => log(&format!(
-                        "dropped a {:?} frame for stream {}: no stream layer handles it",
-                        frame.meta.frame_type(),
-                        frame.meta.stream_id.unwrap_or(-1)
-                    )),
+                    Ok(frame) => stream::on_frame(socket, frame),
                     Err(err) => log(&format!("dropped a stream frame whose meta does not parse: {err}")),
                 },
                 Cut::Dropped { magic, reason } => log(&format!("dropped a {} frame: {reason}", magic.name())),
@@ -330,11 +381,18 @@ impl SocketUser for ServerConnection {
         }
     }
 
-    fn on_failed(&self, socket: &Socket, _code: i32, _text: &str) {
+    fn on_failed(&self, socket: &Socket, code: i32, text: &str) {
         if let Some(server) = self.server.upgrade() {
             server.connections.lock().remove(&socket.id());
         }
+        stream::on_host_failed(socket.id(), code, text);
     }
+}
+
+/// Answers a request with an error before any method ran.
+fn reject(socket: &Socket, meta: &RpcMeta, error: (i32, String)) {
+    let client_stream = meta.stream_settings.as_ref().map(|s| s.stream_id());
+    send_response(socket.id(), meta.correlation_id.unwrap_or(0), Err(error), client_stream, &[]);
 }
 
 impl ServerConnection {
@@ -346,14 +404,14 @@ impl ServerConnection {
         let correlation_id = meta.correlation_id.unwrap_or(0);
         let request = match RpcMessage::decode(frame) {
             Ok(request) if request.meta.request.is_some() => request,
-            Ok(_) => return send_response(socket.id(), correlation_id, Err((errno::EREQUEST, "the request has no request meta".into()))),
-            Err(err) => return send_response(socket.id(), correlation_id, Err((errno::EREQUEST, format!("Fail to parse the request: {err}")))),
+            Ok(_) => return reject(socket, &meta, (errno::EREQUEST, "the request has no request meta".into())),
+            Err(err) => return reject(socket, &meta, (errno::EREQUEST, format!("Fail to parse the request: {err}"))),
         };
         let Some(server) = self.server.upgrade() else {
-            return send_response(socket.id(), correlation_id, Err((errno::ELOGOFF, "Server is stopping".into())));
+            return reject(socket, &request.meta, (errno::ELOGOFF, "Server is stopping".into()));
         };
         if server.stopping.load(Ordering::Acquire) {
-            return send_response(socket.id(), correlation_id, Err((errno::ELOGOFF, "Server is stopping".into())));
+            return reject(socket, &request.meta, (errno::ELOGOFF, "Server is stopping".into()));
         }
         let names = request.meta.request.as_ref().map(|r| {
             (r.service_name.clone().unwrap_or_default(), r.method_name.clone().unwrap_or_default())
@@ -361,7 +419,7 @@ impl ServerConnection {
         let (service, method) = names.unwrap_or_default();
         let handler = match server.handler(&service, &method) {
             Ok(handler) => handler,
-            Err(error) => return send_response(socket.id(), correlation_id, Err(error)),
+            Err(error) => return reject(socket, &request.meta, error),
         };
         *server.in_flight.lock() += 1;
         CALLS_IN_FLIGHT.fetch_add(1, Ordering::AcqRel);

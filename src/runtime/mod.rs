@@ -1,17 +1,38 @@
 //! The threads everything else runs on, each started on first use: one
 //! epoll dispatcher for socket readiness, one timer thread, and a worker pool
-//! for user callbacks (which may block, so it grows instead of deadlocking).
+//! for user callbacks (which may block, so it grows instead of deadlocking),
+//! with serialized executors on top of it for per-stream ordering.
 
 pub mod dispatcher;
+pub mod serial;
 pub mod timer;
 pub mod workers;
 
 pub use dispatcher::{dispatcher, Dispatcher, Events, Interest, Token};
+pub use serial::SerialExecutor;
 pub use timer::{timers, TimerId, TimerService};
 pub use workers::{spawn, worker_stats, WorkerStats};
 
 use std::any::Any;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+
+/// Runs `task` on the worker pool, or on this thread when the pool cannot
+/// take it, so a callback that must run is never lost.
+pub fn spawn_or_run(task: impl FnOnce() + Send + 'static) {
+    // Shared so the task can still run here when spawn refuses it.
+    let task = std::sync::Arc::new(parking_lot::Mutex::new(Some(task)));
+    let queued = std::sync::Arc::clone(&task);
+    let spawned = spawn(move || {
+        if let Some(task) = queued.lock().take() {
+            task();
+        }
+    });
+    if spawned.is_err() {
+        if let Some(task) = task.lock().take() {
+            task();
+        }
+    }
+}
 
 /// Runs `work`, and if it panics, reports the panic on stderr instead of
 /// letting it end a runtime thread that other sockets and callbacks share.

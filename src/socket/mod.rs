@@ -29,7 +29,7 @@ use crate::errno;
 use crate::id::{self, Registry};
 use crate::runtime::{dispatcher, Interest, Token};
 
-pub use write::{check_connected_and_keep_write, ConnectData, WriteDone};
+pub use write::{check_connected_and_keep_write, pending_attempts, ConnectData, WriteDone};
 use write::{ParkedWriter, WriteRequest};
 use write_queue::WriteQueue;
 
@@ -59,9 +59,29 @@ pub trait Connection: Send + Sync {
     /// [`check_connected_and_keep_write`] with `data`, exactly once, unless this
     /// returns an error.
     fn connect(&self, socket: &Socket, data: ConnectData) -> Result<(), i32>;
-    /// Writes for a connected socket; returns how many bytes were taken, or an
-    /// errno (`EAGAIN` waits for [`Socket::notify_writable`]).
-    fn write(&self, socket: &Socket, fd: RawFd, data: &[std::io::IoSlice<'_>]) -> Result<usize, i32>;
+    /// Writes queued messages of a connected socket, oldest first; returns
+    /// how many bytes were taken, or an errno (`EAGAIN` waits for
+    /// [`Socket::notify_writable`]). Message boundaries and tags are kept so
+    /// the owner can frame each message.
+    fn write(&self, socket: &Socket, messages: &[OutMessage<'_>]) -> Result<usize, i32>;
+    /// The connection as `Any`, so its owner can find its own type again.
+    fn as_any(self: Arc<Self>) -> Arc<dyn std::any::Any + Send + Sync>;
+}
+
+/// One queued message as an owner-provided connection sees it.
+pub struct OutMessage<'a> {
+    pub chunks: &'a std::collections::VecDeque<bytes::Bytes>,
+    /// What [`WriteOptions::tag`] said; 0 for plain data.
+    pub tag: u32,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WriteOptions {
+    /// Passed to an owner-provided connection with the message.
+    pub tag: u32,
+    /// The writing thread never writes into the fd: the queue is drained on
+    /// a worker.
+    pub background: bool,
 }
 
 #[derive(Default)]
@@ -276,6 +296,11 @@ impl Socket {
 
     fn owns_fd(&self) -> bool {
         self.connection.is_none()
+    }
+
+    /// The owner-provided connection, if the socket has one.
+    pub fn connection(&self) -> Option<&Arc<dyn Connection>> {
+        self.connection.as_ref()
     }
 }
 

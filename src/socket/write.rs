@@ -22,9 +22,10 @@ use parking_lot::Mutex;
 
 use super::connect::{socket_error, tcp_connect};
 use super::write_queue::Owner;
-use super::{Socket, SocketRef};
+use super::{OutMessage, Socket, SocketRef, WriteOptions};
 use crate::errno;
 use crate::id::{self, Registry};
+use crate::runtime::spawn;
 
 /// Runs once with 0 when every byte of the write left through the fd (or the
 /// owner's connection), or with the error that dropped it. It runs on a
@@ -36,6 +37,7 @@ const MAX_IOVECS: usize = 256;
 
 pub(crate) struct WriteRequest {
     chunks: VecDeque<Bytes>,
+    tag: u32,
     done: Option<WriteDone>,
 }
 
@@ -82,13 +84,37 @@ impl Socket {
     /// it by any thread. `done` (if any) runs exactly once, also when this
     /// returns an error (a failed socket takes no writes: `EFAILEDSOCKET`).
     pub fn write(&self, chunks: impl Into<VecDeque<Bytes>>, done: Option<WriteDone>) -> Result<(), i32> {
-        let request = WriteRequest { chunks: chunks.into(), done };
+        self.write_with(chunks, WriteOptions::default(), done)
+    }
+
+    /// [`Socket::write`] with a tag for the owner's connection, or written
+    /// in the background.
+    pub fn write_with(
+        &self,
+        chunks: impl Into<VecDeque<Bytes>>,
+        options: WriteOptions,
+        done: Option<WriteDone>,
+    ) -> Result<(), i32> {
+        let request = WriteRequest { chunks: chunks.into(), tag: options.tag, done };
         if self.failure.lock().is_some() {
             request.complete(errno::EFAILEDSOCKET);
             return Err(errno::EFAILEDSOCKET);
         }
-        if let Some(owner) = self.queue.push(request) {
+        let Some(owner) = self.queue.push(request) else { return Ok(()) };
+        if !options.background {
             drain(self, owner, VecDeque::new());
+            return Ok(());
+        }
+        match Socket::address_failed_as_well(self.id) {
+            Some(socket) => {
+                let writer = ParkedWriter { owner, batch: VecDeque::new() };
+                // A refused spawn drops the writer: its requests complete
+                // with EFAILEDSOCKET and the socket is failed below.
+                if spawn(move || drain(&socket, writer.owner, writer.batch)).is_err() {
+                    self.set_failed(libc::EAGAIN, "no worker to write in the background");
+                }
+            }
+            None => drain(self, owner, VecDeque::new()),
         }
         Ok(())
     }
@@ -138,17 +164,27 @@ fn flush(socket: &Socket, fd: RawFd, batch: &mut VecDeque<WriteRequest>) -> Flus
             return Flush::Done;
         }
         iov.clear();
-        let slices = batch.iter().flat_map(|r| r.chunks.iter()).filter(|c| !c.is_empty());
-        iov.extend(slices.take(MAX_IOVECS).map(|c| IoSlice::new(c)));
-        let written = if iov.is_empty() {
-            Ok(0)
-        } else {
-            match &socket.connection {
-                Some(connection) => connection.write(socket, fd, &iov),
-                None => sendmsg::<SockaddrStorage>(fd, &iov, &[], MsgFlags::MSG_NOSIGNAL, None).map_err(|e| e as i32),
+        let written = match &socket.connection {
+            Some(connection) => {
+                let messages: Vec<OutMessage<'_>> =
+                    batch.iter().map(|r| OutMessage { chunks: &r.chunks, tag: r.tag }).collect();
+                connection.write(socket, &messages)
+            }
+            None => {
+                let slices = batch.iter().flat_map(|r| r.chunks.iter()).filter(|c| !c.is_empty());
+                iov.extend(slices.take(MAX_IOVECS).map(|c| IoSlice::new(c)));
+                if iov.is_empty() {
+                    Ok(0)
+                } else {
+                    sendmsg::<SockaddrStorage>(fd, &iov, &[], MsgFlags::MSG_NOSIGNAL, None).map_err(|e| e as i32)
+                }
             }
         };
         match written {
+            // Nothing taken although bytes wait: the connection is full.
+            Ok(0) if batch.front().is_some_and(|r| r.chunks.iter().any(|c| !c.is_empty())) => {
+                return Flush::WouldBlock;
+            }
             Ok(n) => {
                 drop(iov);
                 consume(batch, n);

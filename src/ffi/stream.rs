@@ -1,0 +1,304 @@
+//! `brpc_stream_*`: streams for C and `brpc/stream.h`.
+//!
+//! Handler callbacks run on worker threads, one at a time per stream, in
+//! order; they may block (the pool grows). `handler_arg` must stay valid
+//! until `on_closed` has run.
+
+#![allow(non_camel_case_types)]
+
+use std::ffi::{c_char, c_int, c_void, CString};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+
+use super::rpc::brpc_controller;
+use super::{guard, guard_value, SendPtr};
+use crate::stream::{self, StreamHandler, StreamId, StreamOptions};
+
+/// A stream's id (its socket's id).
+pub type brpc_stream_id = u64;
+
+/// One received message, valid during the callback only.
+#[repr(C)]
+pub struct brpc_stream_message {
+    pub data: *const u8,
+    pub len: usize,
+}
+
+#[repr(C)]
+pub struct brpc_stream_options {
+    /// brpc's default 1 MiB; kept for API parity (the window is max_buf_size).
+    pub min_buf_size: i32,
+    /// Default 2 MiB: bytes written and not yet consumed by the peer's
+    /// handler; <= 0: no flow control (and the peer sends no FEEDBACK).
+    pub max_buf_size: i32,
+    /// Default -1: no idle timeout.
+    pub idle_timeout_ms: i64,
+    /// Default 128.
+    pub messages_in_batch: usize,
+    /// false: no handler, the peer's writes get EBADF.
+    pub has_handler: bool,
+    pub handler_arg: *mut c_void,
+    pub on_received_messages: Option<
+        unsafe extern "C" fn(arg: *mut c_void, id: brpc_stream_id, messages: *const brpc_stream_message, n: usize) -> c_int,
+    >,
+    pub on_idle_timeout: Option<unsafe extern "C" fn(arg: *mut c_void, id: brpc_stream_id)>,
+    /// Exactly once, last.
+    pub on_closed: Option<unsafe extern "C" fn(arg: *mut c_void, id: brpc_stream_id)>,
+    /// At most once, before on_closed.
+    pub on_failed:
+        Option<unsafe extern "C" fn(arg: *mut c_void, id: brpc_stream_id, error_code: c_int, error_text: *const c_char)>,
+}
+
+/// Runs once, on a worker, with 0 (writable), ETIMEDOUT or EINVAL (closed).
+pub type brpc_stream_writable_fn = Option<unsafe extern "C" fn(id: brpc_stream_id, arg: *mut c_void, error_code: c_int)>;
+
+#[no_mangle]
+pub unsafe extern "C" fn brpc_stream_options_init(options: *mut brpc_stream_options) {
+    if options.is_null() {
+        return;
+    }
+    let defaults = StreamOptions::default();
+    // SAFETY: a writable options struct per the contract.
+    unsafe {
+        options.write(brpc_stream_options {
+            min_buf_size: defaults.min_buf_size,
+            max_buf_size: defaults.max_buf_size,
+            idle_timeout_ms: -1,
+            messages_in_batch: defaults.messages_in_batch,
+            has_handler: false,
+            handler_arg: std::ptr::null_mut(),
+            on_received_messages: None,
+            on_idle_timeout: None,
+            on_closed: None,
+            on_failed: None,
+        })
+    };
+}
+
+struct CHandler {
+    arg: SendPtr,
+    on_received_messages: Option<
+        unsafe extern "C" fn(arg: *mut c_void, id: brpc_stream_id, messages: *const brpc_stream_message, n: usize) -> c_int,
+    >,
+    on_idle_timeout: Option<unsafe extern "C" fn(arg: *mut c_void, id: brpc_stream_id)>,
+    on_closed: Option<unsafe extern "C" fn(arg: *mut c_void, id: brpc_stream_id)>,
+    on_failed:
+        Option<unsafe extern "C" fn(arg: *mut c_void, id: brpc_stream_id, error_code: c_int, error_text: *const c_char)>,
+}
+
+impl StreamHandler for CHandler {
+    fn on_received_messages(&self, id: StreamId, messages: &[Bytes]) {
+        let Some(f) = self.on_received_messages else { return };
+        let views: Vec<brpc_stream_message> =
+            messages.iter().map(|m| brpc_stream_message { data: m.as_ptr(), len: m.len() }).collect();
+        // SAFETY: the user's callback; the views are valid during the call.
+        unsafe { f(self.arg.get(), id, views.as_ptr(), views.len()) };
+    }
+
+    fn on_idle_timeout(&self, id: StreamId) {
+        if let Some(f) = self.on_idle_timeout {
+            // SAFETY: the user's callback.
+            unsafe { f(self.arg.get(), id) };
+        }
+    }
+
+    fn on_closed(&self, id: StreamId) {
+        if let Some(f) = self.on_closed {
+            // SAFETY: the user's callback.
+            unsafe { f(self.arg.get(), id) };
+        }
+    }
+
+    fn on_failed(&self, id: StreamId, code: i32, text: &str) {
+        if let Some(f) = self.on_failed {
+            let text = CString::new(text.replace('\0', " ")).unwrap_or_default();
+            // SAFETY: the user's callback; `text` lives through the call.
+            unsafe { f(self.arg.get(), id, code, text.as_ptr()) };
+        }
+    }
+}
+
+fn options_from(options: *const brpc_stream_options) -> StreamOptions {
+    let mut result = StreamOptions::default();
+    // SAFETY: readable options or NULL (defaults).
+    let Some(o) = (unsafe { options.as_ref() }) else { return result };
+    result.min_buf_size = o.min_buf_size;
+    result.max_buf_size = o.max_buf_size;
+    result.idle_timeout = (o.idle_timeout_ms > 0).then(|| Duration::from_millis(o.idle_timeout_ms as u64));
+    result.messages_in_batch = o.messages_in_batch.max(1);
+    if o.has_handler {
+        result.handler = Some(Arc::new(CHandler {
+            arg: SendPtr(o.handler_arg),
+            on_received_messages: o.on_received_messages,
+            on_idle_timeout: o.on_idle_timeout,
+            on_closed: o.on_closed,
+            on_failed: o.on_failed,
+        }));
+    }
+    result
+}
+
+/// Client: creates `n` streams that the next `brpc_channel_call` with `cntl`
+/// sets up, ids into `out_ids[0..n)`. `EINVAL` when `cntl` already has
+/// request streams. Writes before the call connects them are queued.
+#[no_mangle]
+pub unsafe extern "C" fn brpc_stream_create(
+    cntl: *mut brpc_controller,
+    n: usize,
+    options: *const brpc_stream_options,
+    out_ids: *mut brpc_stream_id,
+) -> c_int {
+    guard(|| {
+        // SAFETY: a live controller or NULL.
+        let Some(cntl) = (unsafe { cntl.as_ref() }) else { return libc::EINVAL };
+        if n == 0 || out_ids.is_null() {
+            return libc::EINVAL;
+        }
+        let mut controller = cntl.inner.lock();
+        if !controller.streams.is_empty() {
+            return libc::EINVAL;
+        }
+        match stream::create(n, &options_from(options)) {
+            Ok(ids) => {
+                // SAFETY: room for `n` ids per the contract.
+                unsafe { std::ptr::copy_nonoverlapping(ids.as_ptr(), out_ids, ids.len()) };
+                controller.streams = ids;
+                0
+            }
+            Err(code) => code,
+        }
+    })
+}
+
+/// Server, before responding: accepts every stream the request carries,
+/// ids into `out_ids[0..cap)`, their number in `*n_out`. `EINVAL` when the
+/// request carries none or they were accepted already.
+#[no_mangle]
+pub unsafe extern "C" fn brpc_stream_accept(
+    cntl: *mut brpc_controller,
+    options: *const brpc_stream_options,
+    out_ids: *mut brpc_stream_id,
+    cap: usize,
+    n_out: *mut usize,
+) -> c_int {
+    guard(|| {
+        // SAFETY: a live controller or NULL.
+        let Some(cntl) = (unsafe { cntl.as_ref() }) else { return libc::EINVAL };
+        let mut controller = cntl.inner.lock();
+        let (Some(settings), Some(host)) = (controller.remote_stream_settings.clone(), controller.host) else {
+            return libc::EINVAL;
+        };
+        if !controller.streams.is_empty() {
+            return libc::EINVAL;
+        }
+        match stream::accept(host, &settings, &options_from(options)) {
+            Ok(ids) => {
+                if !out_ids.is_null() {
+                    // SAFETY: room for `cap` ids per the contract.
+                    unsafe { std::ptr::copy_nonoverlapping(ids.as_ptr(), out_ids, ids.len().min(cap)) };
+                }
+                if !n_out.is_null() {
+                    // SAFETY: writable per the contract.
+                    unsafe { *n_out = ids.len() };
+                }
+                controller.streams = ids;
+                0
+            }
+            Err(code) => code,
+        }
+    })
+}
+
+/// True when the request (server) or the response (client) carried streams.
+#[no_mangle]
+pub unsafe extern "C" fn brpc_controller_has_remote_stream(cntl: *const brpc_controller) -> bool {
+    // SAFETY: a live controller or NULL.
+    guard_value(false, || unsafe { cntl.as_ref() }.is_some_and(|c| c.inner.lock().has_remote_stream()))
+}
+
+/// Queues one message (the bytes of `iov`, copied). 0; `EAGAIN` when the
+/// window is full; `EINVAL` for a closed or unknown stream; `EBADF` when the
+/// peer has no handler.
+#[no_mangle]
+pub unsafe extern "C" fn brpc_stream_write(
+    id: brpc_stream_id,
+    iov: *const libc::iovec,
+    iovcnt: c_int,
+    write_in_background: bool,
+) -> c_int {
+    guard(|| {
+        let mut message = BytesMut::new();
+        if !iov.is_null() && iovcnt > 0 {
+            // SAFETY: `iovcnt` readable iovecs with readable buffers.
+            let iovs = unsafe { std::slice::from_raw_parts(iov, iovcnt as usize) };
+            message.reserve(iovs.iter().map(|v| v.iov_len).sum());
+            for v in iovs.iter().filter(|v| !v.iov_base.is_null()) {
+                message.extend_from_slice(unsafe { std::slice::from_raw_parts(v.iov_base as *const u8, v.iov_len) });
+            }
+        }
+        match stream::write(id, message.freeze(), write_in_background) {
+            Ok(()) => 0,
+            Err(code) => code,
+        }
+    })
+}
+
+fn timeout(ms: i64) -> Option<Duration> {
+    (ms >= 0).then(|| Duration::from_millis(ms as u64))
+}
+
+/// Blocks until writable (0), `timeout_ms` passed (`ETIMEDOUT`; < 0: no
+/// timeout) or the stream closed (`EINVAL`, at once).
+#[no_mangle]
+pub unsafe extern "C" fn brpc_stream_wait(id: brpc_stream_id, timeout_ms: i64) -> c_int {
+    guard(|| stream::wait(id, timeout(timeout_ms)))
+}
+
+/// Callback form of `brpc_stream_wait`: `on_writable(id, arg, code)` runs
+/// exactly once on a worker. Returns 0, or `EINVAL` for an unknown stream
+/// (the callback still runs once, with `EINVAL`).
+#[no_mangle]
+pub unsafe extern "C" fn brpc_stream_wait_async(
+    id: brpc_stream_id,
+    timeout_ms: i64,
+    on_writable: brpc_stream_writable_fn,
+    arg: *mut c_void,
+) -> c_int {
+    let arg = SendPtr(arg);
+    guard(|| {
+        let Some(f) = on_writable else { return libc::EINVAL };
+        let known = stream::is_known(id);
+        stream::wait_async(
+            id,
+            timeout(timeout_ms),
+            Box::new(move |code| {
+                // SAFETY: the user's callback and argument.
+                unsafe { f(id, arg.get(), code) };
+            }),
+        );
+        if known {
+            0
+        } else {
+            libc::EINVAL
+        }
+    })
+}
+
+/// Closes the stream: any number of times, from any thread or callback.
+/// 0, or `EINVAL` once it is closing or gone. The peer gets CLOSE after
+/// everything written before.
+#[no_mangle]
+pub unsafe extern "C" fn brpc_stream_close(id: brpc_stream_id) -> c_int {
+    guard(|| match stream::close(id) {
+        Ok(()) => 0,
+        Err(code) => code,
+    })
+}
+
+/// Streams not yet recycled, process-wide.
+#[no_mangle]
+pub extern "C" fn brpc_stream_live_count() -> usize {
+    guard_value(0, stream::live_count)
+}

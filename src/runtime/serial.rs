@@ -1,0 +1,99 @@
+//! Serialized execution on the worker pool: tasks submitted to one
+//! [`SerialExecutor`] run one at a time, in submission order, on whichever
+//! worker is free; different executors run in parallel. A stream's
+//! callbacks go through one of these.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+use super::workers::spawn;
+
+type Task = Box<dyn FnOnce() + Send>;
+
+#[derive(Clone, Default)]
+pub struct SerialExecutor {
+    inner: Arc<Mutex<Queue>>,
+}
+
+#[derive(Default)]
+struct Queue {
+    tasks: VecDeque<Task>,
+    /// A worker is draining the queue.
+    running: bool,
+}
+
+/// Tasks run per turn before the worker is handed back, so one busy
+/// executor cannot hold a worker forever.
+const TASKS_PER_TURN: usize = 64;
+
+impl SerialExecutor {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Queues `task` after every task submitted before it.
+    pub fn submit(&self, task: impl FnOnce() + Send + 'static) {
+        let start = {
+            let mut queue = self.inner.lock();
+            queue.tasks.push_back(Box::new(task));
+            !std::mem::replace(&mut queue.running, true)
+        };
+        if start {
+            self.schedule();
+        }
+    }
+
+    fn schedule(&self) {
+        let inner = Arc::clone(&self.inner);
+        if spawn(move || run(&inner)).is_err() {
+            // No worker at all: run here rather than lose the tasks.
+            run(&self.inner);
+        }
+    }
+}
+
+fn run(inner: &Arc<Mutex<Queue>>) {
+    for _ in 0..TASKS_PER_TURN {
+        let task = {
+            let mut queue = inner.lock();
+            match queue.tasks.pop_front() {
+                Some(task) => task,
+                None => {
+                    queue.running = false;
+                    return;
+                }
+            }
+        };
+        super::run_contained("a serialized task", task);
+    }
+    // More work left: continue on a fresh turn of the pool.
+    let executor = SerialExecutor { inner: Arc::clone(inner) };
+    executor.schedule();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    #[test]
+    fn tasks_of_one_executor_run_in_order_and_never_together() {
+        let executor = SerialExecutor::new();
+        let active = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (tx, rx) = mpsc::channel();
+        for i in 0..500 {
+            let active = Arc::clone(&active);
+            let tx = tx.clone();
+            executor.submit(move || {
+                assert_eq!(active.fetch_add(1, std::sync::atomic::Ordering::SeqCst), 0);
+                let _ = tx.send(i);
+                active.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+            });
+        }
+        let got: Vec<i32> = (0..500).map(|_| rx.recv_timeout(Duration::from_secs(10)).unwrap()).collect();
+        assert_eq!(got, (0..500).collect::<Vec<_>>());
+    }
+}

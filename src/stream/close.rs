@@ -1,0 +1,97 @@
+//! Where a stream closes. Every ending (a local close, the peer's CLOSE or
+//! RST, the host connection failing, the setup call failing) fails the
+//! stream's socket, and the socket's single failure lands in [`finished`],
+//! which runs `on_failed` (when the end was abnormal or writes were dropped)
+//! and then `on_closed`, each once, on the stream's executor after every
+//! message already received was delivered.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use super::core::{find, Phase, StreamCore, CLOSE_TAG};
+use super::{hosts, StreamId};
+use crate::errno;
+use crate::socket::{Socket, WriteOptions};
+
+/// The code a stream's socket fails with when the stream closed normally.
+pub(super) const NORMAL_CLOSE: i32 = errno::ECLOSE;
+
+/// `StreamClose`: any number of times, from any thread or callback;
+/// `EINVAL` once the stream is closing or gone.
+pub fn close(id: StreamId) -> Result<(), i32> {
+    let (socket, core) = find(id).ok_or(libc::EINVAL)?;
+    close_locally(&socket, &core, "the stream was closed")
+}
+
+fn close_locally(socket: &Socket, core: &StreamCore, why: &str) -> Result<(), i32> {
+    let mut link = core.link.lock();
+    match link.phase {
+        Phase::Created => {
+            link.phase = Phase::Closing;
+            let writes_waiting = link.pending_connect.is_some();
+            drop(link);
+            if writes_waiting {
+                // The writes accepted so far can never leave: they fail
+                // with ECONNRESET and on_failed reports them.
+                socket.set_failed(libc::ECONNRESET, "the stream was closed before it was connected");
+            } else {
+                socket.set_failed(NORMAL_CLOSE, why);
+            }
+        }
+        Phase::Connected => {
+            link.phase = Phase::Closing;
+            drop(link);
+            // Queued behind every write accepted before it, so the peer
+            // gets CLOSE after all of them; sending it fails the socket.
+            let options = WriteOptions { tag: CLOSE_TAG, background: false };
+            let _ = socket.write_with(VecDeque::new(), options, None);
+        }
+        Phase::Closing | Phase::Closed => return Err(libc::EINVAL),
+    }
+    Ok(())
+}
+
+/// The peer sent CLOSE: deliver what arrived, answer with our CLOSE (as
+/// brpc does) and close.
+pub(super) fn closed_by_peer(socket: &Socket, core: &StreamCore) {
+    let _ = close_locally(socket, core, "the stream was closed by the peer");
+}
+
+/// Fails a stream by id (setup failure, host failure).
+pub(super) fn fail(id: StreamId, code: i32, text: &str) {
+    Socket::set_failed_by_id(id, code, text);
+}
+
+/// The stream's socket failed: the one place a stream ends.
+pub(super) fn finished(core: &Arc<StreamCore>, code: i32, text: &str) {
+    let host = {
+        let mut link = core.link.lock();
+        link.phase = Phase::Closed;
+        link.host.take()
+    };
+    if let Some(host) = host {
+        hosts::detach(host, core.id());
+    }
+    core.flow.on_closed();
+    let Some(handler) = core.options.handler.clone() else { return };
+    let id = core.id();
+    let text = text.to_string();
+    let stream = Arc::clone(core);
+    core.executor.submit(move || {
+        let (messages, bytes) = *stream.dropped.lock();
+        let failure = match (code != NORMAL_CLOSE, messages > 0) {
+            (true, _) => Some(code),
+            (false, true) => Some(libc::ECONNRESET),
+            (false, false) => None,
+        };
+        if let Some(code) = failure {
+            let text = if messages > 0 {
+                format!("{text}: {messages} messages ({bytes} bytes) written to the stream were not delivered")
+            } else {
+                text
+            };
+            handler.on_failed(id, code, &text);
+        }
+        handler.on_closed(id);
+    });
+}

@@ -1,0 +1,240 @@
+//! The stream object. A stream is a socket whose connection is provided by
+//! the stream itself: its write queue keeps the user's messages in order
+//! while the stream is not connected, and once the setup call connects it,
+//! [`StreamCore::write`] frames each message as DATA onto the host
+//! connection. The stream's id is its socket's id.
+
+use std::any::Any;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use bytes::{Bytes, BytesMut};
+use parking_lot::Mutex;
+
+use super::flow::Flow;
+use super::frames;
+use super::receive::Receiver;
+use super::{StreamId, StreamOptions};
+use crate::errno;
+use crate::runtime::SerialExecutor;
+use crate::socket::{check_connected_and_keep_write, ConnectData, Connection, OutMessage, Socket, SocketRef, SocketUser};
+
+/// Tag of the message that asks for a CLOSE frame after everything queued.
+pub(super) const CLOSE_TAG: u32 = 1;
+
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+
+/// Streams not yet recycled, process-wide.
+pub fn live_count() -> usize {
+    LIVE.load(Ordering::Acquire)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Phase {
+    /// Writes queue until the setup call connects the stream.
+    Created,
+    Connected,
+    /// Closed by this side or the peer; a CLOSE is on its way out.
+    Closing,
+    /// The stream's socket failed: nothing more happens but callbacks.
+    Closed,
+}
+
+/// Where the stream is attached and what the peer said about itself.
+#[derive(Debug)]
+pub(super) struct Link {
+    pub phase: Phase,
+    pub host: Option<crate::socket::SocketId>,
+    pub remote_id: Option<i64>,
+    pub remote_writable: bool,
+    pub remote_need_feedback: bool,
+    /// The write queue waiting for the stream to connect.
+    pub pending_connect: Option<ConnectData>,
+}
+
+pub(crate) struct StreamCore {
+    id: OnceLock<StreamId>,
+    pub(super) options: StreamOptions,
+    pub(super) executor: SerialExecutor,
+    pub(super) link: Mutex<Link>,
+    pub(super) flow: Arc<Flow>,
+    pub(super) receiver: Mutex<Receiver>,
+    /// Messages and bytes accepted by `write` that never left.
+    pub(super) dropped: Mutex<(u64, u64)>,
+}
+
+impl StreamCore {
+    fn new(options: StreamOptions) -> Self {
+        LIVE.fetch_add(1, Ordering::AcqRel);
+        let window = if options.max_buf_size > 0 { options.max_buf_size as u64 } else { 0 };
+        StreamCore {
+            id: OnceLock::new(),
+            options,
+            executor: SerialExecutor::new(),
+            link: Mutex::new(Link {
+                phase: Phase::Created,
+                host: None,
+                remote_id: None,
+                remote_writable: false,
+                remote_need_feedback: false,
+                pending_connect: None,
+            }),
+            flow: Arc::new(Flow::new(window)),
+            receiver: Mutex::new(Receiver::default()),
+            dropped: Mutex::new((0, 0)),
+        }
+    }
+
+    /// Creates a stream (its socket, not connected) and returns its id.
+    pub(super) fn spawn(options: StreamOptions) -> Result<(StreamId, Arc<StreamCore>), i32> {
+        let core = Arc::new(StreamCore::new(options));
+        let id = Socket::create(crate::socket::SocketOptions {
+            connection: Some(Arc::clone(&core) as Arc<dyn Connection>),
+            user: Some(Arc::clone(&core) as Arc<dyn SocketUser>),
+            ..Default::default()
+        })?;
+        let _ = core.id.set(id);
+        Ok((id, core))
+    }
+
+    pub(super) fn id(&self) -> StreamId {
+        self.id.get().copied().unwrap_or(crate::id::INVALID_ID)
+    }
+
+    /// This side's id on the wire.
+    pub(super) fn wire_id(&self) -> i64 {
+        self.id() as i64
+    }
+
+    /// Connects the stream to `remote` on `host` and lets queued writes go.
+    pub(super) fn connect(&self, host: &Socket, remote: i64, writable: bool, need_feedback: bool) {
+        let pending = {
+            let mut link = self.link.lock();
+            if link.phase != Phase::Created {
+                return;
+            }
+            link.phase = Phase::Connected;
+            link.host = Some(host.id());
+            link.remote_id = Some(remote);
+            link.remote_writable = writable;
+            link.remote_need_feedback = need_feedback;
+            link.pending_connect.take()
+        };
+        super::hosts::attach(host, self.id());
+        super::receive::start_idle_timer(self);
+        if let Some(data) = pending {
+            let _ = check_connected_and_keep_write(host.fd().max(0), 0, data);
+        }
+    }
+
+    /// The host connection and the peer's id, once connected.
+    pub(super) fn route(&self) -> Option<(SocketRef, i64)> {
+        let link = self.link.lock();
+        let host = Socket::address(link.host?)?;
+        Some((host, link.remote_id?))
+    }
+
+    /// Sends a frame straight to the host, outside the stream's queue
+    /// (FEEDBACK). Lost frames are fine: the host is failing then.
+    pub(super) fn send_control(&self, frame: impl FnOnce(i64, i64) -> Result<Bytes, i32>) {
+        if let Some((host, remote)) = self.route() {
+            if let Ok(bytes) = frame(remote, self.wire_id()) {
+                let _ = host.write(vec![bytes], None);
+            }
+        }
+    }
+
+    /// Counts a write that will never be delivered.
+    pub(super) fn count_dropped(&self, bytes: usize) {
+        let mut dropped = self.dropped.lock();
+        dropped.0 += 1;
+        dropped.1 += bytes as u64;
+    }
+}
+
+impl Drop for StreamCore {
+    fn drop(&mut self) {
+        LIVE.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl Connection for StreamCore {
+    fn connect(&self, _socket: &Socket, data: ConnectData) -> Result<(), i32> {
+        let host_fd = {
+            let mut link = self.link.lock();
+            match link.phase {
+                Phase::Created => {
+                    link.pending_connect = Some(data);
+                    return Ok(());
+                }
+                // Closing still connects, to send what is queued and the CLOSE.
+                Phase::Connected | Phase::Closing if link.remote_id.is_some() => {
+                    link.host.and_then(Socket::address).map_or(0, |h| h.fd().max(0))
+                }
+                Phase::Connected | Phase::Closing | Phase::Closed => return Err(libc::ECONNRESET),
+            }
+        };
+        // Connected before anything was written: the queue goes at once.
+        let _ = check_connected_and_keep_write(host_fd, 0, data);
+        Ok(())
+    }
+
+    /// Frames every queued message onto the host connection in one write,
+    /// DATA for messages and CLOSE for the close marker.
+    fn write(&self, socket: &Socket, messages: &[OutMessage<'_>]) -> Result<usize, i32> {
+        let Some((host, remote)) = self.route() else {
+            return Err(errno::EFAILEDSOCKET);
+        };
+        let local = self.wire_id();
+        let mut chunks = std::collections::VecDeque::new();
+        let mut taken = 0;
+        let mut close = false;
+        for message in messages {
+            let len: usize = message.chunks.iter().map(Bytes::len).sum();
+            if message.tag == CLOSE_TAG {
+                chunks.push_back(frames::close(remote, local)?);
+                close = true;
+                break;
+            }
+            chunks.push_back(frames::data(remote, local, len)?);
+            chunks.extend(message.chunks.iter().cloned());
+            taken += len;
+        }
+        host.write(chunks, None)?;
+        if close {
+            // Everything before the CLOSE is out: the stream is done.
+            socket.set_failed(super::close::NORMAL_CLOSE, "the stream was closed");
+        }
+        Ok(taken)
+    }
+
+    fn as_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync> {
+        self
+    }
+}
+
+impl SocketUser for StreamCore {
+    fn on_input(&self, _socket: &Socket, buf: &mut BytesMut) -> Result<(), (i32, String)> {
+        // A stream's socket has no fd to read; its input comes as frames.
+        buf.clear();
+        Ok(())
+    }
+
+    fn on_failed(&self, socket: &Socket, code: i32, text: &str) {
+        if let Some(core) = find_core(socket) {
+            super::close::finished(&core, code, text);
+        }
+    }
+}
+
+/// The stream behind a socket, if the socket is a stream's.
+pub(super) fn find_core(socket: &Socket) -> Option<Arc<StreamCore>> {
+    Arc::clone(socket.connection()?).as_any().downcast::<StreamCore>().ok()
+}
+
+/// A live stream and its socket.
+pub(super) fn find(id: StreamId) -> Option<(SocketRef, Arc<StreamCore>)> {
+    let socket = Socket::address(id)?;
+    let core = find_core(&socket)?;
+    Some((socket, core))
+}

@@ -1,0 +1,144 @@
+//! Flow control as brpc has it: a writer may have at most `max_buf_size`
+//! bytes the peer's handler has not consumed yet; FEEDBACK frames carry the
+//! peer's cumulative consumed count and wake whoever waits for room.
+//! Closing wakes every waiter at once with `EINVAL`.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex};
+
+use crate::runtime::{spawn_or_run, timers, TimerId};
+
+/// Runs once with 0 (writable), `ETIMEDOUT` or `EINVAL` (closed).
+pub type OnWritable = Box<dyn FnOnce(i32) + Send>;
+
+pub(super) struct Flow {
+    /// 0: no flow control.
+    window: u64,
+    produced: AtomicU64,
+    remote_consumed: AtomicU64,
+    waiters: Mutex<Waiters>,
+    wakeup: Condvar,
+}
+
+#[derive(Default)]
+struct Waiters {
+    closed: bool,
+    next: u64,
+    callbacks: HashMap<u64, (OnWritable, Option<TimerId>)>,
+}
+
+impl Flow {
+    pub(super) fn new(window: u64) -> Self {
+        Flow {
+            window,
+            produced: AtomicU64::new(0),
+            remote_consumed: AtomicU64::new(0),
+            waiters: Mutex::new(Waiters::default()),
+            wakeup: Condvar::new(),
+        }
+    }
+
+    fn writable(&self) -> bool {
+        self.window == 0
+            || self.produced.load(Ordering::Acquire)
+                < self.remote_consumed.load(Ordering::Acquire).saturating_add(self.window)
+    }
+
+    /// Counts `len` more bytes in flight, or `EAGAIN` when the window is
+    /// full (brpc lets one message overshoot a window that still had room).
+    pub(super) fn reserve(&self, len: usize) -> Result<(), i32> {
+        if !self.writable() {
+            return Err(libc::EAGAIN);
+        }
+        self.produced.fetch_add(len as u64, Ordering::AcqRel);
+        Ok(())
+    }
+
+    /// The peer's handler has consumed `consumed` bytes in all.
+    pub(super) fn on_feedback(&self, consumed: u64) {
+        self.remote_consumed.fetch_max(consumed, Ordering::AcqRel);
+        if self.writable() {
+            self.wake(0);
+        }
+    }
+
+    pub(super) fn on_closed(&self) {
+        self.waiters.lock().closed = true;
+        self.wake(libc::EINVAL);
+    }
+
+    fn wake(&self, code: i32) {
+        let callbacks: Vec<OnWritable> = {
+            let mut waiters = self.waiters.lock();
+            self.wakeup.notify_all();
+            waiters.callbacks.drain().map(|(_, (callback, timer))| {
+                if let Some(timer) = timer {
+                    timers().cancel(timer);
+                }
+                callback
+            }).collect()
+        };
+        for callback in callbacks {
+            run_on_worker(callback, code);
+        }
+    }
+
+    /// Blocks until writable (0), closed (`EINVAL`) or `timeout` (`ETIMEDOUT`).
+    pub(super) fn wait(&self, timeout: Option<Duration>) -> i32 {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let mut waiters = self.waiters.lock();
+        loop {
+            if waiters.closed {
+                return libc::EINVAL;
+            }
+            if self.writable() {
+                return 0;
+            }
+            match deadline {
+                Some(deadline) => {
+                    if self.wakeup.wait_until(&mut waiters, deadline).timed_out() && !self.writable() && !waiters.closed {
+                        return libc::ETIMEDOUT;
+                    }
+                }
+                None => self.wakeup.wait(&mut waiters),
+            }
+        }
+    }
+
+    /// Calls `on_writable` once, on a worker, when the stream is writable,
+    /// closed, or `timeout` passed.
+    pub(super) fn wait_async(self: &std::sync::Arc<Self>, timeout: Option<Duration>, on_writable: OnWritable) {
+        let mut waiters = self.waiters.lock();
+        if waiters.closed {
+            drop(waiters);
+            return run_on_worker(on_writable, libc::EINVAL);
+        }
+        if self.writable() {
+            drop(waiters);
+            return run_on_worker(on_writable, 0);
+        }
+        let key = waiters.next;
+        waiters.next += 1;
+        let timer = timeout.map(|timeout| {
+            let flow = std::sync::Arc::downgrade(self);
+            timers().schedule(
+                Instant::now() + timeout,
+                Box::new(move || {
+                    let Some(flow) = flow.upgrade() else { return };
+                    let expired = flow.waiters.lock().callbacks.remove(&key);
+                    if let Some((callback, _)) = expired {
+                        run_on_worker(callback, libc::ETIMEDOUT);
+                    }
+                }),
+            )
+        });
+        waiters.callbacks.insert(key, (on_writable, timer));
+    }
+}
+
+pub(super) fn run_on_worker(callback: OnWritable, code: i32) {
+    spawn_or_run(move || callback(code));
+}

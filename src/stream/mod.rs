@@ -1,0 +1,245 @@
+//! Streams, as brpc has them: ordered messages both ways over the
+//! connection of the call that set them up, with flow control.
+//!
+//! - [`core`]: the stream object (a socket with a stream-provided connection).
+//! - [`receive`]: frames coming in, ordered batched delivery, feedback, idle.
+//! - [`flow`]: the window and `StreamWait`.
+//! - [`close`]: every way a stream ends, and its last callbacks.
+//! - [`hosts`]: streams per host connection.
+//! - this file: the operations the call layer and users reach.
+
+mod close;
+mod core;
+mod flow;
+mod frames;
+mod hosts;
+mod receive;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+pub use self::close::close;
+pub use self::core::live_count;
+pub use self::flow::OnWritable;
+pub use self::hosts::on_host_failed;
+pub use self::receive::on_frame;
+
+use self::core::{find, Phase, StreamCore};
+use crate::errno;
+use crate::protocol::StreamSettings;
+use crate::socket::{Socket, SocketId, WriteOptions};
+
+/// A stream's id: its socket's id, and its id on the wire.
+pub type StreamId = SocketId;
+
+/// What a stream tells its user. Calls for one stream run one at a time, in
+/// order, on worker threads; they may block.
+pub trait StreamHandler: Send + Sync {
+    fn on_received_messages(&self, id: StreamId, messages: &[Bytes]);
+    fn on_idle_timeout(&self, id: StreamId);
+    /// Last, exactly once.
+    fn on_closed(&self, id: StreamId);
+    /// At most once, before `on_closed`: the stream ended abnormally or
+    /// writes it accepted were not delivered.
+    fn on_failed(&self, id: StreamId, code: i32, text: &str);
+}
+
+#[derive(Clone)]
+pub struct StreamOptions {
+    /// Kept for brpc's API; the window is `max_buf_size`.
+    pub min_buf_size: i32,
+    /// Bytes written and not yet consumed by the peer; <= 0: unlimited.
+    pub max_buf_size: i32,
+    pub idle_timeout: Option<Duration>,
+    pub messages_in_batch: usize,
+    pub handler: Option<Arc<dyn StreamHandler>>,
+}
+
+impl Default for StreamOptions {
+    /// brpc's defaults.
+    fn default() -> Self {
+        StreamOptions {
+            min_buf_size: 1024 * 1024,
+            max_buf_size: 2 * 1024 * 1024,
+            idle_timeout: None,
+            messages_in_batch: 128,
+            handler: None,
+        }
+    }
+}
+
+/// Creates `n` client streams for a call that is yet to be made.
+pub fn create(n: usize, options: &StreamOptions) -> Result<Vec<StreamId>, i32> {
+    let mut ids = Vec::with_capacity(n);
+    for _ in 0..n {
+        match StreamCore::spawn(options.clone()) {
+            Ok((id, _)) => ids.push(id),
+            Err(code) => {
+                for id in ids {
+                    let _ = close(id);
+                }
+                return Err(code);
+            }
+        }
+    }
+    Ok(ids)
+}
+
+/// What a request (client) or a response (server) says about `ids`: the
+/// first id, the others as extras, and the first stream's wishes.
+pub fn settings_for(ids: &[StreamId]) -> Option<StreamSettings> {
+    let (first, extra) = ids.split_first()?;
+    let (_, core) = find(*first)?;
+    Some(StreamSettings {
+        stream_id: Some(*first as i64),
+        need_feedback: Some(core.options.max_buf_size > 0),
+        writable: Some(core.options.handler.is_some()),
+        extra_stream_ids: extra.iter().map(|id| *id as i64).collect(),
+    })
+}
+
+fn remote_ids(settings: &StreamSettings) -> Vec<i64> {
+    std::iter::once(settings.stream_id()).chain(settings.extra_stream_ids.iter().copied()).collect()
+}
+
+/// The response to the call that carried `ids` arrived on `host` (client
+/// side). With the server's settings the streams connect, pairing by
+/// position; otherwise each fails with the call's error. A stream that was
+/// closed meanwhile stays closed and the server's stream gets RST.
+pub fn on_setup_response(
+    ids: &[StreamId],
+    host: Option<SocketId>,
+    error: Option<(i32, String)>,
+    settings: Option<&StreamSettings>,
+) {
+    let host = host.and_then(Socket::address);
+    let (settings, host) = match (error, settings, host) {
+        (None, Some(settings), Some(host)) => (settings, host),
+        (Some((code, text)), _, _) => return ids.iter().for_each(|id| close::fail(*id, code, &text)),
+        (None, _, _) => {
+            let text = "the server did not accept the stream";
+            return ids.iter().for_each(|id| close::fail(*id, libc::ECONNRESET, text));
+        }
+    };
+    let remotes = remote_ids(settings);
+    let writable = settings.writable();
+    let need_feedback = settings.need_feedback();
+    for (position, id) in ids.iter().enumerate() {
+        let remote = remotes.get(position).copied();
+        match (find(*id), remote) {
+            (Some((_, core)), Some(remote)) => core.connect(&host, remote, writable, need_feedback),
+            (Some(_), None) => close::fail(*id, libc::ECONNRESET, "the server accepted fewer streams"),
+            (None, Some(remote)) => {
+                if let Ok(rst) = frames::rst(remote) {
+                    let _ = host.write(vec![rst], None);
+                }
+            }
+            (None, None) => {}
+        }
+    }
+}
+
+/// Accepts the streams a request carries (server side), bound to the
+/// request's connection; they connect once the response went out
+/// ([`on_response_sent`]), so nothing they write overtakes it.
+pub fn accept(host: SocketId, request: &StreamSettings, options: &StreamOptions) -> Result<Vec<StreamId>, i32> {
+    let remotes = remote_ids(request);
+    let mut accepted = Vec::with_capacity(remotes.len());
+    for remote in remotes {
+        match StreamCore::spawn(options.clone()) {
+            Ok((id, core)) => {
+                let mut link = core.link.lock();
+                link.host = Some(host);
+                link.remote_id = Some(remote);
+                link.remote_writable = request.writable();
+                link.remote_need_feedback = request.need_feedback();
+                accepted.push(id);
+            }
+            Err(code) => {
+                for id in accepted {
+                    let _ = close(id);
+                }
+                return Err(code);
+            }
+        }
+    }
+    Ok(accepted)
+}
+
+/// The response carrying `ids` was queued on their host: connect them, or,
+/// when the call failed, fail them with its error.
+pub fn on_response_sent(ids: &[StreamId], error: Option<&(i32, String)>) {
+    if let Some((code, text)) = error {
+        return ids.iter().for_each(|id| close::fail(*id, *code, text));
+    }
+    for id in ids {
+        let Some((_, core)) = find(*id) else { continue };
+        let (host, remote, writable, need_feedback) = {
+            let link = core.link.lock();
+            (link.host, link.remote_id, link.remote_writable, link.remote_need_feedback)
+        };
+        let host = host.and_then(Socket::address);
+        match (host, remote) {
+            (Some(host), Some(remote)) => core.connect(&host, remote, writable, need_feedback),
+            _ => close::fail(*id, errno::EFAILEDSOCKET, "the connection of the stream's call is gone"),
+        }
+    }
+}
+
+/// True when `id` is a connected stream: DATA for it is stream data, not
+/// the response of its setup call.
+pub fn is_connected(id: StreamId) -> bool {
+    find(id).is_some_and(|(_, core)| core.link.lock().phase == Phase::Connected)
+}
+
+/// `StreamWrite`: queues one message. `EAGAIN` when the window is full,
+/// `EINVAL` for a closed or unknown stream, `EBADF` when the peer has no
+/// handler.
+pub fn write(id: StreamId, message: Bytes, background: bool) -> Result<(), i32> {
+    let (socket, core) = find(id).ok_or(libc::EINVAL)?;
+    {
+        let link = core.link.lock();
+        match link.phase {
+            Phase::Closing | Phase::Closed => return Err(libc::EINVAL),
+            Phase::Connected if !link.remote_writable => return Err(libc::EBADF),
+            Phase::Created | Phase::Connected => {}
+        }
+    }
+    let len = message.len();
+    core.flow.reserve(len)?;
+    let counted = Arc::clone(&core);
+    let done: crate::socket::WriteDone = Box::new(move |code| {
+        if code != 0 {
+            counted.count_dropped(len);
+        }
+    });
+    let options = WriteOptions { tag: 0, background };
+    // A socket that failed meanwhile already reported the drop through `done`.
+    socket.write_with(vec![message], options, Some(done)).map_err(|_| libc::EINVAL)
+}
+
+/// `StreamWait`: 0 when writable, `ETIMEDOUT`, or `EINVAL` when closed.
+pub fn wait(id: StreamId, timeout: Option<Duration>) -> i32 {
+    match find(id) {
+        Some((socket, core)) => {
+            drop(socket);
+            core.flow.wait(timeout)
+        }
+        None => libc::EINVAL,
+    }
+}
+
+/// `StreamWait` with a callback: `on_writable` runs once on a worker.
+pub fn wait_async(id: StreamId, timeout: Option<Duration>, on_writable: OnWritable) {
+    match find(id) {
+        Some((_, core)) => core.flow.wait_async(timeout, on_writable),
+        None => flow::run_on_worker(on_writable, libc::EINVAL),
+    }
+}
+
+/// True while `id` names a stream that is not closing or gone.
+pub fn is_known(id: StreamId) -> bool {
+    find(id).is_some()
+}

@@ -1,0 +1,149 @@
+//! Frames arriving for streams, on the dispatcher thread: DATA is queued for
+//! ordered delivery on the stream's executor, FEEDBACK opens the window at
+//! once (so a blocked writer wakes even when every worker is busy), CLOSE
+//! and RST end the stream. Frames for streams this side does not have are
+//! answered with RST, except RST and FEEDBACK, which may legitimately
+//! outlive their stream.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+
+use super::core::{find, StreamCore};
+use super::{close, frames, StreamId};
+use crate::protocol::{FrameType, StreamFrame};
+use crate::runtime::timers;
+use crate::socket::{log, Socket};
+
+/// Messages waiting for the handler.
+#[derive(Default)]
+pub(super) struct Receiver {
+    queue: VecDeque<Bytes>,
+    /// Segments of a message whose DATA frames said `has_continuation`.
+    partial: Option<BytesMut>,
+    /// A delivery task is queued or running.
+    delivering: bool,
+    /// Bytes handed to the handler so far (what FEEDBACK reports).
+    consumed: u64,
+    last_data: Option<Instant>,
+}
+
+/// Routes a STRM frame that arrived on `host`.
+pub fn on_frame(host: &Socket, frame: StreamFrame) {
+    let kind = frame.meta.frame_type();
+    let id = frame.meta.stream_id() as StreamId;
+    let Some((socket, core)) = find(id) else {
+        return answer_unknown(host, &frame);
+    };
+    match kind {
+        FrameType::Data => on_data(&core, frame.payload, frame.meta.has_continuation()),
+        FrameType::Feedback => {
+            let consumed = frame.meta.feedback.as_ref().and_then(|f| f.consumed_size).unwrap_or(0);
+            core.flow.on_feedback(consumed.max(0) as u64);
+        }
+        FrameType::Close => close::closed_by_peer(&socket, &core),
+        FrameType::Rst => {
+            socket.set_failed(libc::ECONNRESET, "the peer reset the stream");
+        }
+        FrameType::Unknown => log(&format!("dropped a stream frame of unknown type for stream {id}")),
+    }
+}
+
+fn answer_unknown(host: &Socket, frame: &StreamFrame) {
+    match frame.meta.frame_type() {
+        FrameType::Rst | FrameType::Feedback | FrameType::Unknown => {}
+        FrameType::Data | FrameType::Close => {
+            let Some(source) = frame.meta.source_stream_id.filter(|id| *id >= 0) else { return };
+            if let Ok(rst) = frames::rst(source) {
+                let _ = host.write(vec![rst], None);
+            }
+        }
+    }
+}
+
+fn on_data(core: &Arc<StreamCore>, payload: Bytes, continues: bool) {
+    let start = {
+        let mut receiver = core.receiver.lock();
+        receiver.last_data = Some(Instant::now());
+        let message = match receiver.partial.take() {
+            Some(mut partial) => {
+                partial.extend_from_slice(&payload);
+                if continues {
+                    receiver.partial = Some(partial);
+                    return;
+                }
+                partial.freeze()
+            }
+            None if continues => {
+                receiver.partial = Some(BytesMut::from(&payload[..]));
+                return;
+            }
+            None => payload,
+        };
+        receiver.queue.push_back(message);
+        !std::mem::replace(&mut receiver.delivering, true)
+    };
+    if start {
+        let core = Arc::clone(core);
+        core.executor.clone().submit(move || deliver(&core));
+    }
+}
+
+/// Hands queued messages to the handler in batches of at most
+/// `messages_in_batch`, then tells the peer what was consumed.
+fn deliver(core: &Arc<StreamCore>) {
+    let batch_size = core.options.messages_in_batch.max(1);
+    loop {
+        let batch: Vec<Bytes> = {
+            let mut receiver = core.receiver.lock();
+            if receiver.queue.is_empty() {
+                receiver.delivering = false;
+                return;
+            }
+            let n = receiver.queue.len().min(batch_size);
+            receiver.queue.drain(..n).collect()
+        };
+        if let Some(handler) = &core.options.handler {
+            handler.on_received_messages(core.id(), &batch);
+        }
+        let bytes: u64 = batch.iter().map(|m| m.len() as u64).sum();
+        let consumed = {
+            let mut receiver = core.receiver.lock();
+            receiver.consumed += bytes;
+            receiver.consumed
+        };
+        let need_feedback = core.link.lock().remote_need_feedback;
+        if need_feedback {
+            core.send_control(|remote, local| frames::feedback(remote, local, consumed));
+        }
+    }
+}
+
+/// Calls `on_idle_timeout` whenever no data arrived for `idle_timeout`.
+pub(super) fn start_idle_timer(core: &StreamCore) {
+    if let Some(idle) = core.options.idle_timeout {
+        schedule_idle_check(core.id(), Instant::now() + idle, idle);
+    }
+}
+
+fn schedule_idle_check(id: StreamId, at: Instant, idle: Duration) {
+    timers().schedule(at, Box::new(move || check_idle(id, idle)));
+}
+
+fn check_idle(id: StreamId, idle: Duration) {
+    let Some((_, core)) = find(id) else { return };
+    let now = Instant::now();
+    let last = core.receiver.lock().last_data;
+    match last.map(|last| last + idle).filter(|due| *due > now) {
+        Some(due) => schedule_idle_check(id, due, idle),
+        None => {
+            if let Some(handler) = core.options.handler.clone() {
+                core.executor.submit(move || handler.on_idle_timeout(id));
+            }
+            core.receiver.lock().last_data = Some(now);
+            schedule_idle_check(id, now + idle, idle);
+        }
+    }
+}
