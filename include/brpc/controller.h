@@ -63,9 +63,8 @@ public:
     butil::EndPoint remote_side() const;
     butil::EndPoint local_side() const;
 
-    // Whether the peer attached a stream to this call. Streams cannot be
-    // attached to calls through this library yet, so never.
-    bool has_remote_stream() const { return false; }
+    // Whether the request (server) or the response (client) carried streams.
+    bool has_remote_stream() const { return brpc_controller_has_remote_stream(handle_); }
 
     int ErrorCode() const { return brpc_controller_error_code(handle_); }
     // Fails the call with `error_code` (0 counts as -1, as in brpc) and a
