@@ -156,6 +156,13 @@ struct CountingDone : public google::protobuf::Closure {
     int runs = 0;
 };
 
+// Waits until every socket the library created is recycled (their fds
+// closed): connections close asynchronously after Join and channel
+// destruction.
+bool WaitForSocketsRecycled() {
+    return WaitFor([] { return brpc_socket_live_count() == 0; });
+}
+
 // Starts the library's fixed threads and fds (dispatcher, timers) with one
 // whole server/channel round, so counts taken after it are stable.
 void WarmUpRuntime() {
@@ -178,10 +185,16 @@ void WarmUpRuntime() {
     server.Join();
 }
 
+// Counts taken after a warm-up whose connections are all closed.
+void WarmUpAndSettle() {
+    WarmUpRuntime();
+    ASSERT_TRUE(WaitForSocketsRecycled()) << brpc_socket_live_count() << " sockets alive";
+}
+
 class RpcTest : public ::testing::Test {
 protected:
     void SetUp() override {
-        WarmUpRuntime();
+        WarmUpAndSettle();
         fds_before_ = CountOpenFds();
         server_.reset(new brpc::Server);
         ASSERT_EQ(0, server_->AddService(&service_, brpc::SERVER_DOESNT_OWN_SERVICE));
@@ -191,6 +204,7 @@ protected:
     }
     void TearDown() override {
         server_.reset();
+        EXPECT_TRUE(WaitForSocketsRecycled()) << brpc_socket_live_count() << " sockets alive";
         EXPECT_TRUE(WaitFor([&] { return CountOpenFds() == fds_before_; }))
             << "open fds: " << CountOpenFds() << " (was " << fds_before_ << ")";
     }
@@ -324,6 +338,7 @@ TEST_F(RpcTest, AnUnknownServiceFailsWithENOSERVICE) {
 
     ASSERT_TRUE(cntl.Failed());
     EXPECT_EQ(brpc::ENOSERVICE, cntl.ErrorCode()) << cntl.ErrorText();
+    EXPECT_TRUE(StartsWith(cntl.ErrorText(), "[E1001]")) << cntl.ErrorText();
     EXPECT_NE(std::string::npos, cntl.ErrorText().find("test.MissingService")) << cntl.ErrorText();
     EXPECT_EQ(0, service_.calls.load());
 }
@@ -361,6 +376,7 @@ TEST_F(RpcTest, AnUnknownMethodOfAKnownServiceFailsWithENOMETHOD) {
 
     ASSERT_TRUE(cntl.Failed());
     EXPECT_EQ(brpc::ENOMETHOD, cntl.ErrorCode()) << cntl.ErrorText();
+    EXPECT_TRUE(StartsWith(cntl.ErrorText(), "[E1002]")) << cntl.ErrorText();
     EXPECT_NE(std::string::npos, cntl.ErrorText().find("Extra")) << cntl.ErrorText();
     EXPECT_EQ(0, service_.calls.load());
 }
@@ -583,46 +599,71 @@ TEST_F(RpcTest, ACallOnAStoppedServerFails) {
 
 // ---- resources ----
 
-TEST(RpcResourceTest, FdsAndThreadsReturnToTheirStartingCountsAfterStopJoinAndChannelDestruction) {
-    WarmUpRuntime();
-    const int fds_before = CountOpenFds();
-    const int threads_before = CountThreads();
+// One server and channel serving 16 concurrent slow calls, all destroyed
+// before returning. The concurrency makes the library start its core
+// workers and more.
+void ServeConcurrentSlowCalls() {
+    EchoServiceImpl service;
+    brpc::Server server;
+    ASSERT_EQ(0, server.AddService(&service, brpc::SERVER_DOESNT_OWN_SERVICE));
+    ASSERT_EQ(0, server.Start("127.0.0.1:0", NULL));
     {
-        EchoServiceImpl service;
-        brpc::Server server;
-        ASSERT_EQ(0, server.AddService(&service, brpc::SERVER_DOESNT_OWN_SERVICE));
-        ASSERT_EQ(0, server.Start("127.0.0.1:0", NULL));
-        {
-            brpc::Channel channel;
-            brpc::ChannelOptions options;
-            options.timeout_ms = 5000;
-            ASSERT_EQ(0, channel.Init("127.0.0.1", server.listen_address().port, &options));
-            test::EchoService_Stub stub(&channel);
-            // Concurrent slow calls make the library start extra workers.
-            std::vector<std::unique_ptr<brpc::Controller> > cntls;
-            std::vector<std::unique_ptr<test::EchoResponse> > responses;
-            std::vector<std::unique_ptr<CountingDone> > dones;
-            test::EchoRequest request;
-            request.set_message("busy");
-            request.set_sleep_ms(100);
-            for (int i = 0; i < 16; ++i) {
-                cntls.emplace_back(new brpc::Controller);
-                responses.emplace_back(new test::EchoResponse);
-                dones.emplace_back(new CountingDone);
-                stub.Echo(cntls.back().get(), &request, responses.back().get(), dones.back().get());
-            }
-            for (size_t i = 0; i < dones.size(); ++i) {
-                ASSERT_TRUE(WaitFor([&] { return dones[i]->Runs() == 1; }));
-                EXPECT_FALSE(cntls[i]->Failed()) << cntls[i]->ErrorText();
-            }
-            EXPECT_GT(CountOpenFds(), fds_before);
+        brpc::Channel channel;
+        brpc::ChannelOptions options;
+        options.timeout_ms = 5000;
+        ASSERT_EQ(0, channel.Init("127.0.0.1", server.listen_address().port, &options));
+        test::EchoService_Stub stub(&channel);
+        std::vector<std::unique_ptr<brpc::Controller> > cntls;
+        std::vector<std::unique_ptr<test::EchoResponse> > responses;
+        std::vector<std::unique_ptr<CountingDone> > dones;
+        test::EchoRequest request;
+        request.set_message("busy");
+        request.set_sleep_ms(100);
+        for (int i = 0; i < 16; ++i) {
+            cntls.emplace_back(new brpc::Controller);
+            responses.emplace_back(new test::EchoResponse);
+            dones.emplace_back(new CountingDone);
+            stub.Echo(cntls.back().get(), &request, responses.back().get(), dones.back().get());
         }
-        EXPECT_EQ(0, server.Stop());
-        EXPECT_EQ(0, server.Join());
+        for (size_t i = 0; i < dones.size(); ++i) {
+            ASSERT_TRUE(WaitFor([&] { return dones[i]->Runs() == 1; }));
+            EXPECT_FALSE(cntls[i]->Failed()) << cntls[i]->ErrorText();
+            EXPECT_EQ("busy", responses[i]->message());
+        }
     }
+    EXPECT_EQ(0, server.Stop());
+    EXPECT_EQ(0, server.Join());
+}
+
+// The thread count once workers above the pool's core retired (they do
+// after ~5 s idle): unchanged for 6 s, or the last one seen after 15 s.
+int SettledThreadCount() {
+    const auto deadline = Clock::now() + std::chrono::seconds(15);
+    int count = CountThreads();
+    auto unchanged_since = Clock::now();
+    while (Clock::now() < deadline && Clock::now() - unchanged_since < std::chrono::seconds(6)) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        const int now = CountThreads();
+        if (now != count) {
+            count = now;
+            unchanged_since = Clock::now();
+        }
+    }
+    return count;
+}
+
+TEST(RpcResourceTest, FdsAndThreadsReturnToTheirStartingCountsAfterStopJoinAndChannelDestruction) {
+    ServeConcurrentSlowCalls();  // starts the library's fixed threads and core workers
+    ASSERT_TRUE(WaitForSocketsRecycled()) << brpc_socket_live_count() << " sockets alive";
+    const int threads_before = SettledThreadCount();
+    const int fds_before = CountOpenFds();
+
+    ServeConcurrentSlowCalls();
+
+    EXPECT_TRUE(WaitForSocketsRecycled()) << brpc_socket_live_count() << " sockets alive";
     EXPECT_TRUE(WaitFor([&] { return CountOpenFds() == fds_before; }))
         << "open fds: " << CountOpenFds() << " (was " << fds_before << ")";
-    EXPECT_TRUE(WaitFor([&] { return CountThreads() <= threads_before; }))
+    EXPECT_TRUE(WaitFor([&] { return CountThreads() == threads_before; }))
         << "threads: " << CountThreads() << " (was " << threads_before << ")";
 }
 

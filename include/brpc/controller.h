@@ -63,8 +63,7 @@ public:
     butil::EndPoint remote_side() const;
     butil::EndPoint local_side() const;
 
-    // Whether the peer attached streams to this call: the request's
-    // (server) or the response's (client).
+    // Whether the request (server) or the response (client) carried streams.
     bool has_remote_stream() const { return brpc_controller_has_remote_stream(handle_); }
 
     int ErrorCode() const { return brpc_controller_error_code(handle_); }
