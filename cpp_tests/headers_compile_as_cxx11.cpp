@@ -1,8 +1,12 @@
 // Compiled with -std=c++11 -pedantic -Werror: brpc programs built as C++11
 // include these headers, so any newer construct in them fails this build.
 
+#include <brpc/channel.h>
+#include <brpc/closure_guard.h>
+#include <brpc/controller.h>
 #include <brpc/errno.h>
 #include <brpc/errno.pb.h>
+#include <brpc/server.h>
 #include <brpc/socket.h>
 #include <butil/endpoint.h>
 #include <butil/errno.h>

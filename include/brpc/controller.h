@@ -1,0 +1,224 @@
+// brpc::Controller over the C ABI in brpc_stream.h: header-only.
+//
+// A client creates a Controller per call (or Reset()s one between calls); it
+// owns its brpc_controller. On the server a Controller wraps the call's
+// borrowed controller and lives until the call's done->Run().
+//
+// Error texts read as brpc's: SetFailed(code, fmt, ...) appends
+// "[E<code>]<text>" to the text already there, separated by a space.
+
+#ifndef BRPC_CONTROLLER_H
+#define BRPC_CONTROLLER_H
+
+#include <cstdarg>
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <string>
+
+#include <google/protobuf/descriptor.h>
+#include <google/protobuf/message.h>
+#include <google/protobuf/service.h>
+#include <google/protobuf/stubs/callback.h>
+
+#include "brpc_stream.h"
+#include "brpc/errno.h"
+#include "butil/endpoint.h"
+#include "butil/iobuf.h"
+
+namespace brpc {
+
+class Channel;
+namespace server_internal {
+class Call;
+}
+
+class Controller : public google::protobuf::RpcController {
+public:
+    Controller();
+    ~Controller() override;
+
+    // ---- client side ----
+
+    // Timeout of the call in milliseconds; -1 (unset) uses the channel's.
+    void set_timeout_ms(int64_t timeout_ms) { brpc_controller_set_timeout_ms(handle_, timeout_ms); }
+    int64_t timeout_ms() const { return brpc_controller_timeout_ms(handle_); }
+    // Retries of a call whose request could not be written; -1 (unset) uses
+    // the channel's.
+    void set_max_retry(int max_retry) { brpc_controller_set_max_retry(handle_, max_retry); }
+    int max_retry() const { return brpc_controller_max_retry(handle_); }
+
+    // ---- both sides ----
+
+    // Sent with the request; on the server, the request's.
+    void set_log_id(uint64_t log_id) { brpc_controller_set_log_id(handle_, (int64_t)log_id); }
+    uint64_t log_id() const { return (uint64_t)brpc_controller_log_id(handle_); }
+
+    // Bytes sent after the request / response message, outside protobuf.
+    butil::IOBuf& request_attachment() { return request_attachment_; }
+    butil::IOBuf& response_attachment() { return response_attachment_; }
+
+    // The peer and our own address of the call's connection; 0.0.0.0:0
+    // until a connection is known.
+    butil::EndPoint remote_side() const;
+    butil::EndPoint local_side() const;
+
+    // Whether the request (server) or the response (client) carried streams.
+    bool has_remote_stream() const { return brpc_controller_has_remote_stream(handle_); }
+
+    int ErrorCode() const { return brpc_controller_error_code(handle_); }
+    // Fails the call with `error_code` (0 counts as -1, as in brpc) and a
+    // printf-formatted reason.
+    void SetFailed(int error_code, const char* reason_fmt, ...)
+        __attribute__((format(printf, 3, 4)));
+
+    // ---- google::protobuf::RpcController ----
+
+    // Back to a fresh controller, ready for another call. Runs a pending
+    // NotifyOnCancel callback.
+    void Reset() override;
+    bool Failed() const override { return brpc_controller_failed(handle_); }
+    std::string ErrorText() const override;
+    // Fails the call with error code -1 and `reason`, as brpc does.
+    void SetFailed(const std::string& reason) override;
+    // A call cannot be cancelled through this library: it always runs to
+    // its response, error or timeout. (brpc aborts here and cancels through
+    // brpc::StartCancel(call_id) instead.)
+    void StartCancel() override {}
+    // Calls are never cancelled (see StartCancel), so false.
+    bool IsCanceled() const override { return false; }
+    // Runs `callback` once: when this controller is Reset or destroyed (on
+    // the server: after the response went out), as brpc does for a call
+    // whose connection stays up. A second registration runs at once.
+    void NotifyOnCancel(google::protobuf::Closure* callback) override;
+
+private:
+    friend class Channel;
+    friend class server_internal::Call;
+
+    // Wraps a controller owned by someone else (the server's call).
+    explicit Controller(brpc_controller* borrowed);
+    Controller(const Controller&);
+    Controller& operator=(const Controller&);
+
+    void RunCancelCallback();
+    void AppendFailure(int error_code, const char* reason_fmt, va_list ap);
+
+    brpc_controller* handle_;
+    bool owns_handle_;
+    butil::IOBuf request_attachment_;
+    butil::IOBuf response_attachment_;
+    google::protobuf::Closure* on_cancel_;
+};
+
+// ---- implementation ----
+
+namespace controller_internal {
+
+typedef int (*SideFn)(const brpc_controller*, uint32_t*, int*);
+
+inline butil::EndPoint Side(const brpc_controller* handle, SideFn side) {
+    uint32_t ip = 0;
+    int port = 0;
+    if (side(handle, &ip, &port) != 0) {
+        return butil::EndPoint();
+    }
+    return butil::EndPoint(butil::int2ip(ip), port);
+}
+
+}  // namespace controller_internal
+
+inline Controller::Controller()
+    : handle_(brpc_controller_new()), owns_handle_(true), on_cancel_(NULL) {}
+
+inline Controller::Controller(brpc_controller* borrowed)
+    : handle_(borrowed), owns_handle_(false), on_cancel_(NULL) {}
+
+inline Controller::~Controller() {
+    RunCancelCallback();
+    if (owns_handle_) {
+        brpc_controller_destroy(handle_);
+    }
+}
+
+inline butil::EndPoint Controller::remote_side() const {
+    return controller_internal::Side(handle_, &brpc_controller_remote_side);
+}
+
+inline butil::EndPoint Controller::local_side() const {
+    return controller_internal::Side(handle_, &brpc_controller_local_side);
+}
+
+inline void Controller::Reset() {
+    RunCancelCallback();
+    brpc_controller_reset(handle_);
+    request_attachment_.clear();
+    response_attachment_.clear();
+}
+
+inline std::string Controller::ErrorText() const {
+    char buf[256];
+    const size_t len = brpc_controller_error_text(handle_, buf, sizeof(buf));
+    if (len < sizeof(buf)) {
+        return std::string(buf, len);
+    }
+    std::string text(len + 1, '\0');
+    brpc_controller_error_text(handle_, &text[0], text.size());
+    text.resize(len);
+    return text;
+}
+
+inline void Controller::AppendFailure(int error_code, const char* reason_fmt, va_list ap) {
+    std::string text = ErrorText();
+    if (!text.empty()) {
+        text.push_back(' ');
+    }
+    if (error_code != -1) {
+        char prefix[24];
+        snprintf(prefix, sizeof(prefix), "[E%d]", error_code);
+        text.append(prefix);
+    }
+    va_list measure;
+    va_copy(measure, ap);
+    const int len = vsnprintf(NULL, 0, reason_fmt, measure);
+    va_end(measure);
+    if (len > 0) {
+        const size_t start = text.size();
+        text.resize(start + (size_t)len + 1);
+        vsnprintf(&text[start], (size_t)len + 1, reason_fmt, ap);
+        text.resize(start + (size_t)len);
+    }
+    brpc_controller_set_failed(handle_, error_code, text.c_str());
+}
+
+inline void Controller::SetFailed(int error_code, const char* reason_fmt, ...) {
+    va_list ap;
+    va_start(ap, reason_fmt);
+    AppendFailure(error_code == 0 ? -1 : error_code, reason_fmt, ap);
+    va_end(ap);
+}
+
+inline void Controller::SetFailed(const std::string& reason) { SetFailed(-1, "%s", reason.c_str()); }
+
+inline void Controller::NotifyOnCancel(google::protobuf::Closure* callback) {
+    if (callback == NULL) {
+        return;
+    }
+    if (on_cancel_ != NULL) {
+        callback->Run();
+        return;
+    }
+    on_cancel_ = callback;
+}
+
+inline void Controller::RunCancelCallback() {
+    google::protobuf::Closure* const callback = on_cancel_;
+    on_cancel_ = NULL;
+    if (callback != NULL) {
+        callback->Run();
+    }
+}
+
+}  // namespace brpc
+
+#endif  // BRPC_CONTROLLER_H

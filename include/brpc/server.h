@@ -1,0 +1,298 @@
+// brpc::Server over the C ABI in brpc_stream.h: header-only.
+//
+// Serves protobuf services (protoc's cc_generic_services) over baidu_std.
+// Each request runs its method on a worker thread with a server-side
+// Controller; the method (or anyone later, on any thread) ends the call with
+// done->Run(), which sends the response and frees the call.
+
+#ifndef BRPC_SERVER_H
+#define BRPC_SERVER_H
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <climits>
+#include <csignal>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include <google/protobuf/descriptor.h>
+#include <google/protobuf/message.h>
+#include <google/protobuf/service.h>
+#include <google/protobuf/stubs/callback.h>
+
+#include "brpc_stream.h"
+#include "brpc/closure_guard.h"
+#include "brpc/controller.h"
+#include "brpc/errno.h"
+#include "butil/endpoint.h"
+
+namespace brpc {
+
+enum ServiceOwnership {
+    // The server deletes the service in its destructor.
+    SERVER_OWNS_SERVICE,
+    SERVER_DOESNT_OWN_SERVICE,
+};
+
+struct ServerOptions {
+    ServerOptions() {
+        brpc_server_options defaults;
+        brpc_server_options_init(&defaults);
+        max_body_size = defaults.max_body_size;
+    }
+
+    // Largest request accepted, in bytes (brpc's -max_body_size flag;
+    // default 64 MiB): a connection sending a bigger one is closed.
+    int64_t max_body_size;
+};
+
+// True once SIGINT or SIGTERM arrived (the handlers are installed by the
+// first call of IsAskedToQuit, AskToQuit or Server::RunUntilAskedToQuit).
+bool IsAskedToQuit();
+// Makes IsAskedToQuit() true, as a SIGINT would.
+void AskToQuit();
+
+namespace server_internal {
+struct Method;
+}
+
+class Server {
+public:
+    Server();
+    // Stops, joins, then deletes the services it owns.
+    ~Server();
+
+    // Serves every method of `service` under the service's full name.
+    // 0, or -1 (errno: EEXIST for a service added twice, EPERM once started,
+    // EINVAL for NULL).
+    int AddService(google::protobuf::Service* service, ServiceOwnership ownership);
+
+    // Listens on 0.0.0.0:port (0 picks a free port; see listen_address).
+    // options may be NULL (defaults). 0, or -1 with errno.
+    int Start(int port, const ServerOptions* options);
+    // Listens on "ip:port" or "hostname:port".
+    int Start(const char* ip_port_str, const ServerOptions* options);
+    int Start(const butil::EndPoint& endpoint, const ServerOptions* options);
+
+    // Stops accepting: new requests are answered with ELOGOFF. closewait_ms
+    // is unused, as in brpc.
+    int Stop(int closewait_ms = 0);
+    // Waits for the calls in flight to be answered, then closes every connection.
+    int Join();
+    // Serves until SIGINT/SIGTERM (or AskToQuit), then Stop() and Join().
+    void RunUntilAskedToQuit();
+    bool IsRunning() const { return brpc_server_is_running(handle_); }
+
+    // The address listened on, with the chosen port.
+    butil::EndPoint listen_address() const { return listen_address_; }
+
+private:
+    Server(const Server&);
+    Server& operator=(const Server&);
+
+    brpc_server* handle_;
+    butil::EndPoint listen_address_;
+    std::vector<std::unique_ptr<server_internal::Method> > methods_;
+    std::vector<google::protobuf::Service*> owned_services_;
+};
+
+// ---- implementation ----
+
+namespace server_internal {
+
+// What a registered method's handler needs; outlives the C server.
+struct Method {
+    Method(google::protobuf::Service* s, const google::protobuf::MethodDescriptor* m)
+        : service(s), descriptor(m) {}
+    google::protobuf::Service* service;
+    const google::protobuf::MethodDescriptor* descriptor;
+};
+
+// One request being served. It is the `done` handed to the service: Run()
+// sends the response and deletes the call.
+class Call : public google::protobuf::Closure {
+public:
+    Call(const Method* method, brpc_server_call* call)
+        : call_(call),
+          cntl_(brpc_server_call_controller(call)),
+          request_(method->service->GetRequestPrototype(method->descriptor).New()),
+          response_(method->service->GetResponsePrototype(method->descriptor).New()) {}
+
+    // The C handler of every method: parses the request and calls the service.
+    static void Handle(void* arg, brpc_server_call* c_call) {
+        const Method* method = static_cast<const Method*>(arg);
+        Call* call = new Call(method, c_call);
+        const uint8_t* data = NULL;
+        size_t len = 0;
+        brpc_server_call_request(c_call, &data, &len);
+        if (len > (size_t)INT_MAX || !call->request_->ParseFromArray(data, (int)len)) {
+            call->cntl_.SetFailed(EREQUEST, "Fail to parse request message, request_size=%zu", len);
+            call->Run();
+            return;
+        }
+        const uint8_t* attachment = NULL;
+        size_t attachment_len = 0;
+        brpc_server_call_request_attachment(c_call, &attachment, &attachment_len);
+        call->cntl_.request_attachment().append(attachment, attachment_len);
+        method->service->CallMethod(method->descriptor, &call->cntl_, call->request_.get(),
+                                    call->response_.get(), call);
+    }
+
+    void Run() override {
+        std::string payload;
+        if (!cntl_.Failed() && !response_->SerializeToString(&payload)) {
+            cntl_.SetFailed(ERESPONSE, "Fail to serialize response");
+            payload.clear();
+        }
+        const std::string attachment = cntl_.response_attachment().to_string();
+        brpc_server_call_respond(call_, reinterpret_cast<const uint8_t*>(payload.data()), payload.size(),
+                                 reinterpret_cast<const uint8_t*>(attachment.data()), attachment.size());
+        delete this;
+    }
+
+private:
+    brpc_server_call* call_;
+    Controller cntl_;
+    std::unique_ptr<google::protobuf::Message> request_;
+    std::unique_ptr<google::protobuf::Message> response_;
+};
+
+inline volatile std::sig_atomic_t& QuitFlag() {
+    static volatile std::sig_atomic_t asked = 0;
+    return asked;
+}
+
+// The handlers SIGINT and SIGTERM had before ours, called after ours.
+inline struct sigaction* PreviousQuitHandlers() {
+    static struct sigaction previous[2];
+    return previous;
+}
+
+inline void OnQuitSignal(int signo) {
+    QuitFlag() = 1;
+    const struct sigaction& previous = PreviousQuitHandlers()[signo == SIGINT ? 0 : 1];
+    if ((previous.sa_flags & SA_SIGINFO) == 0 && previous.sa_handler != SIG_DFL &&
+        previous.sa_handler != SIG_IGN && previous.sa_handler != NULL) {
+        previous.sa_handler(signo);
+    }
+}
+
+inline void InstallQuitHandlers() {
+    static std::once_flag installed;
+    std::call_once(installed, [] {
+        struct sigaction action;
+        action.sa_handler = &OnQuitSignal;
+        sigemptyset(&action.sa_mask);
+        action.sa_flags = 0;
+        sigaction(SIGINT, &action, &PreviousQuitHandlers()[0]);
+        sigaction(SIGTERM, &action, &PreviousQuitHandlers()[1]);
+    });
+}
+
+inline int Fail(int code) {
+    errno = code;
+    return -1;
+}
+
+}  // namespace server_internal
+
+inline bool IsAskedToQuit() {
+    server_internal::InstallQuitHandlers();
+    return server_internal::QuitFlag() != 0;
+}
+
+inline void AskToQuit() {
+    server_internal::InstallQuitHandlers();
+    raise(SIGINT);
+}
+
+inline Server::Server() : handle_(brpc_server_new()) {}
+
+inline Server::~Server() {
+    // Joins first: no handler may run once the methods and services go.
+    brpc_server_destroy(handle_);
+    for (size_t i = 0; i < owned_services_.size(); ++i) {
+        delete owned_services_[i];
+    }
+}
+
+inline int Server::AddService(google::protobuf::Service* service, ServiceOwnership ownership) {
+    if (service == NULL) {
+        return server_internal::Fail(EINVAL);
+    }
+    const google::protobuf::ServiceDescriptor* descriptor = service->GetDescriptor();
+    for (int i = 0; i < descriptor->method_count(); ++i) {
+        std::unique_ptr<server_internal::Method> method(
+            new server_internal::Method(service, descriptor->method(i)));
+        const int rc = brpc_server_add_method(handle_, descriptor->full_name().c_str(),
+                                              method->descriptor->name().c_str(),
+                                              &server_internal::Call::Handle, method.get());
+        if (rc != 0) {
+            // Methods registered before the failure stay (the C server
+            // cannot remove them); their Method records must outlive it.
+            return server_internal::Fail(rc);
+        }
+        methods_.push_back(std::move(method));
+    }
+    if (ownership == SERVER_OWNS_SERVICE) {
+        owned_services_.push_back(service);
+    }
+    return 0;
+}
+
+inline int Server::Start(int port, const ServerOptions* options) {
+    if (port < 0 || port > 65535) {
+        return server_internal::Fail(EINVAL);
+    }
+    return Start(butil::EndPoint(butil::IP_ANY, port), options);
+}
+
+inline int Server::Start(const char* ip_port_str, const ServerOptions* options) {
+    butil::EndPoint endpoint;
+    if (butil::str2endpoint(ip_port_str, &endpoint) != 0 &&
+        butil::hostname2endpoint(ip_port_str, &endpoint) != 0) {
+        return server_internal::Fail(EINVAL);
+    }
+    return Start(endpoint, options);
+}
+
+inline int Server::Start(const butil::EndPoint& endpoint, const ServerOptions* options) {
+    const ServerOptions chosen = options != NULL ? *options : ServerOptions();
+    brpc_server_options c;
+    brpc_server_options_init(&c);
+    c.max_body_size = chosen.max_body_size;
+    const int rc = brpc_server_start(handle_, butil::endpoint2str(endpoint).c_str(), &c);
+    if (rc != 0) {
+        return server_internal::Fail(rc);
+    }
+    listen_address_ = butil::EndPoint(endpoint.ip, brpc_server_listen_port(handle_));
+    return 0;
+}
+
+inline int Server::Stop(int /*closewait_ms*/) {
+    const int rc = brpc_server_stop(handle_);
+    return rc == 0 ? 0 : server_internal::Fail(rc);
+}
+
+inline int Server::Join() {
+    const int rc = brpc_server_join(handle_);
+    return rc == 0 ? 0 : server_internal::Fail(rc);
+}
+
+inline void Server::RunUntilAskedToQuit() {
+    while (!IsAskedToQuit()) {
+        usleep(100 * 1000);
+    }
+    Stop(0);
+    Join();
+}
+
+}  // namespace brpc
+
+#endif  // BRPC_SERVER_H
