@@ -94,7 +94,7 @@ fn without_intermediate_feedback(shapes: Vec<Shape>) -> Vec<Shape> {
 }
 
 /// Re-packs a captured frame with other stream ids and correlation id.
-fn rewrite(frame: &RawFrame, map_stream: impl Fn(i64) -> i64, correlation_id: i64) -> Vec<u8> {
+fn rewrite(frame: &RawFrame, map_stream: &dyn Fn(i64) -> i64, correlation_id: i64) -> Vec<u8> {
     let mut out = BytesMut::new();
     if frame.magic == Magic::Rpc {
         let mut message = RpcMessage::decode(frame).unwrap();
@@ -108,39 +108,77 @@ fn rewrite(frame: &RawFrame, map_stream: impl Fn(i64) -> i64, correlation_id: i6
         return out.to_vec();
     }
     let mut stream_frame = StreamFrame::decode(frame).unwrap();
-    stream_frame.meta.stream_id = stream_frame.meta.stream_id.map(&map_stream);
-    stream_frame.meta.source_stream_id = stream_frame.meta.source_stream_id.map(&map_stream);
+    stream_frame.meta.stream_id = stream_frame.meta.stream_id.map(map_stream);
+    stream_frame.meta.source_stream_id = stream_frame.meta.source_stream_id.map(map_stream);
     let mut payload = stream_frame.payload.to_vec();
     if let Ok(embedded) = RawFrame::from_embedded(stream_frame.payload.clone()) {
         if embedded.magic == Magic::Rpc {
-            payload = rewrite(&embedded, &map_stream, correlation_id);
+            payload = rewrite(&embedded, map_stream, correlation_id);
         }
     }
     pack_stream_header(&mut out, &stream_frame.meta, payload.len()).unwrap();
     out.extend_from_slice(&payload);
-    out
+    out.to_vec()
 }
 
-/// Reads frames from `socket` until `until` says the conversation is over.
-fn read_frames(socket: &mut TcpStream, until: impl Fn(&[RawFrame]) -> bool) -> Vec<RawFrame> {
-    socket.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let mut cutter = Cutter::new(Limits::default());
-    let mut buf = BytesMut::new();
-    let mut frames = Vec::new();
-    let mut chunk = [0u8; 4096];
-    while !until(&frames) {
-        let n = socket.read(&mut chunk).expect("the peer answers in time");
-        assert!(n > 0, "the connection closed after {frames:?}");
-        buf.extend_from_slice(&chunk[..n]);
-        while let Cut::Frame(frame) = cutter.cut(&mut buf) {
-            frames.push(frame);
+/// Reads frames off a connection, keeping partial frames between calls
+/// and every raw byte (for decode.py).
+struct FrameReader {
+    socket: TcpStream,
+    cutter: Cutter,
+    buf: BytesMut,
+    raw: Vec<u8>,
+}
+
+impl FrameReader {
+    fn new(socket: TcpStream) -> Self {
+        socket.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        FrameReader { socket, cutter: Cutter::new(Limits::default()), buf: BytesMut::new(), raw: Vec::new() }
+    }
+
+    fn send(&mut self, bytes: &[u8]) {
+        self.socket.write_all(bytes).unwrap();
+    }
+
+    /// Reads frames until `until` holds for those read by this call.
+    fn read_until(&mut self, until: impl Fn(&[RawFrame]) -> bool) -> Vec<RawFrame> {
+        let mut frames = Vec::new();
+        let mut chunk = [0u8; 4096];
+        loop {
+            while let Cut::Frame(frame) = self.cutter.cut(&mut self.buf) {
+                frames.push(frame);
+            }
+            if until(&frames) {
+                return frames;
+            }
+            let n = self.socket.read(&mut chunk).expect("the peer answers in time");
+            assert!(n > 0, "the connection closed after {frames:?}");
+            self.raw.extend_from_slice(&chunk[..n]);
+            self.buf.extend_from_slice(&chunk[..n]);
         }
     }
-    frames
 }
 
 fn ends_with_close(frames: &[RawFrame]) -> bool {
     frames.last().is_some_and(|f| f.magic == Magic::Stream && shape(f) == Shape::Close)
+}
+
+/// brpc's own decoder (decode.py, beside the captures) lists our bytes
+/// frame by frame.
+fn assert_decode_py_reads(raw: &[u8], frames: usize) {
+    let path = std::env::temp_dir().join(format!("brpc_stream_replay_{}.bin", std::process::id()));
+    std::fs::write(&path, raw).unwrap();
+    let output = std::process::Command::new("python3")
+        .arg(common::wire_dir().join("decode.py"))
+        .arg(&path)
+        .output()
+        .expect("python3 runs decode.py");
+    let _ = std::fs::remove_file(&path);
+    assert!(output.status.success(), "decode.py failed: {}", String::from_utf8_lossy(&output.stderr));
+    let listing = String::from_utf8_lossy(&output.stdout);
+    let top_level = listing.lines().filter(|l| l.starts_with('@')).count();
+    assert_eq!(top_level, frames, "{listing}");
+    assert!(listing.contains("'accepted'") || listing.contains("accepted"), "{listing}");
 }
 
 /// Counts messages and answers "done" after the third, as the captured
@@ -180,20 +218,29 @@ fn our_server_answers_a_brpc_clients_bytes_like_a_brpc_server() {
         )
         .unwrap();
     server.start("127.0.0.1:0", ServerOptions::default()).unwrap();
-    let mut socket = TcpStream::connect(server.listen_address().unwrap()).unwrap();
+    let mut peer = FrameReader::new(TcpStream::connect(server.listen_address().unwrap()).unwrap());
 
     let script = capture("open_write_close.client_to_server.bin");
     // The request first; our server's stream id comes back in the response.
-    socket.write_all(&rewrite(&script[0], |id| id, CAPTURED_CORRELATION_ID)).unwrap();
-    let response = read_frames(&mut socket, |frames| !frames.is_empty());
+    peer.send(&rewrite(&script[0], &|id| id, CAPTURED_CORRELATION_ID));
+    let response = peer.read_until(|frames| !frames.is_empty());
     let embedded = RawFrame::from_embedded(StreamFrame::decode(&response[0]).unwrap().payload).unwrap();
     let our_stream = RpcMessage::decode(&embedded).unwrap().meta.stream_settings.unwrap().stream_id();
     let to_ours = |id: i64| if id == CAPTURED_SERVER_STREAM { our_stream } else { id };
-    for frame in &script[1..] {
-        socket.write_all(&rewrite(frame, to_ours, CAPTURED_CORRELATION_ID)).unwrap();
+    // As the captured client did: three messages, then (once "done" came
+    // back) its FEEDBACK and its CLOSE.
+    let (messages, rest) = script[1..].split_at(3);
+    for frame in messages {
+        peer.send(&rewrite(frame, &to_ours, CAPTURED_CORRELATION_ID));
     }
     let mut ours = response;
-    ours.extend(read_frames(&mut socket, ends_with_close));
+    let got_done = |frames: &[RawFrame]| frames.iter().any(|f| shape(f) == Shape::Data(Bytes::from_static(b"done")));
+    ours.extend(peer.read_until(got_done));
+    for frame in rest {
+        peer.send(&rewrite(frame, &to_ours, CAPTURED_CORRELATION_ID));
+    }
+    ours.extend(peer.read_until(ends_with_close));
+    assert_decode_py_reads(&peer.raw, ours.len());
 
     let theirs = capture("open_write_close.server_to_client.bin");
     let ours_shapes = without_intermediate_feedback(ours.iter().map(shape).collect());
@@ -214,23 +261,23 @@ fn our_client_talks_to_a_brpc_servers_bytes_like_a_brpc_client() {
     let addr = listener.local_addr().unwrap();
     let (heard_tx, heard_rx) = mpsc::channel();
     let peer = std::thread::spawn(move || {
-        let (mut socket, _) = listener.accept().unwrap();
+        let mut socket = FrameReader::new(listener.accept().unwrap().0);
         let script = capture("open_write_close.server_to_client.bin");
-        let request = read_frames(&mut socket, |frames| !frames.is_empty());
+        let request = socket.read_until(|frames| !frames.is_empty());
         let message = RpcMessage::decode(&request[0]).unwrap();
         let correlation_id = message.meta.correlation_id.unwrap();
         let our_stream = message.meta.stream_settings.unwrap().stream_id();
         let to_ours = |id: i64| if id == CAPTURED_CLIENT_STREAM { our_stream } else { id };
         // The response, then what the captured server sent as data came in:
         // the rest once the client's three messages arrived.
-        socket.write_all(&rewrite(&script[0], to_ours, correlation_id)).unwrap();
+        socket.send(&rewrite(&script[0], &to_ours, correlation_id));
         let mut heard = request;
-        heard.extend(read_frames(&mut socket, |frames| frames.iter().filter(|f| matches!(shape(f), Shape::Data(_))).count() == 3));
+        heard.extend(socket.read_until(|frames| frames.iter().filter(|f| matches!(shape(f), Shape::Data(_))).count() == 3));
         for frame in &script[1..script.len() - 1] {
-            socket.write_all(&rewrite(frame, to_ours, correlation_id)).unwrap();
+            socket.send(&rewrite(frame, &to_ours, correlation_id));
         }
-        heard.extend(read_frames(&mut socket, ends_with_close));
-        socket.write_all(&rewrite(&script[script.len() - 1], to_ours, correlation_id)).unwrap();
+        heard.extend(socket.read_until(ends_with_close));
+        socket.send(&rewrite(&script[script.len() - 1], &to_ours, correlation_id));
         let _ = heard_tx.send(heard);
     });
 

@@ -211,7 +211,7 @@ impl ServerInner {
         methods
             .get(method)
             .cloned()
-            .ok_or_else(|| (errno::ENOMETHOD, format!("Fail to find method={method}")))
+            .ok_or_else(|| (errno::ENOMETHOD, format!("Fail to find method={service}/{method}")))
     }
 
     fn call_ended(&self) {
