@@ -393,9 +393,20 @@ struct Pair {
         EXPECT_EQ(0, brpc::Socket::Create(sopt, &sid));
         EXPECT_EQ(0, brpc::Socket::Address(sid, &server));
     }
+    // The sink is on this object: wait until both sockets are recycled, so
+    // no input callback can still reach it.
     ~Pair() {
-        if (client) client->SetFailed();
-        if (server) server->SetFailed();
+        std::vector<brpc::SocketId> ids;
+        for (brpc::SocketUniquePtr* s : {&client, &server}) {
+            if (*s) {
+                ids.push_back((*s)->id());
+                (*s)->SetFailed();
+                s->reset();
+            }
+        }
+        for (brpc::SocketId id : ids) {
+            EXPECT_TRUE(WaitFor([&] { return brpc::Socket::Status(id) < 0; }));
+        }
     }
 };
 

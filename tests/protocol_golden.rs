@@ -9,7 +9,6 @@
 
 use std::fmt::Write as _;
 use std::fs;
-use std::path::{Path, PathBuf};
 
 use brpc_stream::protocol::{
     pack_rpc_header, pack_stream, pack_stream_header, Cut, Cutter, FrameType, Limits, Magic,
@@ -17,26 +16,8 @@ use brpc_stream::protocol::{
 };
 use bytes::{Bytes, BytesMut};
 
-fn wire_dir() -> PathBuf {
-    // An explicit directory that is wrong fails rather than falls back.
-    if let Some(dir) = std::env::var_os("BRPC_WIRE_DIR") {
-        let dir = PathBuf::from(dir);
-        assert!(
-            dir.is_dir(),
-            "BRPC_WIRE_DIR={} is not a directory",
-            dir.display()
-        );
-        return dir;
-    }
-    let candidates = [
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/wire"),
-        PathBuf::from("/work/shared/wire"),
-    ];
-    candidates
-        .into_iter()
-        .find(|dir| dir.is_dir())
-        .expect("no wire captures: set BRPC_WIRE_DIR or put them in ../shared/wire")
-}
+mod common;
+use common::wire_dir;
 
 fn captures() -> Vec<(String, Vec<u8>, String)> {
     let dir = wire_dir();

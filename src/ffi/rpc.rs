@@ -320,7 +320,7 @@ pub unsafe extern "C" fn brpc_channel_call(
                 let cntl = unsafe { &*cntl_ptr.get().cast::<brpc_controller>() };
                 {
                     let mut c = cntl.inner.lock();
-                    c.error = outcome.error();
+                    c.error = brpc_error_text(outcome.error());
                     c.remote = outcome.remote;
                     c.local = outcome.local;
                     c.remote_stream_settings = remote_streams;
@@ -332,8 +332,14 @@ pub unsafe extern "C" fn brpc_channel_call(
     })
 }
 
+/// A client sees every failure as brpc shows it: `[E<code>]` before the
+/// text, whether the text came from the server or from this side.
+fn brpc_error_text(error: Option<(i32, String)>) -> Option<(i32, String)> {
+    error.map(|(code, text)| (code, format!("[E{code}]{text}")))
+}
+
 fn deliver(done: unsafe extern "C" fn(*mut c_void, *const brpc_call_result), arg: SendPtr, outcome: &CallOutcome) {
-    let error = outcome.error();
+    let error = brpc_error_text(outcome.error());
     let text = CString::new(error.as_ref().map_or("", |(_, t)| t.as_str()).replace('\0', " ")).unwrap_or_default();
     let (payload, attachment) = match (&outcome.result, &error) {
         (Ok(message), None) => (message.payload.clone(), message.attachment.clone()),

@@ -159,7 +159,7 @@ impl Channel {
         let (id, call) = call;
         if let Some(timeout) = timeout {
             let remote = self.inner.remote;
-            let text = format!("reached timeout={}ms @{}", timeout.as_millis(), remote);
+            let text = format!("Reached timeout={}ms @{}", timeout.as_millis(), remote);
             let timer = timers().schedule(Instant::now() + timeout, Box::new(move || finish(id, Err((errno::ERPCTIMEDOUT, text)))));
             call.state.lock().timer = Some(timer);
         }

@@ -211,7 +211,7 @@ impl ServerInner {
         methods
             .get(method)
             .cloned()
-            .ok_or_else(|| (errno::ENOMETHOD, format!("Fail to find method={method}")))
+            .ok_or_else(|| (errno::ENOMETHOD, format!("Fail to find method={service}/{method}")))
     }
 
     fn call_ended(&self) {
@@ -276,10 +276,11 @@ impl ServerCall {
         self.answered = true;
         let error = result.as_ref().err().cloned();
         let client_stream = self.stream_settings().map(|s| s.stream_id());
-        send_response(self.socket, self.correlation_id, result, client_stream, accepted);
-        if !accepted.is_empty() {
-            stream::on_response_sent(accepted, error.as_ref());
+        if error.is_none() {
+            stream::before_response(accepted);
         }
+        send_response(self.socket, self.correlation_id, result, client_stream, accepted);
+        stream::after_response(accepted, error.as_ref());
         self.end();
     }
 

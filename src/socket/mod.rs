@@ -244,7 +244,10 @@ impl Socket {
         if !SOCKETS.set_failed(self.id) {
             return false;
         }
-        log(&format!("{} failed: [{}] {}", self.description(), code, text));
+        // Orderly ends (a stream's close, a server stopping) are not news.
+        if code != errno::ECLOSE && code != errno::ELOGOFF {
+            log(&format!("Socket{{id={} fd={}}} failed: [E{}] {}", self.id, self.fd(), code, text));
+        }
         if let Some(token) = self.registration.lock().take() {
             dispatcher().deregister(token, self.fd());
         }

@@ -50,6 +50,8 @@ pub(super) struct Link {
     pub remote_need_feedback: bool,
     /// The write queue waiting for the stream to connect.
     pub pending_connect: Option<ConnectData>,
+    /// Connected, but writes wait for the setup response to be queued.
+    pub held: bool,
 }
 
 pub(crate) struct StreamCore {
@@ -78,6 +80,7 @@ impl StreamCore {
                 remote_writable: false,
                 remote_need_feedback: false,
                 pending_connect: None,
+                held: false,
             }),
             flow: Arc::new(Flow::new(window)),
             receiver: Mutex::new(Receiver::default()),
@@ -106,24 +109,41 @@ impl StreamCore {
         self.id() as i64
     }
 
-    /// Connects the stream to `remote` on `host` and lets queued writes go.
-    pub(super) fn connect(&self, host: &Socket, remote: i64, writable: bool, need_feedback: bool) {
-        let pending = {
+    /// Connects the stream to `remote` on `host`. Unless `held`, queued
+    /// writes go at once; a held stream (a server's, whose response is not
+    /// queued yet) keeps them until [`StreamCore::release`], so nothing it
+    /// writes overtakes the response, while frames arriving for it are
+    /// already taken as a connected stream's.
+    pub(super) fn connect(&self, host: &Socket, remote: i64, writable: bool, need_feedback: bool, held: bool) {
+        {
             let mut link = self.link.lock();
             if link.phase != Phase::Created {
                 return;
             }
             link.phase = Phase::Connected;
+            link.held = held;
             link.host = Some(host.id());
             link.remote_id = Some(remote);
             link.remote_writable = writable;
             link.remote_need_feedback = need_feedback;
-            link.pending_connect.take()
-        };
+        }
         super::hosts::attach(host, self.id());
         super::receive::start_idle_timer(self);
+        if !held {
+            self.release();
+        }
+    }
+
+    /// Lets the writes queued while the stream was held (or connecting) go.
+    pub(super) fn release(&self) {
+        let (pending, host) = {
+            let mut link = self.link.lock();
+            link.held = false;
+            (link.pending_connect.take(), link.host)
+        };
         if let Some(data) = pending {
-            let _ = check_connected_and_keep_write(host.fd().max(0), 0, data);
+            let fd = host.and_then(Socket::address).map_or(0, |h| h.fd().max(0));
+            let _ = check_connected_and_keep_write(fd, 0, data);
         }
     }
 
@@ -164,6 +184,10 @@ impl Connection for StreamCore {
             let mut link = self.link.lock();
             match link.phase {
                 Phase::Created => {
+                    link.pending_connect = Some(data);
+                    return Ok(());
+                }
+                Phase::Connected | Phase::Closing if link.held => {
                     link.pending_connect = Some(data);
                     return Ok(());
                 }

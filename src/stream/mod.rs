@@ -129,7 +129,7 @@ pub fn on_setup_response(
     for (position, id) in ids.iter().enumerate() {
         let remote = remotes.get(position).copied();
         match (find(*id), remote) {
-            (Some((_, core)), Some(remote)) => core.connect(&host, remote, writable, need_feedback),
+            (Some((_, core)), Some(remote)) => core.connect(&host, remote, writable, need_feedback, false),
             (Some(_), None) => close::fail(*id, libc::ECONNRESET, "the server accepted fewer streams"),
             (None, Some(remote)) => {
                 if let Ok(rst) = frames::rst(remote) {
@@ -142,8 +142,9 @@ pub fn on_setup_response(
 }
 
 /// Accepts the streams a request carries (server side), bound to the
-/// request's connection; they connect once the response went out
-/// ([`on_response_sent`]), so nothing they write overtakes it.
+/// request's connection. They become connected when the response is about
+/// to go ([`before_response`]) and write once it is queued
+/// ([`after_response`]), so nothing they write overtakes it.
 pub fn accept(host: SocketId, request: &StreamSettings, options: &StreamOptions) -> Result<Vec<StreamId>, i32> {
     let remotes = remote_ids(request);
     let mut accepted = Vec::with_capacity(remotes.len());
@@ -168,22 +169,30 @@ pub fn accept(host: SocketId, request: &StreamSettings, options: &StreamOptions)
     Ok(accepted)
 }
 
-/// The response carrying `ids` was queued on their host: connect them, or,
-/// when the call failed, fail them with its error.
-pub fn on_response_sent(ids: &[StreamId], error: Option<&(i32, String)>) {
-    if let Some((code, text)) = error {
-        return ids.iter().for_each(|id| close::fail(*id, *code, text));
-    }
+/// The accepted streams' response is about to be queued: from now on,
+/// frames for them are theirs (data can only follow the response).
+pub fn before_response(ids: &[StreamId]) {
     for id in ids {
         let Some((_, core)) = find(*id) else { continue };
         let (host, remote, writable, need_feedback) = {
             let link = core.link.lock();
             (link.host, link.remote_id, link.remote_writable, link.remote_need_feedback)
         };
-        let host = host.and_then(Socket::address);
-        match (host, remote) {
-            (Some(host), Some(remote)) => core.connect(&host, remote, writable, need_feedback),
+        match (host.and_then(Socket::address), remote) {
+            (Some(host), Some(remote)) => core.connect(&host, remote, writable, need_feedback, true),
             _ => close::fail(*id, errno::EFAILEDSOCKET, "the connection of the stream's call is gone"),
+        }
+    }
+}
+
+/// The response carrying `ids` is queued on their host: their writes go;
+/// or, when the call failed, they fail with its error.
+pub fn after_response(ids: &[StreamId], error: Option<&(i32, String)>) {
+    for id in ids {
+        match (find(*id), error) {
+            (Some((_, core)), None) => core.release(),
+            (_, Some((code, text))) => close::fail(*id, *code, text),
+            (None, None) => {}
         }
     }
 }
