@@ -15,9 +15,8 @@
 // but never sent through on_failed (ECONNRESET), instead of dropping them
 // silently as brpc does.
 
-// Not brpc's guard name BRPC_STREAM_H: the C header brpc_stream.h uses it.
-#ifndef BRPC_STREAM_API_H
-#define BRPC_STREAM_API_H
+#ifndef BRPC_STREAM_H
+#define BRPC_STREAM_H
 
 #include <sys/uio.h>
 
@@ -329,4 +328,4 @@ inline int StreamClose(StreamId stream_id) { return brpc_stream_close(stream_id)
 
 }  // namespace brpc
 
-#endif  // BRPC_STREAM_API_H
+#endif  // BRPC_STREAM_H
