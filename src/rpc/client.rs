@@ -168,10 +168,11 @@ impl Channel {
 }
 
 impl Drop for ChannelInner {
-    /// The last call and the channel itself are gone: close the connection.
+    /// The last call and the channel itself are gone: close the connection
+    /// (once the streams riding on it closed).
     fn drop(&mut self) {
         if let Some((id, _)) = self.connection.get_mut().take() {
-            Socket::set_failed_by_id(id, errno::ECLOSE, "the channel was destroyed");
+            stream::close_host_when_idle(id, errno::ECLOSE, "the channel was destroyed");
         }
     }
 }

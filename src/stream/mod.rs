@@ -23,7 +23,7 @@ use bytes::Bytes;
 pub use self::close::close;
 pub use self::core::live_count;
 pub use self::flow::OnWritable;
-pub use self::hosts::on_host_failed;
+pub use self::hosts::{close_host_when_idle, on_host_failed};
 pub use self::receive::on_frame;
 
 use self::core::{find, Phase, StreamCore};
@@ -151,11 +151,19 @@ pub fn accept(host: SocketId, request: &StreamSettings, options: &StreamOptions)
     for remote in remotes {
         match StreamCore::spawn(options.clone()) {
             Ok((id, core)) => {
-                let mut link = core.link.lock();
-                link.host = Some(host);
-                link.remote_id = Some(remote);
-                link.remote_writable = request.writable();
-                link.remote_need_feedback = request.need_feedback();
+                {
+                    let mut link = core.link.lock();
+                    link.host = Some(host);
+                    link.remote_id = Some(remote);
+                    link.remote_writable = request.writable();
+                    link.remote_need_feedback = request.need_feedback();
+                }
+                // Attached now, so the connection failing before the
+                // response closes them too.
+                match Socket::address(host) {
+                    Some(host) => hosts::attach(&host, id),
+                    None => close::fail(id, errno::EFAILEDSOCKET, "the connection of the stream's call is gone"),
+                }
                 accepted.push(id);
             }
             Err(code) => {
