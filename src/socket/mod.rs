@@ -112,6 +112,29 @@ pub struct Socket {
     connecting: AtomicU64,
     failure: Mutex<Option<(i32, String)>>,
     read_buf: Mutex<BytesMut>,
+    dropped_messages: std::sync::atomic::AtomicU64,
+    dropped_bytes: std::sync::atomic::AtomicU64,
+    burst: Burst,
+}
+
+/// Tells a burst of writes (the previous one came less than
+/// [`Burst::WINDOW`] ago) from sparse ones, so a burst is written in
+/// batches by a worker while a lone request still leaves from the writer's
+/// own thread without a hand-off.
+#[derive(Default)]
+struct Burst {
+    last_write_ns: std::sync::atomic::AtomicU64,
+}
+
+impl Burst {
+    const WINDOW: Duration = Duration::from_micros(20);
+
+    fn follows_closely(&self) -> bool {
+        static EPOCH: LazyLock<std::time::Instant> = LazyLock::new(std::time::Instant::now);
+        let now = EPOCH.elapsed().as_nanos() as u64;
+        let last = self.last_write_ns.swap(now, Ordering::Relaxed);
+        now.saturating_sub(last) < Self::WINDOW.as_nanos() as u64
+    }
 }
 
 impl Socket {
@@ -140,6 +163,9 @@ impl Socket {
             connecting: AtomicU64::new(id::INVALID_ID),
             failure: Mutex::new(None),
             read_buf: Mutex::new(BytesMut::new()),
+            dropped_messages: Default::default(),
+            dropped_bytes: Default::default(),
+            burst: Burst::default(),
         });
         let id = match id {
             Ok(id) => id,

@@ -80,8 +80,24 @@ static ATTEMPTS: LazyLock<Registry<ConnectAttempt>> = LazyLock::new(Registry::ne
 pub struct ConnectData(pub u64);
 
 impl Socket {
+    /// Counts a data write (tag 0) that will never leave.
+    fn count_dropped(&self, request: &WriteRequest) {
+        if request.tag == 0 {
+            self.dropped_messages.fetch_add(1, Ordering::Relaxed);
+            let bytes: usize = request.chunks.iter().map(Bytes::len).sum();
+            self.dropped_bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+        }
+    }
+
+    /// Data writes (tag 0) this socket accepted and failed: messages, bytes.
+    pub fn dropped_writes(&self) -> (u64, u64) {
+        (self.dropped_messages.load(Ordering::Acquire), self.dropped_bytes.load(Ordering::Acquire))
+    }
+
     /// Queues `chunks` as one write, in order after every write queued before
-    /// it by any thread. `done` (if any) runs exactly once, also when this
+    /// it by any thread. The writing thread writes into the fd itself unless a
+    /// burst is under way (writes following each other closely): then a
+    /// worker drains the queue, so many messages leave per syscall. `done` (if any) runs exactly once, also when this
     /// returns an error (a failed socket takes no writes: `EFAILEDSOCKET`).
     pub fn write(&self, chunks: impl Into<VecDeque<Bytes>>, done: Option<WriteDone>) -> Result<(), i32> {
         self.write_with(chunks, WriteOptions::default(), done)
@@ -97,11 +113,13 @@ impl Socket {
     ) -> Result<(), i32> {
         let request = WriteRequest { chunks: chunks.into(), tag: options.tag, done };
         if self.failure.lock().is_some() {
+            self.count_dropped(&request);
             request.complete(errno::EFAILEDSOCKET);
             return Err(errno::EFAILEDSOCKET);
         }
+        let in_burst = self.owns_fd() && self.burst.follows_closely();
         let Some(owner) = self.queue.push(request) else { return Ok(()) };
-        if !options.background {
+        if !options.background && !in_burst {
             drain(self, owner, VecDeque::new());
             return Ok(());
         }
@@ -133,7 +151,7 @@ fn drain(socket: &Socket, mut owner: Owner, mut batch: VecDeque<WriteRequest>) {
         socket.queue.take_pending(&mut owner, &mut batch);
         let failure = socket.failure.lock().as_ref().map(|(code, _)| *code);
         if let Some(code) = failure {
-            fail_batch(&mut batch, code);
+            fail_batch(socket, &mut batch, code);
         } else {
             let fd = socket.fd();
             if fd < 0 {
@@ -215,8 +233,9 @@ fn consume(batch: &mut VecDeque<WriteRequest>, mut n: usize) {
     }
 }
 
-fn fail_batch(batch: &mut VecDeque<WriteRequest>, code: i32) {
+fn fail_batch(socket: &Socket, batch: &mut VecDeque<WriteRequest>, code: i32) {
     for request in batch.drain(..) {
+        socket.count_dropped(&request);
         request.complete(code);
     }
 }
@@ -259,7 +278,7 @@ fn start_connect(socket: &Socket, writer: ParkedWriter) {
     let Some(connect_ref) = Socket::address_failed_as_well(socket.id()) else {
         // Unreachable while the caller holds a reference; fail safe anyway.
         let ParkedWriter { owner, mut batch } = writer;
-        fail_batch(&mut batch, errno::EFAILEDSOCKET);
+        fail_batch(socket, &mut batch, errno::EFAILEDSOCKET);
         return drain(socket, owner, batch);
     };
     let attempt = match ATTEMPTS.create(ConnectAttempt { socket: connect_ref, writer: Mutex::new(None) }) {

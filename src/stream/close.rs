@@ -63,7 +63,7 @@ pub(super) fn fail(id: StreamId, code: i32, text: &str) {
 }
 
 /// The stream's socket failed: the one place a stream ends.
-pub(super) fn finished(core: &Arc<StreamCore>, code: i32, text: &str) {
+pub(super) fn finished(socket: &Socket, core: &Arc<StreamCore>, code: i32, text: &str) {
     let host = {
         let mut link = core.link.lock();
         link.phase = Phase::Closed;
@@ -76,9 +76,11 @@ pub(super) fn finished(core: &Arc<StreamCore>, code: i32, text: &str) {
     let Some(handler) = core.options.handler.clone() else { return };
     let id = core.id();
     let text = text.to_string();
-    let stream = Arc::clone(core);
+    // Read when the callbacks run, so writes failed by a thread that was
+    // still draining the queue are counted too.
+    let socket = Socket::address_failed_as_well(socket.id());
     core.executor.submit(move || {
-        let (messages, bytes) = *stream.dropped.lock();
+        let (messages, bytes) = socket.map_or((0, 0), |s| s.dropped_writes());
         let failure = match (code != NORMAL_CLOSE, messages > 0) {
             (true, _) => Some(code),
             (false, true) => Some(libc::ECONNRESET),

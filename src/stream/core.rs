@@ -22,6 +22,9 @@ use crate::socket::{check_connected_and_keep_write, ConnectData, Connection, Out
 /// Tag of the message that asks for a CLOSE frame after everything queued.
 pub(super) const CLOSE_TAG: u32 = 1;
 
+/// Messages up to this size are copied next to their frame header.
+const COPY_LIMIT: usize = 2048;
+
 static LIVE: AtomicUsize = AtomicUsize::new(0);
 
 /// Streams not yet recycled, process-wide.
@@ -61,8 +64,6 @@ pub(crate) struct StreamCore {
     pub(super) link: Mutex<Link>,
     pub(super) flow: Arc<Flow>,
     pub(super) receiver: Mutex<Receiver>,
-    /// Messages and bytes accepted by `write` that never left.
-    pub(super) dropped: Mutex<(u64, u64)>,
 }
 
 impl StreamCore {
@@ -84,7 +85,6 @@ impl StreamCore {
             }),
             flow: Arc::new(Flow::new(window)),
             receiver: Mutex::new(Receiver::default()),
-            dropped: Mutex::new((0, 0)),
         }
     }
 
@@ -163,13 +163,6 @@ impl StreamCore {
             }
         }
     }
-
-    /// Counts a write that will never be delivered.
-    pub(super) fn count_dropped(&self, bytes: usize) {
-        let mut dropped = self.dropped.lock();
-        dropped.0 += 1;
-        dropped.1 += bytes as u64;
-    }
 }
 
 impl Drop for StreamCore {
@@ -204,25 +197,36 @@ impl Connection for StreamCore {
     }
 
     /// Frames every queued message onto the host connection in one write,
-    /// DATA for messages and CLOSE for the close marker.
+    /// DATA for messages and CLOSE for the close marker. Small messages are
+    /// copied with their headers into one buffer, so a burst of them costs
+    /// one chunk (and one iovec) rather than two per message.
     fn write(&self, socket: &Socket, messages: &[OutMessage<'_>]) -> Result<usize, i32> {
         let Some((host, remote)) = self.route() else {
             return Err(errno::EFAILEDSOCKET);
         };
         let local = self.wire_id();
         let mut chunks = std::collections::VecDeque::new();
+        let mut small = BytesMut::new();
         let mut taken = 0;
         let mut close = false;
         for message in messages {
-            let len: usize = message.chunks.iter().map(Bytes::len).sum();
             if message.tag == CLOSE_TAG {
-                chunks.push_back(frames::close(remote, local)?);
+                small.extend_from_slice(&frames::close(remote, local)?);
                 close = true;
                 break;
             }
-            chunks.push_back(frames::data(remote, local, len)?);
-            chunks.extend(message.chunks.iter().cloned());
+            let len: usize = message.chunks.iter().map(Bytes::len).sum();
+            small.extend_from_slice(&frames::data(remote, local, len)?);
+            if len <= COPY_LIMIT {
+                message.chunks.iter().for_each(|c| small.extend_from_slice(c));
+            } else {
+                chunks.push_back(small.split().freeze());
+                chunks.extend(message.chunks.iter().cloned());
+            }
             taken += len;
+        }
+        if !small.is_empty() {
+            chunks.push_back(small.freeze());
         }
         host.write(chunks, None)?;
         if close {
@@ -246,7 +250,7 @@ impl SocketUser for StreamCore {
 
     fn on_failed(&self, socket: &Socket, code: i32, text: &str) {
         if let Some(core) = find_core(socket) {
-            super::close::finished(&core, code, text);
+            super::close::finished(socket, &core, code, text);
         }
     }
 }

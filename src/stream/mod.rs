@@ -224,17 +224,10 @@ pub fn write(id: StreamId, message: Bytes, background: bool) -> Result<(), i32> 
             Phase::Created | Phase::Connected => {}
         }
     }
-    let len = message.len();
-    core.flow.reserve(len)?;
-    let counted = Arc::clone(&core);
-    let done: crate::socket::WriteDone = Box::new(move |code| {
-        if code != 0 {
-            counted.count_dropped(len);
-        }
-    });
+    core.flow.reserve(message.len())?;
     let options = WriteOptions { tag: 0, background };
-    // A socket that failed meanwhile already reported the drop through `done`.
-    socket.write_with(vec![message], options, Some(done)).map_err(|_| libc::EINVAL)
+    // A write the socket fails is counted there and reported at close.
+    socket.write_with(vec![message], options, None).map_err(|_| libc::EINVAL)
 }
 
 /// `StreamWait`: 0 when writable, `ETIMEDOUT`, or `EINVAL` when closed.
