@@ -3,7 +3,7 @@
 //! correlation id, and exactly one of {response, timeout, connection failure}
 //! ends it (the registry's set_failed picks the winner).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
@@ -95,8 +95,17 @@ pub struct Channel {
 struct ChannelInner {
     remote: SocketAddr,
     options: ChannelOptions,
-    connection: Mutex<Option<(SocketId, Arc<ClientConnection>)>>,
 }
+
+/// The connection every channel to one endpoint shares, as brpc's socket
+/// map keeps one per server address.
+#[derive(Default)]
+struct Endpoint {
+    channels: usize,
+    connection: Option<(SocketId, Arc<ClientConnection>)>,
+}
+
+static ENDPOINTS: LazyLock<Mutex<HashMap<SocketAddr, Endpoint>>> = LazyLock::new(Default::default);
 
 struct PendingCall {
     channel: Arc<ChannelInner>,
@@ -124,7 +133,8 @@ impl Channel {
     /// A channel to "host:port"; nothing connects until the first call.
     pub fn new(server: &str, options: ChannelOptions) -> Result<Channel, i32> {
         let remote = super::resolve(server)?;
-        Ok(Channel { inner: Arc::new(ChannelInner { remote, options, connection: Mutex::new(None) }) })
+        ENDPOINTS.lock().entry(remote).or_default().channels += 1;
+        Ok(Channel { inner: Arc::new(ChannelInner { remote, options }) })
     }
 
     pub fn remote(&self) -> SocketAddr {
@@ -168,10 +178,22 @@ impl Channel {
 }
 
 impl Drop for ChannelInner {
-    /// The last call and the channel itself are gone: close the connection
-    /// (once the streams riding on it closed).
+    /// The channel and its last call are gone: when no other channel uses
+    /// the endpoint, close its connection (once the streams on it closed).
     fn drop(&mut self) {
-        if let Some((id, _)) = self.connection.get_mut().take() {
+        let unused = {
+            let mut endpoints = ENDPOINTS.lock();
+            let last = endpoints.get_mut(&self.remote).is_some_and(|endpoint| {
+                endpoint.channels = endpoint.channels.saturating_sub(1);
+                endpoint.channels == 0
+            });
+            if last {
+                endpoints.remove(&self.remote).and_then(|endpoint| endpoint.connection)
+            } else {
+                None
+            }
+        };
+        if let Some((id, _)) = unused {
             stream::close_host_when_idle(id, errno::ECLOSE, "the channel was destroyed");
         }
     }
@@ -234,7 +256,8 @@ fn send(id: Id, call: &PendingCall) {
 
 impl ChannelInner {
     fn connection(self: &Arc<Self>) -> Result<(SocketRef, Arc<ClientConnection>), i32> {
-        let mut current = self.connection.lock();
+        let mut endpoints = ENDPOINTS.lock();
+        let current = &mut endpoints.entry(self.remote).or_default().connection;
         if let Some((id, connection)) = current.as_ref() {
             if let Some(socket) = Socket::address(*id) {
                 return Ok((socket, Arc::clone(connection)));
