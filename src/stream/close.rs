@@ -6,10 +6,11 @@
 //! message already received was delivered.
 
 use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use super::core::{find, Phase, StreamCore, CLOSE_TAG};
-use super::{hosts, StreamId};
+use super::{frames, hosts, StreamId};
 use crate::errno;
 use crate::socket::{Socket, WriteOptions};
 
@@ -37,6 +38,22 @@ fn close_locally(socket: &Socket, core: &StreamCore, why: &str) -> Result<(), i3
             } else {
                 socket.set_failed(NORMAL_CLOSE, why);
             }
+        }
+        Phase::Connected if link.direct => {
+            link.phase = Phase::Closing;
+            let route = (link.host, link.remote_id);
+            drop(link);
+            // Writers that chose the direct path before the phase changed
+            // queue on the host first, so CLOSE follows their messages.
+            while core.direct_writers.load(Ordering::Acquire) > 0 {
+                std::thread::yield_now();
+            }
+            if let (Some(host), Some(remote)) = (route.0.and_then(Socket::address), route.1) {
+                if let Ok(close) = frames::close(remote, core.id() as i64) {
+                    let _ = host.write(vec![close], None);
+                }
+            }
+            socket.set_failed(NORMAL_CLOSE, why);
         }
         Phase::Connected => {
             link.phase = Phase::Closing;

@@ -22,8 +22,6 @@ use crate::socket::{check_connected_and_keep_write, ConnectData, Connection, Out
 /// Tag of the message that asks for a CLOSE frame after everything queued.
 pub(super) const CLOSE_TAG: u32 = 1;
 
-/// Messages up to this size are copied next to their frame header.
-const COPY_LIMIT: usize = 2048;
 
 static LIVE: AtomicUsize = AtomicUsize::new(0);
 
@@ -55,6 +53,13 @@ pub(super) struct Link {
     pub pending_connect: Option<ConnectData>,
     /// Connected, but writes wait for the setup response to be queued.
     pub held: bool,
+    /// Some write went through the stream's own queue (before it
+    /// connected, or racing the connect): the stream keeps using it, so
+    /// no later write overtakes one still queued.
+    pub used_queue: bool,
+    /// Connected with nothing ever queued: writes frame themselves straight
+    /// onto the host connection, skipping the stream's queue.
+    pub direct: bool,
 }
 
 pub(crate) struct StreamCore {
@@ -64,6 +69,9 @@ pub(crate) struct StreamCore {
     pub(super) link: Mutex<Link>,
     pub(super) flow: Arc<Flow>,
     pub(super) receiver: Mutex<Receiver>,
+    /// Writers between choosing the direct path and queueing on the host:
+    /// a CLOSE waits for them, so it follows every write accepted before it.
+    pub(super) direct_writers: AtomicUsize,
 }
 
 impl StreamCore {
@@ -82,7 +90,10 @@ impl StreamCore {
                 remote_need_feedback: false,
                 pending_connect: None,
                 held: false,
+                used_queue: false,
+                direct: false,
             }),
+            direct_writers: AtomicUsize::new(0),
             flow: Arc::new(Flow::new(window)),
             receiver: Mutex::new(Receiver::default()),
         }
@@ -139,7 +150,9 @@ impl StreamCore {
         let (pending, host) = {
             let mut link = self.link.lock();
             link.held = false;
-            (link.pending_connect.take(), link.host)
+            let pending = link.pending_connect.take();
+            link.direct = pending.is_none() && !link.used_queue && link.phase == Phase::Connected;
+            (pending, link.host)
         };
         if let Some(data) = pending {
             let fd = host.and_then(Socket::address).map_or(0, |h| h.fd().max(0));
@@ -217,7 +230,7 @@ impl Connection for StreamCore {
             }
             let len: usize = message.chunks.iter().map(Bytes::len).sum();
             small.extend_from_slice(&frames::data(remote, local, len)?);
-            if len <= COPY_LIMIT {
+            if len <= frames::COPY_LIMIT {
                 message.chunks.iter().for_each(|c| small.extend_from_slice(c));
             } else {
                 chunks.push_back(small.split().freeze());

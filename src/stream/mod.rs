@@ -15,6 +15,7 @@ mod frames;
 mod hosts;
 mod receive;
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -215,19 +216,52 @@ pub fn is_connected(id: StreamId) -> bool {
 /// `EINVAL` for a closed or unknown stream, `EBADF` when the peer has no
 /// handler.
 pub fn write(id: StreamId, message: Bytes, background: bool) -> Result<(), i32> {
+    write_message(id, &[&message[..]], Some(&message), background)
+}
+
+/// [`write`] for a message given in parts (copied), as the C ABI has it.
+pub fn write_parts(id: StreamId, parts: &[&[u8]], background: bool) -> Result<(), i32> {
+    write_message(id, parts, None, background)
+}
+
+fn write_message(id: StreamId, parts: &[&[u8]], owned: Option<&Bytes>, background: bool) -> Result<(), i32> {
     let (socket, core) = find(id).ok_or(libc::EINVAL)?;
-    {
-        let link = core.link.lock();
+    let len = parts.iter().map(|p| p.len()).sum();
+    let route = {
+        let mut link = core.link.lock();
         match link.phase {
             Phase::Closing | Phase::Closed => return Err(libc::EINVAL),
             Phase::Connected if !link.remote_writable => return Err(libc::EBADF),
             Phase::Created | Phase::Connected => {}
         }
-    }
-    core.flow.reserve(message.len())?;
+        core.flow.reserve(len)?;
+        if link.direct {
+            core.direct_writers.fetch_add(1, Ordering::AcqRel);
+            Some((link.host, link.remote_id))
+        } else {
+            link.used_queue = true;
+            None
+        }
+    };
     let options = WriteOptions { tag: 0, background };
-    // A write the socket fails is counted there and reported at close.
-    socket.write_with(vec![message], options, None).map_err(|_| libc::EINVAL)
+    let Some((host, remote)) = route else {
+        let message = owned.cloned().unwrap_or_else(|| {
+            let mut copy = bytes::BytesMut::with_capacity(len);
+            parts.iter().for_each(|p| copy.extend_from_slice(p));
+            copy.freeze()
+        });
+        // A write the socket fails is counted there and reported at close.
+        return socket.write_with(vec![message], options, None).map_err(|_| libc::EINVAL);
+    };
+    // Connected, nothing ever queued: frame it straight onto the host.
+    let sent = match (host.and_then(Socket::address), remote) {
+        (Some(host), Some(remote)) => frames::data_message(remote, id as i64, parts, owned)
+            .and_then(|frame| host.write_with(frame, options, None))
+            .map_err(|_| libc::EINVAL),
+        _ => Err(libc::EINVAL),
+    };
+    core.direct_writers.fetch_sub(1, Ordering::AcqRel);
+    sent
 }
 
 /// `StreamWait`: 0 when writable, `ETIMEDOUT`, or `EINVAL` when closed.
