@@ -15,7 +15,7 @@ use super::embedded_rpc;
 use crate::errno;
 use crate::id::{Id, Registry};
 use crate::protocol::{
-    pack_rpc_header, Cut, Cutter, FrameType, Limits, Magic, RpcMessage, RpcMeta, RpcRequestMeta, StreamFrame,
+    pack_rpc_header, Cutter, FrameType, Limits, RpcMessage, RpcMeta, RpcRequestMeta, StreamFrame,
     StreamSettings,
 };
 use crate::runtime::{timers, TimerId};
@@ -341,24 +341,15 @@ impl SocketUser for ClientConnection {
     fn on_input(&self, socket: &Socket, buf: &mut BytesMut) -> Result<(), (i32, String)> {
         let mut cutter = self.cutter.lock();
         let cutter = cutter.get_or_insert_with(|| Cutter::new(Limits::default()));
-        loop {
-            match cutter.cut(buf) {
-                Cut::Frame(frame) if frame.magic == Magic::Rpc => match RpcMessage::decode(&frame) {
-                    Ok(message) => on_response(message),
-                    Err(err) => on_bad_response(&frame, &err.to_string()),
-                },
-                Cut::Frame(frame) => match StreamFrame::decode(&frame) {
-                    Ok(stream_frame) => on_stream_frame(socket, stream_frame),
-                    Err(err) => log(&format!("dropped a stream frame whose meta does not parse: {err}")),
-                },
-                Cut::Dropped { magic, reason } => log(&format!("dropped a {} frame: {reason}", magic.name())),
-                Cut::NeedMore { at_least } => {
-                    buf.reserve(at_least);
-                    return Ok(());
-                }
-                Cut::Fatal(error) => return Err((error.code, error.text)),
-            }
-        }
+        super::cut_frames(
+            cutter,
+            buf,
+            |frame| match RpcMessage::decode(&frame) {
+                Ok(message) => on_response(message),
+                Err(err) => on_bad_response(&frame, &err.to_string()),
+            },
+            |frame| on_stream_frame(socket, frame),
+        )
     }
 
     fn on_failed(&self, socket: &Socket, code: i32, text: &str) {
