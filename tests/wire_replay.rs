@@ -282,18 +282,7 @@ fn our_client_talks_to_a_brpc_servers_bytes_like_a_brpc_client() {
     });
 
     let (done_tx, done_rx) = mpsc::channel();
-    struct ClientHandler(Mutex<mpsc::Sender<Bytes>>);
-    impl StreamHandler for ClientHandler {
-        fn on_received_messages(&self, _id: StreamId, messages: &[Bytes]) {
-            for m in messages {
-                let _ = self.0.lock().unwrap().send(m.clone());
-            }
-        }
-        fn on_idle_timeout(&self, _id: StreamId) {}
-        fn on_closed(&self, _id: StreamId) {}
-        fn on_failed(&self, _id: StreamId, _code: i32, _text: &str) {}
-    }
-    let options = StreamOptions { handler: Some(Arc::new(ClientHandler(Mutex::new(done_tx)))), ..Default::default() };
+    let options = StreamOptions { handler: Some(Arc::new(Collect(Mutex::new(done_tx)))), ..Default::default() };
     let ids = stream::create(1, &options).unwrap();
     let channel = Channel::new(&addr.to_string(), ChannelOptions::default()).unwrap();
     let (call_tx, call_rx) = mpsc::channel();
