@@ -98,10 +98,7 @@ pub unsafe extern "C" fn brpc_controller_destroy(cntl: *mut brpc_controller) {
 fn with_controller<T>(cntl: *const brpc_controller, fallback: T, f: impl FnOnce(&mut Controller) -> T) -> T {
     guard_value_ref(fallback, || {
         // SAFETY: a live controller (owned, or borrowed from a live call), or NULL.
-        match unsafe { cntl.as_ref() } {
-            Some(cntl) => Some(f(&mut cntl.inner.lock())),
-            None => None,
-        }
+        unsafe { cntl.as_ref() }.map(|cntl| f(&mut cntl.inner.lock()))
     })
 }
 

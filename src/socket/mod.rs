@@ -167,10 +167,8 @@ impl Socket {
             dropped_bytes: Default::default(),
             burst: Burst::default(),
         });
-        let id = match id {
-            Ok(id) => id,
-            Err(code) => return Err(code), // `fd` is dropped (closed) here
-        };
+        // On error `fd` is dropped (closed) here.
+        let id = id?;
         // The socket owns the fd from now on: it is closed at recycle.
         if let Some(fd) = fd {
             let _ = std::os::fd::IntoRawFd::into_raw_fd(fd);
