@@ -151,7 +151,10 @@ impl Server {
         }
         let connections: Vec<SocketId> = self.inner.connections.lock().drain().collect();
         for id in connections {
-            Socket::set_failed_by_id(id, errno::ELOGOFF, "the server stopped");
+            // After the responses of the calls that just ended went out.
+            if let Some(socket) = Socket::address(id) {
+                socket.close_after_flush(errno::ELOGOFF, "the server stopped");
+            }
         }
         self.inner.running.store(false, Ordering::Release);
     }

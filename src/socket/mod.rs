@@ -268,8 +268,9 @@ impl Socket {
         if !SOCKETS.set_failed(self.id) {
             return false;
         }
-        // Orderly ends (a stream's close, a server stopping) are not news.
-        if code != errno::ECLOSE && code != errno::ELOGOFF {
+        // Orderly ends (a stream's close, a server stopping, the peer
+        // closing its side) are not news.
+        if code != errno::ECLOSE && code != errno::ELOGOFF && code != errno::EEOF {
             log(&format!("Socket{{id={} fd={}}} failed: [E{}] {}", self.id, self.fd(), code, text));
         }
         if let Some(token) = self.registration.lock().take() {
@@ -287,6 +288,18 @@ impl Socket {
             user.on_failed(self, code, text);
         }
         true
+    }
+
+    /// Fails the socket once everything queued before this call was
+    /// written: an orderly close that does not cut off frames in flight.
+    pub fn close_after_flush(&self, code: i32, text: &str) {
+        let id = self.id;
+        let text = text.to_string();
+        let close = Box::new(move |_written: i32| {
+            Socket::set_failed_by_id(id, code, &text);
+        });
+        // Refused only when failed already, which is what was asked.
+        let _ = self.write(std::collections::VecDeque::new(), Some(close));
     }
 
     /// Starts watching `fd` for input (and, later, output readiness).
@@ -372,5 +385,8 @@ fn to_std_addr(addr: SockaddrStorage) -> Option<SocketAddr> {
 
 /// One line on stderr for events a user may want to know about.
 pub(crate) fn log(line: &str) {
-    eprintln!("[brpc_stream] {line}");
+    use std::io::Write;
+    // One write per line, so lines from several threads do not interleave.
+    let line = format!("[brpc_stream] {line}\n");
+    let _ = std::io::stderr().write_all(line.as_bytes());
 }

@@ -42,7 +42,7 @@ pub(super) fn detach(host: SocketId, stream: StreamId) {
         }
     };
     if let Some((code, text)) = close_now {
-        Socket::set_failed_by_id(host, code, &text);
+        close_gracefully(host, code, &text);
     }
 }
 
@@ -69,5 +69,13 @@ pub fn close_host_when_idle(host: SocketId, code: i32, text: &str) {
             return;
         }
     }
-    Socket::set_failed_by_id(host, code, text);
+    close_gracefully(host, code, text);
+}
+
+/// Closes a connection after what is queued on it (the last streams' CLOSE
+/// frames among it) went out.
+fn close_gracefully(host: SocketId, code: i32, text: &str) {
+    if let Some(socket) = Socket::address(host) {
+        socket.close_after_flush(code, text);
+    }
 }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 
-use super::core::{find, StreamCore};
+use super::core::{find, Phase, StreamCore};
 use super::{close, frames, StreamId};
 use crate::protocol::{FrameType, Limits, StreamFrame};
 use crate::runtime::timers;
@@ -47,6 +47,9 @@ pub fn on_frame(host: &Socket, frame: StreamFrame) {
             core.flow.on_feedback(consumed.max(0) as u64);
         }
         FrameType::Close => close::closed_by_peer(&socket, &core),
+        // A stream this side is closing already: the peer's RST answers
+        // our CLOSE crossing its own, and the close stays a normal one.
+        FrameType::Rst if core.link.lock().phase == Phase::Closing => {}
         FrameType::Rst => {
             socket.set_failed(libc::ECONNRESET, "the peer reset the stream");
         }
