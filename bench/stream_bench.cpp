@@ -26,7 +26,6 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
@@ -459,15 +458,21 @@ std::string CloseAll(const brpc::StreamIds& streams, CountingHandler* client, Co
     return "";
 }
 
-// Handlers must outlive their streams' on_closed: after a teardown that
-// timed out they are leaked rather than freed under a live stream.
+// Handlers must outlive their streams' on_closed: after a scenario that
+// failed, when a stream may still be closing, they are leaked rather than
+// freed under it.
 struct Handlers {
     std::unique_ptr<CountingHandler> client{new CountingHandler};
     std::unique_ptr<CountingHandler> server{new CountingHandler};
-    void LeakIfFailed(const std::string& teardown_error) {
-        if (!teardown_error.empty()) {
-            client.release();
-            server.release();
+    std::vector<std::unique_ptr<CountingHandler> > more;
+    void LeakUnless(bool clean) {
+        if (clean) {
+            return;
+        }
+        client.release();
+        server.release();
+        for (std::unique_ptr<CountingHandler>& handler : more) {
+            handler.release();
         }
     }
 };
@@ -478,7 +483,6 @@ struct Handlers {
 Measurement StreamThroughput(size_t message_size, int stream_count, bool background, bool per_message,
                              double seconds) {
     Handlers handlers;
-    std::string teardown_error;
     Measurement result = Failure("not run");
     {
         Loopback loopback(handlers.server.get());
@@ -488,6 +492,7 @@ Measurement StreamThroughput(size_t message_size, int stream_count, bool backgro
             error = OpenStreams(loopback.channel, stream_count, handlers.client.get(), &streams);
         }
         if (!error.empty()) {
+            handlers.LeakUnless(false);
             return Failure(error);
         }
         std::atomic<bool> stop{false};
@@ -527,7 +532,8 @@ Measurement StreamThroughput(size_t message_size, int stream_count, bool backgro
         for (std::thread& writer : writers) {
             writer.join();
         }
-        teardown_error = CloseAll(streams, handlers.client.get(), handlers.server.get(), streams.size());
+        const std::string teardown_error =
+            CloseAll(streams, handlers.client.get(), handlers.server.get(), streams.size());
         const std::string failures = handlers.client->failures() + handlers.server->failures();
         for (const std::string& writer_error : writer_errors) {
             if (error.empty()) {
@@ -542,7 +548,7 @@ Measurement StreamThroughput(size_t message_size, int stream_count, bool backgro
         }
         result = error.empty() ? Value(rate) : Failure(error);
     }
-    handlers.LeakIfFailed(teardown_error);
+    handlers.LeakUnless(result.ok);
     return result;
 }
 
@@ -551,11 +557,10 @@ Measurement StreamThroughput(size_t message_size, int stream_count, bool backgro
 // setup+close pairs per second.
 Measurement Churn(double seconds) {
     Handlers handlers;
-    std::vector<std::unique_ptr<CountingHandler> > loop_handlers;
+    std::vector<std::unique_ptr<CountingHandler> >& loop_handlers = handlers.more;
     for (int i = 0; i < kChurnLoops; ++i) {
         loop_handlers.emplace_back(new CountingHandler);
     }
-    std::string teardown_error;
     Measurement result = Failure("not run");
     {
         Loopback loopback(handlers.server.get());
@@ -594,6 +599,7 @@ Measurement Churn(double seconds) {
         for (std::thread& loop : loops) {
             loop.join();
         }
+        std::string teardown_error;
         if (!handlers.server->WaitClosed(loopback.service.accepted(), kTeardownSeconds)) {
             teardown_error = "teardown: " + std::to_string(handlers.server->closed()) + " of " +
                              std::to_string(loopback.service.accepted()) + " server streams closed";
@@ -621,12 +627,7 @@ Measurement Churn(double seconds) {
         }
         result = error.empty() ? Value(rate) : Failure(error);
     }
-    handlers.LeakIfFailed(teardown_error);
-    if (!result.ok) {
-        for (std::unique_ptr<CountingHandler>& handler : loop_handlers) {
-            handler.release();  // a stream of that loop may still be closing
-        }
-    }
+    handlers.LeakUnless(result.ok);
     return result;
 }
 
@@ -1135,10 +1136,11 @@ void PrintHeader(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
+    // Writes to a peer that is gone (a pipe, a socket) fail with EPIPE.
+    signal(SIGPIPE, SIG_IGN);
     if (argc == 2 && std::string(argv[1]) == "--memory-probe") {
         return MemoryProbe();
     }
-    signal(SIGPIPE, SIG_IGN);
     Options options;
     if (!ParseOptions(argc, argv, &options)) {
         Usage(argv[0]);
