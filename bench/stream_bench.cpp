@@ -477,7 +477,7 @@ struct Handlers {
     }
 };
 
-// `streams` streams on one connection, a writer thread each looping
+// `stream_count` streams on one connection, a writer thread each looping
 // StreamWrite (StreamWait on EAGAIN). Received bytes/s, or messages/s
 // when `per_message`, at the server.
 Measurement StreamThroughput(size_t message_size, int stream_count, bool background, bool per_message,
