@@ -1079,15 +1079,15 @@ void PrintTable(const Results& results, const Options& options) {
                 ratios.push_back(ratio);
             }
         }
-        std::string absolute = "FAILED";
+        std::string absolute;
         if (!values.empty()) {
             absolute = Absolute(row.unit, Median(values)) + " (" +
                        Bare(row.unit, *std::min_element(values.begin(), values.end())) + "-" +
                        Bare(row.unit, *std::max_element(values.begin(), values.end())) + ")";
         }
         if (failed > 0) {
-            absolute += " FAILED " + std::to_string(failed) + "/" + std::to_string(found->second.size()) +
-                        ": " + failure;
+            absolute += std::string(values.empty() ? "" : " ") + "FAILED " + std::to_string(failed) + "/" + std::to_string(found->second.size()) +
+                        " runs: " + failure;
         }
         std::string ratio_text = "-";
         std::string meets = "-";
