@@ -237,7 +237,7 @@ std::string LoopbackPair(int* writer_fd, int* reader_fd) {
     return error;
 }
 
-// Measures `rate_of(received bytes)` per second over the window, after
+// How fast the count `received()` grows per second over `seconds`, after
 // the warm-up.
 template <typename Counter>
 double RateOverWindow(Counter received, double seconds) {
