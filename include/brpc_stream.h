@@ -29,6 +29,10 @@
 
 #define BRPC_ELOGOFF 2003
 
+// Bytes the library shares: what a `brpc_bytes*` points at stays valid
+// until `brpc_bytes_release`. Opaque.
+typedef struct brpc_bytes brpc_bytes;
+
 // A channel to one server. Owned by the caller.
 typedef struct brpc_channel brpc_channel;
 
@@ -137,10 +141,12 @@ typedef void (*brpc_write_done_fn)(void *arg, int err);
 // A stream's id (its socket's id).
 typedef uint64_t brpc_stream_id;
 
-// One received message, valid during the callback only.
+// One received message, valid during the callback only; `bytes` can be
+// retained to keep the data longer without copying it.
 typedef struct {
   const uint8_t *data;
   size_t len;
+  const brpc_bytes *bytes;
 } brpc_stream_message;
 
 typedef struct {
@@ -166,6 +172,16 @@ typedef struct {
   // At most once, before on_closed.
   void (*on_failed)(void *arg, brpc_stream_id id, int error_code, const char *error_text);
 } brpc_stream_options;
+
+// A piece of a message to write, lent to the library (see
+// `brpc_stream_write_blocks`).
+typedef struct {
+  const uint8_t *data;
+  size_t len;
+} brpc_stream_block;
+
+// Called once when the library no longer needs lent memory.
+typedef void (*brpc_release_fn)(void *arg);
 
 // Runs once, on a worker, with 0 (writable), ETIMEDOUT or EINVAL (closed).
 typedef void (*brpc_stream_writable_fn)(brpc_stream_id id, void *arg, int error_code);
@@ -419,6 +435,25 @@ int brpc_stream_write(brpc_stream_id id,
                       const struct iovec *iov,
                       int iovcnt,
                       bool write_in_background);
+
+// Another reference to a received message's bytes (from
+// `brpc_stream_message.bytes`), owned by the caller: release it once with
+// `brpc_bytes_release`. NULL for NULL.
+brpc_bytes *brpc_bytes_retain(const brpc_bytes *bytes);
+
+// Releases a reference from `brpc_bytes_retain`; NULL is ignored.
+void brpc_bytes_release(brpc_bytes *bytes);
+
+// Queues one message made of `blocks` without copying them: the library
+// keeps using the memory until it calls `release(arg)`, once (also when
+// this returns an error, before it returns). The blocks must stay
+// readable and unchanged until then. Returns as `brpc_stream_write`.
+int brpc_stream_write_blocks(brpc_stream_id id,
+                             const brpc_stream_block *blocks,
+                             size_t n,
+                             brpc_release_fn release,
+                             void *arg,
+                             bool write_in_background);
 
 // Blocks until writable (0), `timeout_ms` passed (`ETIMEDOUT`; < 0: no
 // timeout) or the stream closed (`EINVAL`, at once).

@@ -157,18 +157,29 @@ const size_t kMaxAcceptedStreams = 1024;
 // The C callbacks, bound to the StreamInputHandler in handler_arg. noexcept:
 // an exception must not unwind into the library (it terminates, as an
 // uncaught exception in a brpc callback would).
+// Messages from this size on are handed to the handler without a copy: the
+// IOBuf holds the library's bytes until it is done with them.
+const size_t kZeroCopyBytes = 16 * 1024;
+
+inline void ReleaseLibraryBytes(void* bytes) { brpc_bytes_release(static_cast<brpc_bytes*>(bytes)); }
+
 inline int OnReceivedMessages(void* arg, brpc_stream_id id, const brpc_stream_message* messages,
                               size_t n) noexcept {
-    // One copy of the batch into shared blocks, then each message cut out of
-    // it: a few allocations per batch, and the IOBufs outlive the callback.
+    // Small messages: one copy of them into shared blocks, each cut out of
+    // it (a few allocations per batch). Large ones: shared, not copied.
     butil::IOBuf batch;
-    for (size_t i = 0; i < n; ++i) {
-        batch.append(messages[i].data, messages[i].len);
-    }
     std::vector<butil::IOBuf> bufs(n);
     std::vector<butil::IOBuf*> pointers(n);
     for (size_t i = 0; i < n; ++i) {
-        batch.cutn(&bufs[i], messages[i].len);
+        brpc_bytes* shared =
+            messages[i].len >= kZeroCopyBytes ? brpc_bytes_retain(messages[i].bytes) : NULL;
+        if (shared != NULL) {
+            bufs[i].append_user_data(const_cast<uint8_t*>(messages[i].data), messages[i].len,
+                                     [shared](void*) { ReleaseLibraryBytes(shared); });
+        } else {
+            batch.append(messages[i].data, messages[i].len);
+            batch.cutn(&bufs[i], messages[i].len);
+        }
         pointers[i] = &bufs[i];
     }
     return static_cast<StreamInputHandler*>(arg)->on_received_messages(id, pointers.data(), n);
@@ -292,10 +303,31 @@ inline int StreamAccept(StreamId* response_stream, Controller& cntl, const Strea
     return 0;
 }
 
+namespace detail {
+inline void DeleteLentIOBuf(void* buf) { delete static_cast<butil::IOBuf*>(buf); }
+}  // namespace detail
+
 inline int StreamWrite(StreamId stream_id, const butil::IOBuf& message, const StreamWriteOptions* options) {
     const bool background = options != NULL && options->write_in_background;
-    // The message's blocks as an iovec, on the stack for the usual few.
     const size_t blocks = message.backing_block_num();
+    if (blocks > (size_t)INT32_MAX) {
+        return EINVAL;
+    }
+    if (message.size() >= detail::kZeroCopyBytes) {
+        // Large: lend the blocks of a (block-sharing) copy of the message,
+        // which the library deletes when it has sent them.
+        butil::IOBuf* lent = new butil::IOBuf(message);
+        std::vector<brpc_stream_block> lent_blocks(blocks);
+        for (size_t i = 0; i < blocks; ++i) {
+            const butil::StringPiece block = lent->backing_block(i);
+            lent_blocks[i].data = reinterpret_cast<const uint8_t*>(block.data());
+            lent_blocks[i].len = block.size();
+        }
+        return brpc_stream_write_blocks(stream_id, lent_blocks.data(), blocks, &detail::DeleteLentIOBuf,
+                                        lent, background);
+    }
+    // Small: the library copies the bytes; the iovec is on the stack for
+    // the usual few blocks.
     iovec inline_iov[8];
     std::vector<iovec> heap_iov;
     iovec* iov = inline_iov;
@@ -307,9 +339,6 @@ inline int StreamWrite(StreamId stream_id, const butil::IOBuf& message, const St
         const butil::StringPiece block = message.backing_block(i);
         iov[i].iov_base = const_cast<char*>(block.data());
         iov[i].iov_len = block.size();
-    }
-    if (blocks > (size_t)INT32_MAX) {
-        return EINVAL;
     }
     return brpc_stream_write(stream_id, iov, (int)blocks, background);
 }

@@ -19,12 +19,31 @@ use crate::stream::{self, StreamHandler, StreamId, StreamOptions};
 /// A stream's id (its socket's id).
 pub type brpc_stream_id = u64;
 
-/// One received message, valid during the callback only.
+/// One received message, valid during the callback only; `bytes` can be
+/// retained to keep the data longer without copying it.
 #[repr(C)]
 pub struct brpc_stream_message {
     pub data: *const u8,
     pub len: usize,
+    pub bytes: *const brpc_bytes,
 }
+
+/// Bytes the library shares: what a `brpc_bytes*` points at stays valid
+/// until `brpc_bytes_release`. Opaque.
+pub struct brpc_bytes {
+    _private: [u8; 0],
+}
+
+/// A piece of a message to write, lent to the library (see
+/// `brpc_stream_write_blocks`).
+#[repr(C)]
+pub struct brpc_stream_block {
+    pub data: *const u8,
+    pub len: usize,
+}
+
+/// Called once when the library no longer needs lent memory.
+pub type brpc_release_fn = Option<unsafe extern "C" fn(arg: *mut c_void)>;
 
 #[repr(C)]
 pub struct brpc_stream_options {
@@ -91,8 +110,14 @@ struct CHandler {
 impl StreamHandler for CHandler {
     fn on_received_messages(&self, id: StreamId, messages: &[Bytes]) {
         let Some(f) = self.on_received_messages else { return };
-        let views: Vec<brpc_stream_message> =
-            messages.iter().map(|m| brpc_stream_message { data: m.as_ptr(), len: m.len() }).collect();
+        let views: Vec<brpc_stream_message> = messages
+            .iter()
+            .map(|m| brpc_stream_message {
+                data: m.as_ptr(),
+                len: m.len(),
+                bytes: (m as *const Bytes).cast::<brpc_bytes>(),
+            })
+            .collect();
         // SAFETY: the user's callback; the views are valid during the call.
         unsafe { f(self.arg.get(), id, views.as_ptr(), views.len()) };
     }
@@ -241,6 +266,101 @@ pub unsafe extern "C" fn brpc_stream_write(
             );
         }
         match stream::write_parts(id, &parts, write_in_background) {
+            Ok(()) => 0,
+            Err(code) => code,
+        }
+    })
+}
+
+/// Another reference to a received message's bytes (from
+/// `brpc_stream_message.bytes`), owned by the caller: release it once with
+/// `brpc_bytes_release`. NULL for NULL.
+#[no_mangle]
+pub unsafe extern "C" fn brpc_bytes_retain(bytes: *const brpc_bytes) -> *mut brpc_bytes {
+    guard_value(std::ptr::null_mut(), || {
+        // SAFETY: a brpc_bytes pointer always points at a live Bytes.
+        match unsafe { bytes.cast::<Bytes>().as_ref() } {
+            Some(bytes) => Box::into_raw(Box::new(bytes.clone())).cast::<brpc_bytes>(),
+            None => std::ptr::null_mut(),
+        }
+    })
+}
+
+/// Releases a reference from `brpc_bytes_retain`; NULL is ignored.
+#[no_mangle]
+pub unsafe extern "C" fn brpc_bytes_release(bytes: *mut brpc_bytes) {
+    guard_value((), || {
+        if !bytes.is_null() {
+            // SAFETY: from brpc_bytes_retain (a boxed Bytes), released once.
+            drop(unsafe { Box::from_raw(bytes.cast::<Bytes>()) });
+        }
+    })
+}
+
+/// Lent memory: released through the caller's callback when the last
+/// block using it is dropped.
+struct Lender {
+    release: unsafe extern "C" fn(*mut c_void),
+    arg: SendPtr,
+}
+
+impl Drop for Lender {
+    fn drop(&mut self) {
+        // SAFETY: the caller's release callback, called once.
+        unsafe { (self.release)(self.arg.get()) };
+    }
+}
+
+/// One lent block as the owner of a `Bytes`.
+struct LentBlock {
+    data: SendPtr,
+    len: usize,
+    _lender: Arc<Lender>,
+}
+
+impl AsRef<[u8]> for LentBlock {
+    fn as_ref(&self) -> &[u8] {
+        // SAFETY: the caller keeps the block readable until release runs,
+        // which is after this owner is gone.
+        unsafe { std::slice::from_raw_parts(self.data.get() as *const u8, self.len) }
+    }
+}
+
+/// Queues one message made of `blocks` without copying them: the library
+/// keeps using the memory until it calls `release(arg)`, once (also when
+/// this returns an error, before it returns). The blocks must stay
+/// readable and unchanged until then. Returns as `brpc_stream_write`.
+#[no_mangle]
+pub unsafe extern "C" fn brpc_stream_write_blocks(
+    id: brpc_stream_id,
+    blocks: *const brpc_stream_block,
+    n: usize,
+    release: brpc_release_fn,
+    arg: *mut c_void,
+    write_in_background: bool,
+) -> c_int {
+    let arg = SendPtr(arg);
+    guard(|| {
+        let lender = release.map(|release| Arc::new(Lender { release, arg }));
+        let mut chunks = Vec::with_capacity(n);
+        if !blocks.is_null() && n > 0 {
+            // SAFETY: `n` readable block descriptors.
+            let blocks = unsafe { std::slice::from_raw_parts(blocks, n) };
+            for block in blocks.iter().filter(|b| !b.data.is_null() && b.len > 0) {
+                let chunk = match &lender {
+                    Some(lender) => Bytes::from_owner(LentBlock {
+                        data: SendPtr(block.data as *mut c_void),
+                        len: block.len,
+                        _lender: Arc::clone(lender),
+                    }),
+                    // Nothing tells when the memory may go: copy it.
+                    None => Bytes::copy_from_slice(unsafe { std::slice::from_raw_parts(block.data, block.len) }),
+                };
+                chunks.push(chunk);
+            }
+        }
+        drop(lender);
+        match stream::write_chunks(id, chunks, write_in_background) {
             Ok(()) => 0,
             Err(code) => code,
         }

@@ -216,7 +216,7 @@ pub fn is_connected(id: StreamId) -> bool {
 /// `EINVAL` for a closed or unknown stream, `EBADF` when the peer has no
 /// handler.
 pub fn write(id: StreamId, message: Bytes, background: bool) -> Result<(), i32> {
-    write_message(id, &[&message[..]], Some(&message), background)
+    write_message(id, &[&message[..]], Some(std::slice::from_ref(&message)), background)
 }
 
 /// [`write`] for a message given in parts (copied), as the C ABI has it.
@@ -224,7 +224,14 @@ pub fn write_parts(id: StreamId, parts: &[&[u8]], background: bool) -> Result<()
     write_message(id, parts, None, background)
 }
 
-fn write_message(id: StreamId, parts: &[&[u8]], owned: Option<&Bytes>, background: bool) -> Result<(), i32> {
+/// [`write`] for a message in several chunks, kept as they are (not copied
+/// unless small).
+pub fn write_chunks(id: StreamId, chunks: Vec<Bytes>, background: bool) -> Result<(), i32> {
+    let parts: Vec<&[u8]> = chunks.iter().map(|c| &c[..]).collect();
+    write_message(id, &parts, Some(&chunks), background)
+}
+
+fn write_message(id: StreamId, parts: &[&[u8]], owned: Option<&[Bytes]>, background: bool) -> Result<(), i32> {
     let (socket, core) = find(id).ok_or(libc::EINVAL)?;
     let len = parts.iter().map(|p| p.len()).sum();
     let route = {
@@ -245,13 +252,13 @@ fn write_message(id: StreamId, parts: &[&[u8]], owned: Option<&Bytes>, backgroun
     };
     let options = WriteOptions { tag: 0, background };
     let Some((host, remote)) = route else {
-        let message = owned.cloned().unwrap_or_else(|| {
+        let message: Vec<Bytes> = owned.map(<[Bytes]>::to_vec).unwrap_or_else(|| {
             let mut copy = bytes::BytesMut::with_capacity(len);
             parts.iter().for_each(|p| copy.extend_from_slice(p));
-            copy.freeze()
+            vec![copy.freeze()]
         });
         // A write the socket fails is counted there and reported at close.
-        return socket.write_with(vec![message], options, None).map_err(|_| libc::EINVAL);
+        return socket.write_with(message, options, None).map_err(|_| libc::EINVAL);
     };
     // Connected, nothing ever queued: frame it straight onto the host.
     let sent = match (host.and_then(Socket::address), remote) {
