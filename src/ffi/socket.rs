@@ -544,6 +544,10 @@ impl Connection for CConnection {
     fn as_any(self: Arc<Self>) -> Arc<dyn std::any::Any + Send + Sync> {
         self
     }
+
+    fn as_any_ref(&self) -> &dyn std::any::Any {
+        self
+    }
 }
 
 impl Drop for CConnection {

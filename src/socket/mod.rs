@@ -66,6 +66,8 @@ pub trait Connection: Send + Sync {
     fn write(&self, socket: &Socket, messages: &[OutMessage<'_>]) -> Result<usize, i32>;
     /// The connection as `Any`, so its owner can find its own type again.
     fn as_any(self: Arc<Self>) -> Arc<dyn std::any::Any + Send + Sync>;
+    /// The same, borrowed (no reference count touched: for hot paths).
+    fn as_any_ref(&self) -> &dyn std::any::Any;
 }
 
 /// One queued message as an owner-provided connection sees it.

@@ -5,7 +5,7 @@
 //! connection. The stream's id is its socket's id.
 
 use std::any::Any;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use bytes::{Bytes, BytesMut};
@@ -69,6 +69,8 @@ pub(crate) struct StreamCore {
     pub(super) link: Mutex<Link>,
     pub(super) flow: Arc<Flow>,
     pub(super) receiver: Mutex<Receiver>,
+    /// `link.host`, readable without the lock by every arriving frame.
+    pub(super) host_id: AtomicU64,
     /// Writers between choosing the direct path and queueing on the host:
     /// a CLOSE waits for them, so it follows every write accepted before it.
     pub(super) direct_writers: AtomicUsize,
@@ -94,6 +96,7 @@ impl StreamCore {
                 direct: false,
             }),
             direct_writers: AtomicUsize::new(0),
+            host_id: AtomicU64::new(crate::id::INVALID_ID),
             flow: Arc::new(Flow::new(window)),
             receiver: Mutex::new(Receiver::default()),
         }
@@ -134,6 +137,7 @@ impl StreamCore {
             link.phase = Phase::Connected;
             link.held = held;
             link.host = Some(host.id());
+            self.host_id.store(host.id(), Ordering::Release);
             link.remote_id = Some(remote);
             link.remote_writable = writable;
             link.remote_need_feedback = need_feedback;
@@ -252,6 +256,10 @@ impl Connection for StreamCore {
     fn as_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync> {
         self
     }
+
+    fn as_any_ref(&self) -> &dyn Any {
+        self
+    }
 }
 
 impl SocketUser for StreamCore {
@@ -271,6 +279,11 @@ impl SocketUser for StreamCore {
 /// The stream behind a socket, if the socket is a stream's.
 pub(super) fn find_core(socket: &Socket) -> Option<Arc<StreamCore>> {
     Arc::clone(socket.connection()?).as_any().downcast::<StreamCore>().ok()
+}
+
+/// The stream behind a socket, borrowed from it.
+pub(super) fn core_of(socket: &Socket) -> Option<&StreamCore> {
+    socket.connection()?.as_any_ref().downcast_ref::<StreamCore>()
 }
 
 /// A live stream and its socket.

@@ -155,6 +155,7 @@ pub fn accept(host: SocketId, request: &StreamSettings, options: &StreamOptions)
                 {
                     let mut link = core.link.lock();
                     link.host = Some(host);
+                    core.host_id.store(host, Ordering::Release);
                     link.remote_id = Some(remote);
                     link.remote_writable = request.writable();
                     link.remote_need_feedback = request.need_feedback();
@@ -232,7 +233,8 @@ pub fn write_chunks(id: StreamId, chunks: Vec<Bytes>, background: bool) -> Resul
 }
 
 fn write_message(id: StreamId, parts: &[&[u8]], owned: Option<&[Bytes]>, background: bool) -> Result<(), i32> {
-    let (socket, core) = find(id).ok_or(libc::EINVAL)?;
+    let socket = Socket::address(id).ok_or(libc::EINVAL)?;
+    let core = core::core_of(&socket).ok_or(libc::EINVAL)?;
     let len = parts.iter().map(|p| p.len()).sum();
     let route = {
         let mut link = core.link.lock();

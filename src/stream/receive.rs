@@ -6,12 +6,13 @@
 //! outlive their stream.
 
 use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 
-use super::core::{find, Phase, StreamCore};
+use super::core::{core_of, find, find_core, Phase, StreamCore};
 use super::{close, frames, StreamId};
 use crate::protocol::{FrameType, Limits, StreamFrame};
 use crate::runtime::timers;
@@ -36,17 +37,18 @@ pub fn on_frame(host: &Socket, frame: StreamFrame) {
     let id = frame.meta.stream_id() as StreamId;
     // A stream only takes frames from its own connection: an id that
     // names a stream elsewhere is, for this peer, a stream it does not have.
-    let found = find(id).filter(|(_, core)| core.link.lock().host == Some(host.id()));
-    let Some((socket, core)) = found else {
+    let socket = Socket::address(id);
+    let found = socket.as_ref().and_then(|s| core_of(s)).filter(|core| core.host_id.load(Ordering::Acquire) == host.id());
+    let (Some(socket), Some(core)) = (socket.as_ref(), found) else {
         return answer_unknown(host, &frame);
     };
     match kind {
-        FrameType::Data => on_data(&socket, &core, frame.payload, frame.meta.has_continuation()),
+        FrameType::Data => on_data(socket, core, frame.payload, frame.meta.has_continuation()),
         FrameType::Feedback => {
             let consumed = frame.meta.feedback.as_ref().and_then(|f| f.consumed_size).unwrap_or(0);
             core.flow.on_feedback(consumed.max(0) as u64);
         }
-        FrameType::Close => close::closed_by_peer(&socket, &core),
+        FrameType::Close => close::closed_by_peer(socket, core),
         // A stream this side is closing already: the peer's RST answers
         // our CLOSE crossing its own, and the close stays a normal one.
         FrameType::Rst if core.link.lock().phase == Phase::Closing => {}
@@ -69,7 +71,7 @@ fn answer_unknown(host: &Socket, frame: &StreamFrame) {
     }
 }
 
-fn on_data(socket: &Socket, core: &Arc<StreamCore>, payload: Bytes, continues: bool) {
+fn on_data(socket: &Socket, core: &StreamCore, payload: Bytes, continues: bool) {
     let start = {
         let mut receiver = core.receiver.lock();
         receiver.last_data = Some(Instant::now());
@@ -98,8 +100,9 @@ fn on_data(socket: &Socket, core: &Arc<StreamCore>, payload: Bytes, continues: b
         !std::mem::replace(&mut receiver.delivering, true)
     };
     if start {
-        let core = Arc::clone(core);
-        core.executor.clone().submit(move || deliver(&core));
+        if let Some(core) = find_core(socket) {
+            core.executor.clone().submit(move || deliver(&core));
+        }
     }
 }
 
