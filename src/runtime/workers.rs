@@ -1,8 +1,11 @@
 //! The pool that runs user callbacks. Callbacks may block (brpc's users
-//! block freely on bthreads), so the pool grows past its core size whenever
-//! a task is queued and no worker is free to take it: a blocked worker counts
-//! as busy. Growth stops at a bound, reported once on stderr, past which
-//! tasks wait in the queue; workers above the core size retire when idle.
+//! block freely on bthreads), so the pool grows past its core size when
+//! queued work stops moving: if the task at the front of the queue is still
+//! there a moment ([`GROWTH_DELAY`]) later, every worker is stuck and one
+//! more starts. Busy workers that keep taking tasks get no extra threads
+//! (on two cores they would only add context switches). Growth stops at a
+//! bound, reported once on stderr, past which tasks wait in the queue;
+//! workers above the core size retire when idle.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, OnceLock};
@@ -88,6 +91,8 @@ struct State {
     /// Tasks with the sequence number that lets a failed spawn take its own back.
     queue: VecDeque<(u64, Task)>,
     next_sequence: u64,
+    /// A growth check is scheduled on the timer.
+    growth_check: bool,
     /// Every worker, including those still starting.
     threads: usize,
     /// Started but not yet looking at the queue: each will take a task.
@@ -106,6 +111,7 @@ impl WorkerPool {
                 config,
                 state: Mutex::new(State {
                     queue: VecDeque::new(),
+                    growth_check: false,
                     next_sequence: 0,
                     threads: 0,
                     starting: 0,
@@ -135,6 +141,12 @@ impl WorkerPool {
                     self.shared.config.max_threads
                 );
             }
+            return Ok(());
+        }
+        if state.threads >= self.shared.config.core_threads {
+            // Busy workers usually free up within moments; a thread is added
+            // only when the queue stops moving (its workers are blocked).
+            Shared::check_growth_later(&self.shared, &mut state);
             return Ok(());
         }
         state.threads += 1;
@@ -187,7 +199,50 @@ impl Drop for WorkerPool {
     }
 }
 
+/// How long queued work may stand still before the pool adds a thread.
+const GROWTH_DELAY: Duration = Duration::from_millis(1);
+
 impl Shared {
+    fn check_growth_later(shared: &Arc<Shared>, state: &mut State) {
+        if std::mem::replace(&mut state.growth_check, true) {
+            return;
+        }
+        let front = state.queue.front().map(|(sequence, _)| *sequence);
+        let shared = Arc::clone(shared);
+        let at = std::time::Instant::now() + GROWTH_DELAY;
+        super::timer::timers().schedule(at, Box::new(move || Shared::check_growth(&shared, front)));
+    }
+
+    /// On the timer: when the task at the front is the one seen before,
+    /// every worker is stuck: add one, and look again later.
+    fn check_growth(shared: &Arc<Shared>, front_before: Option<u64>) {
+        let mut state = shared.state.lock();
+        state.growth_check = false;
+        if state.stopping || state.queue.len() <= state.idle + state.starting {
+            return;
+        }
+        let stuck = state.queue.front().map(|(sequence, _)| *sequence) == front_before;
+        if stuck && state.threads < shared.config.max_threads {
+            state.threads += 1;
+            state.starting += 1;
+            let worker = Arc::clone(shared);
+            if let Err(err) = thread::Builder::new().name("brpc_worker".into()).spawn(move || worker.work()) {
+                state.threads -= 1;
+                state.starting -= 1;
+                eprintln!("brpc_stream: cannot start a worker thread ({err}); the task waits for a running one");
+            }
+        } else if stuck && !state.bound_reported {
+            state.bound_reported = true;
+            eprintln!(
+                "brpc_stream: worker pool at its bound of {} threads; callbacks are queued",
+                shared.config.max_threads
+            );
+        }
+        if state.queue.len() > state.idle + state.starting {
+            Shared::check_growth_later(shared, &mut state);
+        }
+    }
+
     fn work(&self) {
         let mut state = self.state.lock();
         state.starting -= 1;
