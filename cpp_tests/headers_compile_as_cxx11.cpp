@@ -8,6 +8,7 @@
 #include <brpc/errno.pb.h>
 #include <brpc/server.h>
 #include <brpc/socket.h>
+#include <brpc/stream_stats.h>
 #include <butil/endpoint.h>
 #include <butil/errno.h>
 #include <butil/iobuf.h>

@@ -133,6 +133,46 @@ typedef struct {
 // Called once per write with 0 (every byte left) or the error that dropped it.
 typedef void (*brpc_write_done_fn)(void *arg, int err);
 
+// The library's counters at one moment (each read on its own, so two of
+// them may disagree by an event in flight). Gauges: `*_alive`,
+// `streams_created/connected/closing/closed`, `stream_writes_pending`;
+// the others only grow.
+typedef struct {
+  // Sockets not yet recycled: connections, and one per stream.
+  uint64_t sockets_alive;
+  // Streams not yet recycled.
+  uint64_t streams_alive;
+  // Streams by state: not connected yet (writes queue), connected,
+  // closing (CLOSE not sent yet), closed (last callbacks pending).
+  uint64_t streams_created;
+  uint64_t streams_connected;
+  uint64_t streams_closing;
+  uint64_t streams_closed;
+  // Bytes read from and written into TCP connections.
+  uint64_t socket_bytes_read;
+  uint64_t socket_bytes_written;
+  // Stream messages received whole, and their bytes.
+  uint64_t stream_messages_in;
+  uint64_t stream_bytes_in;
+  // Stream messages handed to their connection, and their bytes.
+  uint64_t stream_messages_out;
+  uint64_t stream_bytes_out;
+  // Writes `brpc_stream_write` accepted.
+  uint64_t stream_writes;
+  // Accepted writes neither handed to a connection nor dropped yet.
+  uint64_t stream_writes_pending;
+  // Accepted writes never delivered (reported through `on_failed`).
+  uint64_t stream_writes_dropped;
+  uint64_t stream_bytes_dropped;
+  // Connections servers accepted.
+  uint64_t connections_accepted;
+  // Client connects that succeeded, and that failed.
+  uint64_t connections_connected;
+  uint64_t connect_failures;
+  // Established connections that failed other than by an orderly close.
+  uint64_t connections_broken;
+} brpc_stats;
+
 // A stream's id (its socket's id).
 typedef uint64_t brpc_stream_id;
 
@@ -388,6 +428,10 @@ size_t brpc_socket_live_count(void);
 
 // Connection attempts not yet resolved, process-wide.
 size_t brpc_socket_pending_connects(void);
+
+// Fills `*out` with the counters. 0, or `EINVAL` for NULL. Cheap (a few
+// relaxed loads): fine to call often.
+int brpc_stats_get(brpc_stats *out);
 
 void brpc_stream_options_init(brpc_stream_options *options);
 

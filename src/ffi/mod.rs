@@ -6,6 +6,7 @@
 pub mod errors;
 pub mod rpc;
 pub mod socket;
+pub mod stats;
 pub mod stream;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};

@@ -193,6 +193,7 @@ impl ServerInner {
         });
         match Socket::create(SocketOptions { fd: Some(fd), user: Some(connection), ..Default::default() }) {
             Ok(id) => {
+                crate::stats::CONNECTIONS_ACCEPTED.inc();
                 self.connections.lock().insert(id);
                 // The server may have joined while this one was being made.
                 if self.stopping.load(Ordering::Acquire) && !self.running.load(Ordering::Acquire) {

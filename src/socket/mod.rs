@@ -27,6 +27,7 @@ use parking_lot::Mutex;
 
 use crate::errno;
 use crate::id::{self, Registry};
+use crate::stats;
 use crate::runtime::{dispatcher, Interest, Token};
 
 pub use write::{check_connected_and_keep_write, pending_attempts, ConnectData, WriteDone};
@@ -127,19 +128,23 @@ impl Socket {
             }
             None => -1,
         };
-        let id = SOCKETS.create_with(|id| Socket {
-            id,
-            fd: AtomicI32::new(raw_fd),
-            remote,
-            connect_timeout,
-            user,
-            connection,
-            registration: Mutex::new(None),
-            queue: WriteQueue::new(),
-            parked: Mutex::new(None),
-            connecting: AtomicU64::new(id::INVALID_ID),
-            failure: Mutex::new(None),
-            read_buf: Mutex::new(BytesMut::new()),
+        let id = SOCKETS.create_with(|id| {
+            // Counted where the object is made, so its Drop always undoes it.
+            stats::SOCKETS_ALIVE.inc();
+            Socket {
+                id,
+                fd: AtomicI32::new(raw_fd),
+                remote,
+                connect_timeout,
+                user,
+                connection,
+                registration: Mutex::new(None),
+                queue: WriteQueue::new(),
+                parked: Mutex::new(None),
+                connecting: AtomicU64::new(id::INVALID_ID),
+                failure: Mutex::new(None),
+                read_buf: Mutex::new(BytesMut::new()),
+            }
         });
         let id = match id {
             Ok(id) => id,
@@ -246,6 +251,9 @@ impl Socket {
         }
         // Orderly ends (a stream's close, a server stopping) are not news.
         if code != errno::ECLOSE && code != errno::ELOGOFF {
+            if self.owns_fd() && self.fd() >= 0 {
+                stats::CONNECTIONS_BROKEN.inc();
+            }
             log(&format!("Socket{{id={} fd={}}} failed: [E{}] {}", self.id, self.fd(), code, text));
         }
         if let Some(token) = self.registration.lock().take() {
@@ -309,6 +317,7 @@ impl Socket {
 
 impl Drop for Socket {
     fn drop(&mut self) {
+        stats::SOCKETS_ALIVE.dec();
         // The last reference is gone: nobody can be using the fd number now.
         // (Writes still parked here complete through WriteRequest's Drop.)
         if self.owns_fd() {

@@ -26,6 +26,7 @@ use super::{OutMessage, Socket, SocketRef, WriteOptions};
 use crate::errno;
 use crate::id::{self, Registry};
 use crate::runtime::spawn;
+use crate::stats;
 
 /// Runs once with 0 when every byte of the write left through the fd (or the
 /// owner's connection), or with the error that dropped it. It runs on a
@@ -176,7 +177,11 @@ fn flush(socket: &Socket, fd: RawFd, batch: &mut VecDeque<WriteRequest>) -> Flus
                 if iov.is_empty() {
                     Ok(0)
                 } else {
-                    sendmsg::<SockaddrStorage>(fd, &iov, &[], MsgFlags::MSG_NOSIGNAL, None).map_err(|e| e as i32)
+                    let sent = sendmsg::<SockaddrStorage>(fd, &iov, &[], MsgFlags::MSG_NOSIGNAL, None);
+                    if let Ok(n) = sent {
+                        stats::SOCKET_BYTES_WRITTEN.add(n as u64);
+                    }
+                    sent.map_err(|e| e as i32)
                 }
             }
         };
@@ -349,8 +354,11 @@ fn resolve_attempt(data: ConnectData, fd: RawFd, code: i32, text: &str) -> Resul
     if code == 0 {
         adopt(&socket, fd);
     } else {
-        if fd >= 0 && socket.owns_fd() {
-            close_fd(fd);
+        if socket.owns_fd() {
+            stats::CONNECT_FAILURES.inc();
+            if fd >= 0 {
+                close_fd(fd);
+            }
         }
         socket.set_failed(code, text);
     }
@@ -370,11 +378,13 @@ fn adopt(socket: &Socket, fd: RawFd) {
     let pending = socket_error(fd);
     let usable = if pending != 0 { Err(pending) } else { super::set_nonblocking(fd) };
     if let Err(code) = usable {
+        stats::CONNECT_FAILURES.inc();
         close_fd(fd);
         let text = format!("connected fd={fd} is not usable: {}", errno::describe(code));
         socket.set_failed(code, &text);
         return;
     }
+    stats::CONNECTIONS_CONNECTED.inc();
     socket.fd.store(fd, Ordering::Release);
     if let Err(code) = socket.watch_input(fd) {
         socket.set_failed(code, &format!("fail to watch fd={fd} for input"));

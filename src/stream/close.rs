@@ -27,7 +27,7 @@ fn close_locally(socket: &Socket, core: &StreamCore, why: &str) -> Result<(), i3
     let mut link = core.link.lock();
     match link.phase {
         Phase::Created => {
-            link.phase = Phase::Closing;
+            link.set_phase(Phase::Closing);
             let writes_waiting = link.pending_connect.is_some();
             drop(link);
             if writes_waiting {
@@ -39,7 +39,7 @@ fn close_locally(socket: &Socket, core: &StreamCore, why: &str) -> Result<(), i3
             }
         }
         Phase::Connected => {
-            link.phase = Phase::Closing;
+            link.set_phase(Phase::Closing);
             drop(link);
             // Queued behind every write accepted before it, so the peer
             // gets CLOSE after all of them; sending it fails the socket.
@@ -66,7 +66,7 @@ pub(super) fn fail(id: StreamId, code: i32, text: &str) {
 pub(super) fn finished(core: &Arc<StreamCore>, code: i32, text: &str) {
     let host = {
         let mut link = core.link.lock();
-        link.phase = Phase::Closed;
+        link.set_phase(Phase::Closed);
         link.host.take()
     };
     if let Some(host) = host {

@@ -5,7 +5,6 @@
 //! connection. The stream's id is its socket's id.
 
 use std::any::Any;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use bytes::{Bytes, BytesMut};
@@ -17,16 +16,15 @@ use super::receive::Receiver;
 use super::{StreamId, StreamOptions};
 use crate::errno;
 use crate::runtime::SerialExecutor;
+use crate::stats;
 use crate::socket::{check_connected_and_keep_write, ConnectData, Connection, OutMessage, Socket, SocketRef, SocketUser};
 
 /// Tag of the message that asks for a CLOSE frame after everything queued.
 pub(super) const CLOSE_TAG: u32 = 1;
 
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-
 /// Streams not yet recycled, process-wide.
 pub fn live_count() -> usize {
-    LIVE.load(Ordering::Acquire)
+    stats::STREAMS_ALIVE.get() as usize
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,6 +36,18 @@ pub(super) enum Phase {
     Closing,
     /// The stream's socket failed: nothing more happens but callbacks.
     Closed,
+}
+
+impl Phase {
+    /// The gauge counting streams in this phase.
+    fn gauge(self) -> &'static stats::Counter {
+        match self {
+            Phase::Created => &stats::STREAMS_CREATED,
+            Phase::Connected => &stats::STREAMS_CONNECTED,
+            Phase::Closing => &stats::STREAMS_CLOSING,
+            Phase::Closed => &stats::STREAMS_CLOSED,
+        }
+    }
 }
 
 /// Where the stream is attached and what the peer said about itself.
@@ -54,6 +64,15 @@ pub(super) struct Link {
     pub held: bool,
 }
 
+impl Link {
+    /// Moves to `phase`, keeping the per-phase gauges right.
+    pub(super) fn set_phase(&mut self, phase: Phase) {
+        self.phase.gauge().dec();
+        phase.gauge().inc();
+        self.phase = phase;
+    }
+}
+
 pub(crate) struct StreamCore {
     id: OnceLock<StreamId>,
     pub(super) options: StreamOptions,
@@ -67,7 +86,8 @@ pub(crate) struct StreamCore {
 
 impl StreamCore {
     fn new(options: StreamOptions) -> Self {
-        LIVE.fetch_add(1, Ordering::AcqRel);
+        stats::STREAMS_ALIVE.inc();
+        stats::STREAMS_CREATED.inc();
         let window = if options.max_buf_size > 0 { options.max_buf_size as u64 } else { 0 };
         StreamCore {
             id: OnceLock::new(),
@@ -120,7 +140,7 @@ impl StreamCore {
             if link.phase != Phase::Created {
                 return;
             }
-            link.phase = Phase::Connected;
+            link.set_phase(Phase::Connected);
             link.held = held;
             link.host = Some(host.id());
             link.remote_id = Some(remote);
@@ -166,6 +186,8 @@ impl StreamCore {
 
     /// Counts a write that will never be delivered.
     pub(super) fn count_dropped(&self, bytes: usize) {
+        stats::STREAM_WRITES_DROPPED.inc();
+        stats::STREAM_BYTES_DROPPED.add(bytes as u64);
         let mut dropped = self.dropped.lock();
         dropped.0 += 1;
         dropped.1 += bytes as u64;
@@ -174,7 +196,8 @@ impl StreamCore {
 
 impl Drop for StreamCore {
     fn drop(&mut self) {
-        LIVE.fetch_sub(1, Ordering::AcqRel);
+        self.link.get_mut().phase.gauge().dec();
+        stats::STREAMS_ALIVE.dec();
     }
 }
 
@@ -212,6 +235,7 @@ impl Connection for StreamCore {
         let local = self.wire_id();
         let mut chunks = std::collections::VecDeque::new();
         let mut taken = 0;
+        let mut sent = 0;
         let mut close = false;
         for message in messages {
             let len: usize = message.chunks.iter().map(Bytes::len).sum();
@@ -223,8 +247,11 @@ impl Connection for StreamCore {
             chunks.push_back(frames::data(remote, local, len)?);
             chunks.extend(message.chunks.iter().cloned());
             taken += len;
+            sent += 1;
         }
         host.write(chunks, None)?;
+        stats::STREAM_MESSAGES_OUT.add(sent);
+        stats::STREAM_BYTES_OUT.add(taken as u64);
         if close {
             // Everything before the CLOSE is out: the stream is done.
             socket.set_failed(super::close::NORMAL_CLOSE, "the stream was closed");

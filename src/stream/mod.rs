@@ -30,6 +30,7 @@ use self::core::{find, Phase, StreamCore};
 use crate::errno;
 use crate::protocol::StreamSettings;
 use crate::socket::{Socket, SocketId, WriteOptions};
+use crate::stats;
 
 /// A stream's id: its socket's id, and its id on the wire.
 pub type StreamId = SocketId;
@@ -219,7 +220,10 @@ pub fn write(id: StreamId, message: Bytes, background: bool) -> Result<(), i32> 
     let len = message.len();
     core.flow.reserve(len)?;
     let counted = Arc::clone(&core);
+    stats::STREAM_WRITES.inc();
+    stats::STREAM_WRITES_PENDING.inc();
     let done: crate::socket::WriteDone = Box::new(move |code| {
+        stats::STREAM_WRITES_PENDING.dec();
         if code != 0 {
             counted.count_dropped(len);
         }
