@@ -64,18 +64,28 @@ pub(super) fn fail(id: StreamId, code: i32, text: &str) {
 
 /// The stream's socket failed: the one place a stream ends.
 pub(super) fn finished(core: &Arc<StreamCore>, code: i32, text: &str) {
-    let host = {
+    let (host, writes_settled) = {
         let mut link = core.link.lock();
         link.set_phase(Phase::Closed);
-        link.host.take()
+        link.ending = Some((code, text.to_string()));
+        (link.host.take(), link.writes_in_flight == 0)
     };
     if let Some(host) = host {
         hosts::detach(host, core.id());
     }
     core.flow.on_closed();
+    // Otherwise the last write to be sent or dropped reports the end.
+    if writes_settled {
+        report_end(core);
+    }
+}
+
+/// Schedules `on_failed` (if due) and `on_closed`, once: the stream is
+/// closed and no write it accepted is still in flight.
+pub(super) fn report_end(core: &Arc<StreamCore>) {
+    let Some((code, text)) = core.link.lock().ending.take() else { return };
     let Some(handler) = core.options.handler.clone() else { return };
     let id = core.id();
-    let text = text.to_string();
     let stream = Arc::clone(core);
     core.executor.submit(move || {
         let (messages, bytes) = *stream.dropped.lock();

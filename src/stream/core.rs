@@ -62,6 +62,11 @@ pub(super) struct Link {
     pub pending_connect: Option<ConnectData>,
     /// Connected, but writes wait for the setup response to be queued.
     pub held: bool,
+    /// Writes accepted and not yet sent or dropped. The last callbacks
+    /// wait for them, so `on_failed` counts every drop.
+    pub writes_in_flight: u64,
+    /// How the stream ended, until its last callbacks are scheduled.
+    pub ending: Option<(i32, String)>,
 }
 
 impl Link {
@@ -101,6 +106,8 @@ impl StreamCore {
                 remote_need_feedback: false,
                 pending_connect: None,
                 held: false,
+                writes_in_flight: 0,
+                ending: None,
             }),
             flow: Arc::new(Flow::new(window)),
             receiver: Mutex::new(Receiver::default()),
@@ -184,8 +191,25 @@ impl StreamCore {
         }
     }
 
+    /// An accepted write was sent (`code` 0) or dropped: the last one of a
+    /// closed stream lets its last callbacks go.
+    pub(super) fn write_resolved(self: &Arc<Self>, code: i32, bytes: usize) {
+        stats::STREAM_WRITES_PENDING.dec();
+        if code != 0 {
+            self.count_dropped(bytes);
+        }
+        let last = {
+            let mut link = self.link.lock();
+            link.writes_in_flight = link.writes_in_flight.saturating_sub(1);
+            link.writes_in_flight == 0 && link.phase == Phase::Closed
+        };
+        if last {
+            super::close::report_end(self);
+        }
+    }
+
     /// Counts a write that will never be delivered.
-    pub(super) fn count_dropped(&self, bytes: usize) {
+    fn count_dropped(&self, bytes: usize) {
         stats::STREAM_WRITES_DROPPED.inc();
         stats::STREAM_BYTES_DROPPED.add(bytes as u64);
         let mut dropped = self.dropped.lock();

@@ -209,28 +209,29 @@ pub fn is_connected(id: StreamId) -> bool {
 /// handler.
 pub fn write(id: StreamId, message: Bytes, background: bool) -> Result<(), i32> {
     let (socket, core) = find(id).ok_or(libc::EINVAL)?;
+    let len = message.len();
     {
-        let link = core.link.lock();
+        // Accepted under the lock that closing takes, so a write is either
+        // refused here or counted in flight before the stream is closed.
+        let mut link = core.link.lock();
         match link.phase {
             Phase::Closing | Phase::Closed => return Err(libc::EINVAL),
             Phase::Connected if !link.remote_writable => return Err(libc::EBADF),
             Phase::Created | Phase::Connected => {}
         }
+        core.flow.reserve(len)?;
+        link.writes_in_flight += 1;
     }
-    let len = message.len();
-    core.flow.reserve(len)?;
-    let counted = Arc::clone(&core);
     stats::STREAM_WRITES.inc();
     stats::STREAM_WRITES_PENDING.inc();
-    let done: crate::socket::WriteDone = Box::new(move |code| {
-        stats::STREAM_WRITES_PENDING.dec();
-        if code != 0 {
-            counted.count_dropped(len);
-        }
-    });
+    let resolved = Arc::clone(&core);
+    let done: crate::socket::WriteDone = Box::new(move |code| resolved.write_resolved(code, len));
     let options = WriteOptions { tag: 0, background };
-    // A socket that failed meanwhile already reported the drop through `done`.
-    socket.write_with(vec![message], options, Some(done)).map_err(|_| libc::EINVAL)
+    // The write was accepted: when the socket failed meanwhile, `done`
+    // counted it as dropped and on_failed reports it, as for any write the
+    // stream accepted and could not deliver.
+    let _ = socket.write_with(vec![message], options, Some(done));
+    Ok(())
 }
 
 /// `StreamWait`: 0 when writable, `ETIMEDOUT`, or `EINVAL` when closed.
