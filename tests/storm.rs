@@ -124,10 +124,19 @@ enum CloseHow {
     InCallback,
     /// Left to the thread that closes random streams.
     ByCloser,
+    /// Left to the peer's fault (the setup's thread closes what is still
+    /// open after a while: the well-behaved server never ends it).
+    ByPeer,
 }
 
-const CLOSE_WAYS: [CloseHow; 5] =
-    [CloseHow::BeforeCall, CloseHow::DuringCall, CloseHow::AfterWrites, CloseHow::InCallback, CloseHow::ByCloser];
+const CLOSE_WAYS: [CloseHow; 6] = [
+    CloseHow::BeforeCall,
+    CloseHow::DuringCall,
+    CloseHow::AfterWrites,
+    CloseHow::InCallback,
+    CloseHow::ByCloser,
+    CloseHow::ByPeer,
+];
 
 /// Streams the random closer may pick (ids of closed streams stay: closing
 /// a stale id must be harmless).
@@ -328,8 +337,12 @@ impl Storm {
                 let _ = stream::close(*id);
             });
         }
-        // InCallback and ByCloser get a moment; then this thread closes.
-        let patience = Duration::from_millis(if matches!(how, CloseHow::InCallback | CloseHow::ByCloser) { 20 } else { 0 });
+        // Closes left to others get a moment; then this thread closes.
+        let patience = Duration::from_millis(match how {
+            CloseHow::InCallback | CloseHow::ByCloser => 20,
+            CloseHow::ByPeer => 60,
+            _ => 0,
+        });
         for (id, tracker) in ids.iter().zip(&trackers) {
             if !tracker.wait_closed(patience) {
                 let _ = stream::close(*id);

@@ -3,6 +3,9 @@
 //! the crate's own framing. Every connection ends on its own within
 //! `hold` (plus a read's worth), so a test never waits on the peer.
 
+// Each test binary that includes this file uses a part of it.
+#![allow(dead_code)]
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
