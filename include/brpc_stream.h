@@ -48,6 +48,23 @@ typedef struct brpc_server_call brpc_server_call;
 // with `brpc_socket_dereference`, exactly once.
 typedef struct brpc_socket brpc_socket;
 
+// Dead-peer detection for a connection (see `brpc_channel_options` and
+// `brpc_server_options`). The defaults change nothing.
+typedef struct {
+  // Default false: SO_KEEPALIVE, probing connections idle for
+  // `keepalive_idle_s`.
+  bool keepalive;
+  // TCP_KEEPIDLE, TCP_KEEPINTVL (seconds) and TCP_KEEPCNT; default -1,
+  // and any value <= 0: the system's.
+  int32_t keepalive_idle_s;
+  int32_t keepalive_interval_s;
+  int32_t keepalive_count;
+  // TCP_USER_TIMEOUT: sent data or keepalive probes unacknowledged this
+  // long fail the connection with ETIMEDOUT (its streams too). Default
+  // -1, and any value <= 0: the system's.
+  int32_t tcp_user_timeout_ms;
+} brpc_liveness_options;
+
 typedef struct {
   // Default 200 (brpc's); <= 0: no connect timeout.
   int64_t connect_timeout_ms;
@@ -55,6 +72,8 @@ typedef struct {
   int64_t timeout_ms;
   // Default 3: retries of a call whose request could not be written.
   int32_t max_retry;
+  // Default: off.
+  brpc_liveness_options liveness;
 } brpc_channel_options;
 
 // How a call ended; every pointer is valid only during the callback.
@@ -74,6 +93,8 @@ typedef void (*brpc_call_done_fn)(void *arg, const brpc_call_result *result);
 typedef struct {
   // Default 64 MiB: a larger frame fails its connection.
   int64_t max_body_size;
+  // For accepted connections. Default: off.
+  brpc_liveness_options liveness;
 } brpc_server_options;
 
 // Handles one request of a method, on a worker thread; the call must be

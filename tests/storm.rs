@@ -302,6 +302,7 @@ impl Storm {
             connect_timeout: Some(Duration::from_secs(2)),
             timeout: Some(Duration::from_secs(2)),
             max_retry: 0,
+            ..Default::default()
         };
         let channel = Channel::new(&address, options).unwrap();
         let (tx, rx) = mpsc::channel();

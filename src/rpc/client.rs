@@ -19,7 +19,7 @@ use crate::protocol::{
     StreamSettings,
 };
 use crate::runtime::{timers, TimerId};
-use crate::socket::{log, Socket, SocketId, SocketOptions, SocketRef, SocketUser};
+use crate::socket::{log, Liveness, Socket, SocketId, SocketOptions, SocketRef, SocketUser};
 use crate::stream;
 
 #[derive(Debug, Clone, Copy)]
@@ -29,6 +29,8 @@ pub struct ChannelOptions {
     pub timeout: Option<Duration>,
     /// Retries of a call whose request could not be written.
     pub max_retry: u32,
+    /// Keepalive and TCP_USER_TIMEOUT for the channel's connections.
+    pub liveness: Liveness,
 }
 
 impl Default for ChannelOptions {
@@ -38,6 +40,7 @@ impl Default for ChannelOptions {
             connect_timeout: Some(Duration::from_millis(200)),
             timeout: Some(Duration::from_millis(500)),
             max_retry: 3,
+            liveness: Liveness::default(),
         }
     }
 }
@@ -243,6 +246,7 @@ impl ChannelInner {
         let id = Socket::create(SocketOptions {
             remote: Some(self.remote),
             connect_timeout: self.options.connect_timeout,
+            liveness: self.options.liveness,
             user: Some(Arc::clone(&connection) as Arc<dyn SocketUser>),
             ..Default::default()
         })?;

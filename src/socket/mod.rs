@@ -10,6 +10,7 @@
 //! - this file: creation, addressing and failing.
 
 pub mod connect;
+pub mod liveness;
 mod read;
 pub mod write;
 pub mod write_queue;
@@ -30,6 +31,7 @@ use crate::id::{self, Registry};
 use crate::stats;
 use crate::runtime::{dispatcher, Interest, Token};
 
+pub use liveness::Liveness;
 pub use write::{check_connected_and_keep_write, pending_attempts, ConnectData, WriteDone};
 use write::{ParkedWriter, WriteRequest};
 use write_queue::WriteQueue;
@@ -94,6 +96,8 @@ pub struct SocketOptions {
     pub connect_timeout: Option<Duration>,
     pub user: Option<Arc<dyn SocketUser>>,
     pub connection: Option<Arc<dyn Connection>>,
+    /// Applied to the fd, given or connected.
+    pub liveness: Liveness,
 }
 
 pub struct Socket {
@@ -103,6 +107,7 @@ pub struct Socket {
     fd: AtomicI32,
     remote: Option<SocketAddr>,
     connect_timeout: Option<Duration>,
+    liveness: Liveness,
     user: Option<Arc<dyn SocketUser>>,
     connection: Option<Arc<dyn Connection>>,
     registration: Mutex<Option<Token>>,
@@ -119,11 +124,12 @@ impl Socket {
     /// Creates a socket; a given fd is made non-blocking and watched for input
     /// at once.
     pub fn create(options: SocketOptions) -> Result<SocketId, i32> {
-        let SocketOptions { fd, remote, connect_timeout, user, connection } = options;
+        let SocketOptions { fd, remote, connect_timeout, user, connection, liveness } = options;
         let remote = remote.or_else(|| fd.as_ref().and_then(|fd| peer_address(fd.as_raw_fd())));
         let raw_fd = match &fd {
             Some(fd) => {
                 set_nonblocking(fd.as_raw_fd())?;
+                liveness.apply(fd.as_raw_fd())?;
                 fd.as_raw_fd()
             }
             None => -1,
@@ -136,6 +142,7 @@ impl Socket {
                 fd: AtomicI32::new(raw_fd),
                 remote,
                 connect_timeout,
+                liveness,
                 user,
                 connection,
                 registration: Mutex::new(None),

@@ -376,7 +376,11 @@ fn adopt(socket: &Socket, fd: RawFd) {
         return;
     }
     let pending = socket_error(fd);
-    let usable = if pending != 0 { Err(pending) } else { super::set_nonblocking(fd) };
+    let usable = if pending != 0 {
+        Err(pending)
+    } else {
+        super::set_nonblocking(fd).and_then(|()| socket.liveness.apply(fd))
+    };
     if let Err(code) = usable {
         stats::CONNECT_FAILURES.inc();
         close_fd(fd);

@@ -40,6 +40,10 @@ pub enum Fault {
     /// Accepts the streams, then sends DATA, CLOSE and FEEDBACK for a stream
     /// that does not exist, and reads on.
     UnknownStream,
+    /// Accepts the streams, then reads for the whole `hold` and never sends
+    /// a byte (no FEEDBACK: windows fill). Not in [`ALL_FAULTS`]: it ends
+    /// nothing by itself.
+    Silent,
 }
 
 pub const ALL_FAULTS: [Fault; 8] = [
@@ -68,7 +72,7 @@ pub struct FaultPeer {
 
 impl FaultPeer {
     /// Listens on 127.0.0.1; each connection is held at most `hold` after
-    /// its fault before it is closed.
+    /// its fault before it is closed (a Silent one exactly `hold`).
     pub fn start(fault: Fault, hold: Duration, seed: u64) -> FaultPeer {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let address = listener.local_addr().unwrap();
@@ -85,7 +89,10 @@ impl FaultPeer {
                     }
                     let Ok(conn) = conn else { continue };
                     let n = accepted.fetch_add(1, Ordering::AcqRel);
-                    let hold = hold.mul_f64(rng.lock().unwrap().unit());
+                    let hold = match fault {
+                        Fault::Silent => hold,
+                        _ => hold.mul_f64(rng.lock().unwrap().unit()),
+                    };
                     running.fetch_add(1, Ordering::AcqRel);
                     let running = running.clone();
                     std::thread::spawn(move || {
