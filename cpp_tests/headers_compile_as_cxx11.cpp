@@ -8,8 +8,10 @@
 #include <brpc/errno.pb.h>
 #include <brpc/server.h>
 #include <brpc/socket.h>
+#include <brpc/stream.h>
 #include <brpc/stream_stats.h>
 #include <butil/endpoint.h>
 #include <butil/errno.h>
 #include <butil/iobuf.h>
+#include <butil/scoped_generic.h>
 #include <butil/strings/string_piece.h>

@@ -3,7 +3,7 @@
 //! of its own, so counting costs an uncontended add and stays on in
 //! production; a [`snapshot`] is not atomic across counters.
 //!
-//! Gauges (`*_alive`, `streams_*` by state, `stream_writes_pending`) go up
+//! Gauges (`*_alive`, `streams_*` by state, `writes_queued`) go up
 //! and down and read the current value; the rest only grow.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -49,9 +49,11 @@ pub(crate) static STREAM_BYTES_IN: Counter = Counter::new();
 pub(crate) static STREAM_MESSAGES_OUT: Counter = Counter::new();
 pub(crate) static STREAM_BYTES_OUT: Counter = Counter::new();
 pub(crate) static STREAM_WRITES: Counter = Counter::new();
-pub(crate) static STREAM_WRITES_PENDING: Counter = Counter::new();
 pub(crate) static STREAM_WRITES_DROPPED: Counter = Counter::new();
 pub(crate) static STREAM_BYTES_DROPPED: Counter = Counter::new();
+pub(crate) static WRITES_QUEUED: Counter = Counter::new();
+pub(crate) static WRITES_DROPPED: Counter = Counter::new();
+pub(crate) static BYTES_DROPPED: Counter = Counter::new();
 pub(crate) static CONNECTIONS_ACCEPTED: Counter = Counter::new();
 pub(crate) static CONNECTIONS_CONNECTED: Counter = Counter::new();
 pub(crate) static CONNECT_FAILURES: Counter = Counter::new();
@@ -83,11 +85,16 @@ pub struct Stats {
     pub stream_bytes_out: u64,
     /// Writes `StreamWrite` accepted.
     pub stream_writes: u64,
-    /// Accepted writes neither handed to a connection nor dropped yet.
-    pub stream_writes_pending: u64,
-    /// Accepted writes that were never delivered (reported via `on_failed`).
+    /// Accepted stream writes never delivered, as their streams' `on_failed`
+    /// reported them (counted when a stream's last callbacks are due).
     pub stream_writes_dropped: u64,
     pub stream_bytes_dropped: u64,
+    /// Data writes queued on any socket (stream or connection) and not yet
+    /// sent or dropped.
+    pub writes_queued: u64,
+    /// Data writes a socket accepted and then failed, and their bytes.
+    pub writes_dropped: u64,
+    pub bytes_dropped: u64,
     /// Connections a server accepted.
     pub connections_accepted: u64,
     /// Client connects that succeeded, and that failed (refused, timed out, ...).
@@ -114,9 +121,11 @@ pub fn snapshot() -> Stats {
         stream_messages_out: STREAM_MESSAGES_OUT.get(),
         stream_bytes_out: STREAM_BYTES_OUT.get(),
         stream_writes: STREAM_WRITES.get(),
-        stream_writes_pending: STREAM_WRITES_PENDING.get(),
         stream_writes_dropped: STREAM_WRITES_DROPPED.get(),
         stream_bytes_dropped: STREAM_BYTES_DROPPED.get(),
+        writes_queued: WRITES_QUEUED.get(),
+        writes_dropped: WRITES_DROPPED.get(),
+        bytes_dropped: BYTES_DROPPED.get(),
         connections_accepted: CONNECTIONS_ACCEPTED.get(),
         connections_connected: CONNECTIONS_CONNECTED.get(),
         connect_failures: CONNECT_FAILURES.get(),

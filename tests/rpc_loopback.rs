@@ -155,3 +155,17 @@ fn many_threads_get_their_own_responses() {
         t.join().unwrap();
     }
 }
+
+#[test]
+fn channels_to_one_endpoint_share_one_connection() {
+    let (_server, addr) = echo_server();
+    let first = Channel::new(&addr, ChannelOptions::default()).unwrap();
+    let second = Channel::new(&addr, ChannelOptions::default()).unwrap();
+    let a = call(&first, "Echo", b"a", b"");
+    let b = call(&second, "Echo", b"b", b"");
+    assert!(a.socket.is_some());
+    assert_eq!(a.socket, b.socket);
+    drop(first);
+    // The survivor keeps the connection.
+    assert_eq!(call(&second, "Echo", b"c", b"").socket, a.socket);
+}

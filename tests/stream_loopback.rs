@@ -304,3 +304,21 @@ fn writes_racing_a_close_are_each_reported_once() {
         assert_eq!(reported.unwrap_or(0), accepted, "{events:?}");
     }
 }
+
+#[test]
+fn a_destroyed_channels_connection_serves_its_streams_until_they_close() {
+    let (server_handler, server_rx) = Recorder::new();
+    let (accepted_tx, _accepted_rx) = mpsc::channel();
+    let (_server, addr) = stream_server(server_handler, accepted_tx);
+    let (handler, rx) = Recorder::new();
+    let ids = stream::create(1, &StreamOptions { handler: Some(handler), ..Default::default() }).unwrap();
+    {
+        let channel = Channel::new(&addr, ChannelOptions::default()).unwrap();
+        assert_eq!(open(&channel, &ids).recv_timeout(Duration::from_secs(10)).unwrap(), None);
+    }
+    stream::write(ids[0], Bytes::from_static(b"after the channel"), false).unwrap();
+    stream::close(ids[0]).unwrap();
+    let server_events = until_closed(&server_rx);
+    assert_eq!(messages(&server_events), vec![Bytes::from_static(b"after the channel")]);
+    assert_eq!(until_closed(&rx), vec![Event::Closed]);
+}

@@ -282,18 +282,7 @@ fn our_client_talks_to_a_brpc_servers_bytes_like_a_brpc_client() {
     });
 
     let (done_tx, done_rx) = mpsc::channel();
-    struct ClientHandler(Mutex<mpsc::Sender<Bytes>>);
-    impl StreamHandler for ClientHandler {
-        fn on_received_messages(&self, _id: StreamId, messages: &[Bytes]) {
-            for m in messages {
-                let _ = self.0.lock().unwrap().send(m.clone());
-            }
-        }
-        fn on_idle_timeout(&self, _id: StreamId) {}
-        fn on_closed(&self, _id: StreamId) {}
-        fn on_failed(&self, _id: StreamId, _code: i32, _text: &str) {}
-    }
-    let options = StreamOptions { handler: Some(Arc::new(ClientHandler(Mutex::new(done_tx)))), ..Default::default() };
+    let options = StreamOptions { handler: Some(Arc::new(Collect(Mutex::new(done_tx)))), ..Default::default() };
     let ids = stream::create(1, &options).unwrap();
     let channel = Channel::new(&addr.to_string(), ChannelOptions::default()).unwrap();
     let (call_tx, call_rx) = mpsc::channel();
@@ -327,4 +316,85 @@ fn our_client_talks_to_a_brpc_servers_bytes_like_a_brpc_client() {
     let heard_shapes = without_intermediate_feedback(heard.iter().map(shape).collect());
     let theirs_shapes = without_intermediate_feedback(theirs.iter().map(shape).collect());
     assert_eq!(heard_shapes, theirs_shapes);
+}
+
+/// Collects what a server stream receives.
+struct Collect(Mutex<mpsc::Sender<Bytes>>);
+
+impl StreamHandler for Collect {
+    fn on_received_messages(&self, _id: StreamId, messages: &[Bytes]) {
+        for m in messages {
+            let _ = self.0.lock().unwrap().send(m.clone());
+        }
+    }
+    fn on_idle_timeout(&self, _id: StreamId) {}
+    fn on_closed(&self, _id: StreamId) {}
+    fn on_failed(&self, _id: StreamId, _code: i32, _text: &str) {}
+}
+
+/// A server whose Open accepts with a collecting handler, and a raw peer
+/// that opened a stream on it: (server, peer, our stream id, messages).
+fn opened_by_raw_peer() -> (Server, FrameReader, i64, mpsc::Receiver<Bytes>) {
+    let (tx, rx) = mpsc::channel();
+    let handler = Arc::new(Collect(Mutex::new(tx)));
+    let server = Server::new();
+    server
+        .add_method(
+            "bench.StreamService",
+            "Open",
+            Arc::new(move |call: ServerCall| {
+                let options = StreamOptions { handler: Some(handler.clone()), ..Default::default() };
+                let settings = call.stream_settings().cloned().unwrap();
+                let ids = stream::accept(call.host(), &settings, &options).unwrap();
+                call.respond_with_streams(Ok((Bytes::new(), Bytes::new())), &ids);
+            }),
+        )
+        .unwrap();
+    server.start("127.0.0.1:0", ServerOptions::default()).unwrap();
+    let mut peer = FrameReader::new(TcpStream::connect(server.listen_address().unwrap()).unwrap());
+    let script = capture("open_write_close.client_to_server.bin");
+    peer.send(&rewrite(&script[0], &|id| id, CAPTURED_CORRELATION_ID));
+    let response = peer.read_until(|frames| !frames.is_empty());
+    let embedded = RawFrame::from_embedded(StreamFrame::decode(&response[0]).unwrap().payload).unwrap();
+    let ours = RpcMessage::decode(&embedded).unwrap().meta.stream_settings.unwrap().stream_id();
+    (server, peer, ours, rx)
+}
+
+fn data_frame(to: i64, from: i64, payload: &[u8], continues: bool) -> Vec<u8> {
+    let meta = brpc_stream::protocol::StreamFrameMeta {
+        stream_id: Some(to),
+        source_stream_id: Some(from),
+        frame_type: Some(FrameType::Data as i32),
+        has_continuation: Some(continues),
+        feedback: None,
+    };
+    let mut out = BytesMut::new();
+    pack_stream_header(&mut out, &meta, payload.len()).unwrap();
+    out.extend_from_slice(payload);
+    out.to_vec()
+}
+
+#[test]
+fn a_message_in_continued_data_segments_arrives_whole() {
+    let (server, mut peer, ours, messages) = opened_by_raw_peer();
+    peer.send(&data_frame(ours, CAPTURED_CLIENT_STREAM, b"abc", true));
+    peer.send(&data_frame(ours, CAPTURED_CLIENT_STREAM, b"def", true));
+    peer.send(&data_frame(ours, CAPTURED_CLIENT_STREAM, b"ghi", false));
+    peer.send(&data_frame(ours, CAPTURED_CLIENT_STREAM, b"next", false));
+    assert_eq!(messages.recv_timeout(Duration::from_secs(10)).unwrap(), Bytes::from_static(b"abcdefghi"));
+    assert_eq!(messages.recv_timeout(Duration::from_secs(10)).unwrap(), Bytes::from_static(b"next"));
+    server.join();
+}
+
+#[test]
+fn a_frame_for_a_stream_of_another_connection_is_answered_with_rst() {
+    let (server, _owner, ours, messages) = opened_by_raw_peer();
+    let mut stranger = FrameReader::new(TcpStream::connect(server.listen_address().unwrap()).unwrap());
+    stranger.send(&data_frame(ours, 7, b"not yours", false));
+    let answer = stranger.read_until(|frames| !frames.is_empty());
+    let meta = StreamFrame::decode(&answer[0]).unwrap().meta;
+    assert_eq!(meta.frame_type(), FrameType::Rst);
+    assert_eq!(meta.stream_id(), 7);
+    assert!(messages.recv_timeout(Duration::from_millis(200)).is_err(), "the stream took a stranger's data");
+    server.join();
 }

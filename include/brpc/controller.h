@@ -67,6 +67,10 @@ public:
     bool has_remote_stream() const { return brpc_controller_has_remote_stream(handle_); }
 
     int ErrorCode() const { return brpc_controller_error_code(handle_); }
+
+    // The C ABI's controller behind this one (brpc/stream.h passes it on).
+    brpc_controller* c_controller() { return handle_; }
+
     // Fails the call with `error_code` (0 counts as -1, as in brpc) and a
     // printf-formatted reason.
     void SetFailed(int error_code, const char* reason_fmt, ...)

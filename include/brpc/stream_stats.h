@@ -15,7 +15,7 @@
 namespace brpc {
 
 // Gauges (what is there now): sockets_alive, streams_alive, streams_created,
-// streams_connected, streams_closing, streams_closed, stream_writes_pending.
+// streams_connected, streams_closing, streams_closed, writes_queued.
 // Every other field only grows. Fields are read one by one, so two of them
 // may disagree by an event in flight. See brpc_stats in brpc_stream.h for
 // each field's meaning.
@@ -33,9 +33,11 @@ struct StreamStats {
     uint64_t stream_messages_out;
     uint64_t stream_bytes_out;
     uint64_t stream_writes;
-    uint64_t stream_writes_pending;
     uint64_t stream_writes_dropped;
     uint64_t stream_bytes_dropped;
+    uint64_t writes_queued;
+    uint64_t writes_dropped;
+    uint64_t bytes_dropped;
     uint64_t connections_accepted;
     uint64_t connections_connected;
     uint64_t connect_failures;
@@ -59,9 +61,11 @@ inline StreamStats GetStreamStats() {
     s.stream_messages_out = c.stream_messages_out;
     s.stream_bytes_out = c.stream_bytes_out;
     s.stream_writes = c.stream_writes;
-    s.stream_writes_pending = c.stream_writes_pending;
     s.stream_writes_dropped = c.stream_writes_dropped;
     s.stream_bytes_dropped = c.stream_bytes_dropped;
+    s.writes_queued = c.writes_queued;
+    s.writes_dropped = c.writes_dropped;
+    s.bytes_dropped = c.bytes_dropped;
     s.connections_accepted = c.connections_accepted;
     s.connections_connected = c.connections_connected;
     s.connect_failures = c.connect_failures;

@@ -37,6 +37,57 @@
 
 namespace butil {
 
+namespace iobuf_internal {
+
+// Each thread keeps a few freed default-size blocks for its next IOBufs, so
+// a stream of small messages does not go through malloc for 8 KiB each
+// time (brpc's IOBuf has the same kind of per-thread block cache). Plain
+// data, so it stays usable while the thread's other thread_locals are
+// being destroyed; the reaper frees what is cached at thread exit.
+struct BlockCache {
+    enum { kCapacity = 32 };
+    char* blocks[kCapacity];
+    size_t count;
+    bool closed;
+};
+
+inline BlockCache& block_cache() {
+    static thread_local BlockCache cache;  // zero-initialized
+    return cache;
+}
+
+struct BlockCacheReaper {
+    ~BlockCacheReaper() {
+        BlockCache& cache = block_cache();
+        for (size_t i = 0; i < cache.count; ++i) {
+            delete[] cache.blocks[i];
+        }
+        cache.count = 0;
+        cache.closed = true;
+    }
+};
+
+inline char* take_block(size_t capacity, size_t cached_size) {
+    BlockCache& cache = block_cache();
+    if (capacity == cached_size && cache.count > 0) {
+        return cache.blocks[--cache.count];
+    }
+    return new char[capacity];
+}
+
+inline void give_back_block(char* block, size_t capacity, size_t cached_size) {
+    BlockCache& cache = block_cache();
+    if (capacity == cached_size && !cache.closed && cache.count < BlockCache::kCapacity) {
+        static thread_local BlockCacheReaper reaper;
+        (void)reaper;
+        cache.blocks[cache.count++] = block;
+        return;
+    }
+    delete[] block;
+}
+
+}  // namespace iobuf_internal
+
 class IOBuf {
 public:
     // Size of the blocks appends allocate; a single large append allocates
@@ -383,21 +434,28 @@ public:
 private:
     struct Block {
         explicit Block(size_t cap)
-            : storage(new char[cap]), data(storage.get()), capacity(cap), written(0) {}
+            : storage(iobuf_internal::take_block(cap, DEFAULT_BLOCK_SIZE)),
+              data(storage),
+              capacity(cap),
+              written(0) {}
         Block(void* user_data, size_t size, std::function<void(void*)> user_deleter)
-            : data(static_cast<char*>(user_data)),
+            : storage(NULL),
+              data(static_cast<char*>(user_data)),
               capacity(size),
               written(size),
               deleter(std::move(user_deleter)) {}
         ~Block() {
-            if (deleter) {
+            if (storage != NULL) {
+                iobuf_internal::give_back_block(storage, capacity, DEFAULT_BLOCK_SIZE);
+            } else if (deleter) {
                 deleter(data);
             }
         }
         Block(const Block&) = delete;
         Block& operator=(const Block&) = delete;
 
-        std::unique_ptr<char[]> storage;
+        // Owned bytes (NULL for user data, which `deleter` releases).
+        char* storage;
         char* data;
         size_t capacity;
         // Bytes [0, written) are immutable; only the sole owner writes past them.

@@ -145,10 +145,7 @@ pub unsafe extern "C" fn brpc_controller_destroy(cntl: *mut brpc_controller) {
 fn with_controller<T>(cntl: *const brpc_controller, fallback: T, f: impl FnOnce(&mut Controller) -> T) -> T {
     guard_value_ref(fallback, || {
         // SAFETY: a live controller (owned, or borrowed from a live call), or NULL.
-        match unsafe { cntl.as_ref() } {
-            Some(cntl) => Some(f(&mut cntl.inner.lock())),
-            None => None,
-        }
+        unsafe { cntl.as_ref() }.map(|cntl| f(&mut cntl.inner.lock()))
     })
 }
 
@@ -363,7 +360,9 @@ pub unsafe extern "C" fn brpc_channel_call(
                 // before any frame behind it is looked at.
                 let remote_streams = outcome.result.as_ref().ok().and_then(|m| m.meta.stream_settings.clone());
                 if !streams.is_empty() {
-                    stream::on_setup_response(&streams, outcome.socket, outcome.error(), remote_streams.as_ref());
+                    // The streams fail with the call's code and text, as the user sees it.
+                    let error = brpc_error_text(outcome.error());
+                    stream::on_setup_response(&streams, outcome.socket, error, remote_streams.as_ref());
                 }
                 // SAFETY: the controller outlives the call, per the contract.
                 let cntl = unsafe { &*cntl_ptr.get().cast::<brpc_controller>() };

@@ -9,7 +9,7 @@ use crate::stats;
 
 /// The library's counters at one moment (each read on its own, so two of
 /// them may disagree by an event in flight). Gauges: `*_alive`,
-/// `streams_created/connected/closing/closed`, `stream_writes_pending`;
+/// `streams_created/connected/closing/closed`, `writes_queued`;
 /// the others only grow.
 #[repr(C)]
 pub struct brpc_stats {
@@ -34,11 +34,14 @@ pub struct brpc_stats {
     pub stream_bytes_out: u64,
     /// Writes `brpc_stream_write` accepted.
     pub stream_writes: u64,
-    /// Accepted writes neither handed to a connection nor dropped yet.
-    pub stream_writes_pending: u64,
-    /// Accepted writes never delivered (reported through `on_failed`).
+    /// Accepted stream writes never delivered, as `on_failed` reported them.
     pub stream_writes_dropped: u64,
     pub stream_bytes_dropped: u64,
+    /// Data writes queued on any socket and not yet sent or dropped.
+    pub writes_queued: u64,
+    /// Data writes any socket accepted and then failed, and their bytes.
+    pub writes_dropped: u64,
+    pub bytes_dropped: u64,
     /// Connections servers accepted.
     pub connections_accepted: u64,
     /// Client connects that succeeded, and that failed.
@@ -71,9 +74,11 @@ pub unsafe extern "C" fn brpc_stats_get(out: *mut brpc_stats) -> c_int {
             stream_messages_out: s.stream_messages_out,
             stream_bytes_out: s.stream_bytes_out,
             stream_writes: s.stream_writes,
-            stream_writes_pending: s.stream_writes_pending,
             stream_writes_dropped: s.stream_writes_dropped,
             stream_bytes_dropped: s.stream_bytes_dropped,
+            writes_queued: s.writes_queued,
+            writes_dropped: s.writes_dropped,
+            bytes_dropped: s.bytes_dropped,
             connections_accepted: s.connections_accepted,
             connections_connected: s.connections_connected,
             connect_failures: s.connect_failures,

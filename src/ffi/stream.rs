@@ -10,7 +10,7 @@ use std::ffi::{c_char, c_int, c_void, CString};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 
 use super::rpc::brpc_controller;
 use super::{guard, guard_value, SendPtr};
@@ -229,16 +229,18 @@ pub unsafe extern "C" fn brpc_stream_write(
     write_in_background: bool,
 ) -> c_int {
     guard(|| {
-        let mut message = BytesMut::new();
+        let mut parts: Vec<&[u8]> = Vec::new();
         if !iov.is_null() && iovcnt > 0 {
-            // SAFETY: `iovcnt` readable iovecs with readable buffers.
+            // SAFETY: `iovcnt` readable iovecs with readable buffers, valid
+            // for the duration of the call (the bytes are copied).
             let iovs = unsafe { std::slice::from_raw_parts(iov, iovcnt as usize) };
-            message.reserve(iovs.iter().map(|v| v.iov_len).sum());
-            for v in iovs.iter().filter(|v| !v.iov_base.is_null()) {
-                message.extend_from_slice(unsafe { std::slice::from_raw_parts(v.iov_base as *const u8, v.iov_len) });
-            }
+            parts.extend(
+                iovs.iter()
+                    .filter(|v| !v.iov_base.is_null() && v.iov_len > 0)
+                    .map(|v| unsafe { std::slice::from_raw_parts(v.iov_base as *const u8, v.iov_len) }),
+            );
         }
-        match stream::write(id, message.freeze(), write_in_background) {
+        match stream::write_parts(id, &parts, write_in_background) {
             Ok(()) => 0,
             Err(code) => code,
         }

@@ -3,7 +3,7 @@
 //! correlation id, and exactly one of {response, timeout, connection failure}
 //! ends it (the registry's set_failed picks the winner).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
@@ -15,7 +15,7 @@ use super::embedded_rpc;
 use crate::errno;
 use crate::id::{Id, Registry};
 use crate::protocol::{
-    pack_rpc_header, Cut, Cutter, FrameType, Limits, Magic, RpcMessage, RpcMeta, RpcRequestMeta, StreamFrame,
+    pack_rpc_header, Cutter, FrameType, Limits, RpcMessage, RpcMeta, RpcRequestMeta, StreamFrame,
     StreamSettings,
 };
 use crate::runtime::{timers, TimerId};
@@ -98,8 +98,19 @@ pub struct Channel {
 struct ChannelInner {
     remote: SocketAddr,
     options: ChannelOptions,
-    connection: Mutex<Option<(SocketId, Arc<ClientConnection>)>>,
 }
+
+/// The connection every channel to one endpoint shares, as brpc's socket
+/// map keeps one per server address (and, like its channel signature, per
+/// connection settings: channels asking for different liveness get
+/// different connections).
+#[derive(Default)]
+struct Endpoint {
+    channels: usize,
+    connection: Option<(SocketId, Arc<ClientConnection>)>,
+}
+
+static ENDPOINTS: LazyLock<Mutex<HashMap<(SocketAddr, Liveness), Endpoint>>> = LazyLock::new(Default::default);
 
 struct PendingCall {
     channel: Arc<ChannelInner>,
@@ -127,7 +138,8 @@ impl Channel {
     /// A channel to "host:port"; nothing connects until the first call.
     pub fn new(server: &str, options: ChannelOptions) -> Result<Channel, i32> {
         let remote = super::resolve(server)?;
-        Ok(Channel { inner: Arc::new(ChannelInner { remote, options, connection: Mutex::new(None) }) })
+        ENDPOINTS.lock().entry((remote, options.liveness)).or_default().channels += 1;
+        Ok(Channel { inner: Arc::new(ChannelInner { remote, options }) })
     }
 
     pub fn remote(&self) -> SocketAddr {
@@ -171,10 +183,23 @@ impl Channel {
 }
 
 impl Drop for ChannelInner {
-    /// The last call and the channel itself are gone: close the connection.
+    /// The channel and its last call are gone: when no other channel uses
+    /// the endpoint, close its connection (once the streams on it closed).
     fn drop(&mut self) {
-        if let Some((id, _)) = self.connection.get_mut().take() {
-            Socket::set_failed_by_id(id, errno::ECLOSE, "the channel was destroyed");
+        let unused = {
+            let mut endpoints = ENDPOINTS.lock();
+            let last = endpoints.get_mut(&self.endpoint()).is_some_and(|endpoint| {
+                endpoint.channels = endpoint.channels.saturating_sub(1);
+                endpoint.channels == 0
+            });
+            if last {
+                endpoints.remove(&self.endpoint()).and_then(|endpoint| endpoint.connection)
+            } else {
+                None
+            }
+        };
+        if let Some((id, _)) = unused {
+            stream::close_host_when_idle(id, errno::ECLOSE, "the channel was destroyed");
         }
     }
 }
@@ -235,8 +260,14 @@ fn send(id: Id, call: &PendingCall) {
 }
 
 impl ChannelInner {
+    /// The key of the connection this channel shares.
+    fn endpoint(&self) -> (SocketAddr, Liveness) {
+        (self.remote, self.options.liveness)
+    }
+
     fn connection(self: &Arc<Self>) -> Result<(SocketRef, Arc<ClientConnection>), i32> {
-        let mut current = self.connection.lock();
+        let mut endpoints = ENDPOINTS.lock();
+        let current = &mut endpoints.entry(self.endpoint()).or_default().connection;
         if let Some((id, connection)) = current.as_ref() {
             if let Some(socket) = Socket::address(*id) {
                 return Ok((socket, Arc::clone(connection)));
@@ -321,24 +352,15 @@ impl SocketUser for ClientConnection {
     fn on_input(&self, socket: &Socket, buf: &mut BytesMut) -> Result<(), (i32, String)> {
         let mut cutter = self.cutter.lock();
         let cutter = cutter.get_or_insert_with(|| Cutter::new(Limits::default()));
-        loop {
-            match cutter.cut(buf) {
-                Cut::Frame(frame) if frame.magic == Magic::Rpc => match RpcMessage::decode(&frame) {
-                    Ok(message) => on_response(message),
-                    Err(err) => on_bad_response(&frame, &err.to_string()),
-                },
-                Cut::Frame(frame) => match StreamFrame::decode(&frame) {
-                    Ok(stream_frame) => on_stream_frame(socket, stream_frame),
-                    Err(err) => log(&format!("dropped a stream frame whose meta does not parse: {err}")),
-                },
-                Cut::Dropped { magic, reason } => log(&format!("dropped a {} frame: {reason}", magic.name())),
-                Cut::NeedMore { at_least } => {
-                    buf.reserve(at_least);
-                    return Ok(());
-                }
-                Cut::Fatal(error) => return Err((error.code, error.text)),
-            }
-        }
+        super::cut_frames(
+            cutter,
+            buf,
+            |frame| match RpcMessage::decode(&frame) {
+                Ok(message) => on_response(message),
+                Err(err) => on_bad_response(&frame, &err.to_string()),
+            },
+            |frame| on_stream_frame(socket, frame),
+        )
     }
 
     fn on_failed(&self, socket: &Socket, code: i32, text: &str) {

@@ -16,7 +16,10 @@ pub use server::{Handler, Server, ServerCall, ServerOptions};
 
 use std::net::{SocketAddr, ToSocketAddrs};
 
-use crate::protocol::{RawFrame, RpcMessage};
+use bytes::BytesMut;
+
+use crate::protocol::{Cut, Cutter, Magic, RawFrame, RpcMessage, StreamFrame};
+use crate::socket::log;
 
 /// Resolves "host:port" (an IPv4 address or a host name such as
 /// `localhost`), preferring IPv4 as brpc does.
@@ -35,4 +38,30 @@ pub fn resolve(addr: &str) -> Result<SocketAddr, i32> {
 pub(crate) fn embedded_rpc(payload: bytes::Bytes) -> Option<RpcMessage> {
     let frame = RawFrame::from_embedded(payload).ok()?;
     RpcMessage::decode(&frame).ok()
+}
+
+/// Cuts every whole frame off a connection's read buffer: PRPC frames go to
+/// `on_rpc`, STRM frames whose meta parses to `on_stream`; frames to drop
+/// are logged. An error is fatal for the connection.
+pub(crate) fn cut_frames(
+    cutter: &mut Cutter,
+    buf: &mut BytesMut,
+    mut on_rpc: impl FnMut(RawFrame),
+    mut on_stream: impl FnMut(StreamFrame),
+) -> Result<(), (i32, String)> {
+    loop {
+        match cutter.cut(buf) {
+            Cut::Frame(frame) if frame.magic == Magic::Rpc => on_rpc(frame),
+            Cut::Frame(frame) => match StreamFrame::decode(&frame) {
+                Ok(frame) => on_stream(frame),
+                Err(err) => log(&format!("dropped a stream frame whose meta does not parse: {err}")),
+            },
+            Cut::Dropped { magic, reason } => log(&format!("dropped a {} frame: {reason}", magic.name())),
+            Cut::NeedMore { at_least } => {
+                buf.reserve(at_least);
+                return Ok(());
+            }
+            Cut::Fatal(error) => return Err((error.code, error.text)),
+        }
+    }
 }

@@ -13,8 +13,8 @@ use parking_lot::{Condvar, Mutex, RwLock};
 
 use crate::errno;
 use crate::protocol::{
-    pack_rpc_header, pack_stream_header, Cut, Cutter, FrameType, Limits, Magic, RawFrame, RpcMessage, RpcMeta,
-    RpcResponseMeta, StreamFrame, StreamFrameMeta, StreamSettings,
+    pack_rpc_header, pack_stream_header, Cutter, FrameType, Limits, RawFrame, RpcMessage, RpcMeta,
+    RpcResponseMeta, StreamFrameMeta, StreamSettings,
 };
 use crate::runtime::{dispatcher, spawn, Interest, Token};
 use crate::socket::{log, Liveness, Socket, SocketId, SocketOptions, SocketUser};
@@ -372,21 +372,12 @@ struct ServerConnection {
 impl SocketUser for ServerConnection {
     fn on_input(&self, socket: &Socket, buf: &mut BytesMut) -> Result<(), (i32, String)> {
         let mut cutter = self.cutter.lock();
-        loop {
-            match cutter.cut(buf) {
-                Cut::Frame(frame) if frame.magic == Magic::Rpc => self.on_request(socket, &frame),
-                Cut::Frame(frame) => match StreamFrame::decode(&frame) {
-                    Ok(frame) => stream::on_frame(socket, frame),
-                    Err(err) => log(&format!("dropped a stream frame whose meta does not parse: {err}")),
-                },
-                Cut::Dropped { magic, reason } => log(&format!("dropped a {} frame: {reason}", magic.name())),
-                Cut::NeedMore { at_least } => {
-                    buf.reserve(at_least);
-                    return Ok(());
-                }
-                Cut::Fatal(error) => return Err((error.code, error.text)),
-            }
-        }
+        super::cut_frames(
+            &mut cutter,
+            buf,
+            |frame| self.on_request(socket, &frame),
+            |frame| stream::on_frame(socket, frame),
+        )
     }
 
     fn on_failed(&self, socket: &Socket, code: i32, text: &str) {

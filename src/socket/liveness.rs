@@ -13,7 +13,7 @@ use nix::sys::socket::{getsockopt, setsockopt, sockopt};
 
 /// What a connection does to notice a silent peer. The default changes
 /// nothing (the system's settings: no keepalive, no user timeout).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub struct Liveness {
     /// SO_KEEPALIVE: probe a connection that was idle for `keepalive_idle`.
     pub keepalive: bool,

@@ -53,6 +53,11 @@ pub trait SocketUser: Send + Sync {
     fn on_input(&self, socket: &Socket, buf: &mut BytesMut) -> Result<(), (i32, String)>;
     /// The socket failed; called exactly once, after queued writes were failed.
     fn on_failed(&self, socket: &Socket, code: i32, text: &str);
+    /// The socket failed and the last data write still in flight was just
+    /// sent or dropped (a thread that was draining the queue when the
+    /// socket failed finishes after `on_failed`). May come before
+    /// `on_failed` is over, and not at all when nothing was in flight.
+    fn on_writes_settled(&self, _socket: &Socket) {}
 }
 
 /// A connection provided by the socket's owner instead of a TCP connect
@@ -118,6 +123,31 @@ pub struct Socket {
     connecting: AtomicU64,
     failure: Mutex<Option<(i32, String)>>,
     read_buf: Mutex<BytesMut>,
+    dropped_messages: std::sync::atomic::AtomicU64,
+    dropped_bytes: std::sync::atomic::AtomicU64,
+    /// Data writes queued and not yet sent or dropped.
+    writes_in_flight: std::sync::atomic::AtomicU64,
+    burst: Burst,
+}
+
+/// Tells a burst of writes (the previous one came less than
+/// [`Burst::WINDOW`] ago) from sparse ones, so a burst is written in
+/// batches by a worker while a lone request still leaves from the writer's
+/// own thread without a hand-off.
+#[derive(Default)]
+struct Burst {
+    last_write_ns: std::sync::atomic::AtomicU64,
+}
+
+impl Burst {
+    const WINDOW: Duration = Duration::from_micros(20);
+
+    fn follows_closely(&self) -> bool {
+        static EPOCH: LazyLock<std::time::Instant> = LazyLock::new(std::time::Instant::now);
+        let now = EPOCH.elapsed().as_nanos() as u64;
+        let last = self.last_write_ns.swap(now, Ordering::Relaxed);
+        now.saturating_sub(last) < Self::WINDOW.as_nanos() as u64
+    }
 }
 
 impl Socket {
@@ -151,12 +181,14 @@ impl Socket {
                 connecting: AtomicU64::new(id::INVALID_ID),
                 failure: Mutex::new(None),
                 read_buf: Mutex::new(BytesMut::new()),
+                dropped_messages: Default::default(),
+                dropped_bytes: Default::default(),
+                writes_in_flight: Default::default(),
+                burst: Burst::default(),
             }
         });
-        let id = match id {
-            Ok(id) => id,
-            Err(code) => return Err(code), // `fd` is dropped (closed) here
-        };
+        // On error `fd` is dropped (closed) here.
+        let id = id?;
         // The socket owns the fd from now on: it is closed at recycle.
         if let Some(fd) = fd {
             let _ = std::os::fd::IntoRawFd::into_raw_fd(fd);

@@ -81,8 +81,45 @@ static ATTEMPTS: LazyLock<Registry<ConnectAttempt>> = LazyLock::new(Registry::ne
 pub struct ConnectData(pub u64);
 
 impl Socket {
+    /// Counts a data write (tag 0) that will never leave.
+    fn count_dropped(&self, request: &WriteRequest) {
+        if request.tag == 0 {
+            self.dropped_messages.fetch_add(1, Ordering::Relaxed);
+            let bytes: usize = request.chunks.iter().map(Bytes::len).sum();
+            self.dropped_bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+            stats::WRITES_DROPPED.inc();
+            stats::BYTES_DROPPED.add(bytes as u64);
+        }
+    }
+
+    /// Data writes (tag 0) this socket accepted and failed: messages, bytes.
+    pub fn dropped_writes(&self) -> (u64, u64) {
+        (self.dropped_messages.load(Ordering::Acquire), self.dropped_bytes.load(Ordering::Acquire))
+    }
+
+    /// Data writes (tag 0) queued and not yet sent or dropped. Once the
+    /// socket failed and this is 0, [`Socket::dropped_writes`] is final.
+    pub fn writes_in_flight(&self) -> u64 {
+        self.writes_in_flight.load(Ordering::SeqCst)
+    }
+
+    /// A data write left the queue, sent or dropped; the last one of a
+    /// failed socket tells its user.
+    fn write_resolved(&self) {
+        stats::WRITES_QUEUED.dec();
+        // SeqCst with the increment in write_with: whoever reads 0 after
+        // the failure was recorded knows no write will be counted later.
+        if self.writes_in_flight.fetch_sub(1, Ordering::SeqCst) == 1 && self.failure.lock().is_some() {
+            if let Some(user) = &self.user {
+                user.on_writes_settled(self);
+            }
+        }
+    }
+
     /// Queues `chunks` as one write, in order after every write queued before
-    /// it by any thread. `done` (if any) runs exactly once, also when this
+    /// it by any thread. The writing thread writes into the fd itself unless a
+    /// burst is under way (writes following each other closely): then a
+    /// worker drains the queue, so many messages leave per syscall. `done` (if any) runs exactly once, also when this
     /// returns an error (a failed socket takes no writes: `EFAILEDSOCKET`).
     pub fn write(&self, chunks: impl Into<VecDeque<Bytes>>, done: Option<WriteDone>) -> Result<(), i32> {
         self.write_with(chunks, WriteOptions::default(), done)
@@ -97,12 +134,24 @@ impl Socket {
         done: Option<WriteDone>,
     ) -> Result<(), i32> {
         let request = WriteRequest { chunks: chunks.into(), tag: options.tag, done };
+        // In flight before the failure check, so a socket failing meanwhile
+        // either refuses the write here or waits for it to be resolved.
+        let data = request.tag == 0;
+        if data {
+            self.writes_in_flight.fetch_add(1, Ordering::SeqCst);
+            stats::WRITES_QUEUED.inc();
+        }
         if self.failure.lock().is_some() {
+            // Refused, not dropped: the caller is told.
             request.complete(errno::EFAILEDSOCKET);
+            if data {
+                self.write_resolved();
+            }
             return Err(errno::EFAILEDSOCKET);
         }
+        let in_burst = self.owns_fd() && self.burst.follows_closely();
         let Some(owner) = self.queue.push(request) else { return Ok(()) };
-        if !options.background {
+        if !options.background && !in_burst {
             drain(self, owner, VecDeque::new());
             return Ok(());
         }
@@ -134,7 +183,7 @@ fn drain(socket: &Socket, mut owner: Owner, mut batch: VecDeque<WriteRequest>) {
         socket.queue.take_pending(&mut owner, &mut batch);
         let failure = socket.failure.lock().as_ref().map(|(code, _)| *code);
         if let Some(code) = failure {
-            fail_batch(&mut batch, code);
+            fail_batch(socket, &mut batch, code);
         } else {
             let fd = socket.fd();
             if fd < 0 {
@@ -192,7 +241,7 @@ fn flush(socket: &Socket, fd: RawFd, batch: &mut VecDeque<WriteRequest>) -> Flus
             }
             Ok(n) => {
                 drop(iov);
-                consume(batch, n);
+                consume(socket, batch, n);
                 iov = Vec::new();
             }
             Err(libc::EINTR) => {}
@@ -204,7 +253,7 @@ fn flush(socket: &Socket, fd: RawFd, batch: &mut VecDeque<WriteRequest>) -> Flus
 
 /// Removes `n` written bytes from the front of `batch`; requests with
 /// nothing left complete successfully.
-fn consume(batch: &mut VecDeque<WriteRequest>, mut n: usize) {
+fn consume(socket: &Socket, batch: &mut VecDeque<WriteRequest>, mut n: usize) {
     while let Some(front) = batch.front_mut() {
         while let Some(chunk) = front.chunks.front_mut() {
             if chunk.len() > n {
@@ -215,14 +264,23 @@ fn consume(batch: &mut VecDeque<WriteRequest>, mut n: usize) {
             front.chunks.pop_front();
         }
         if let Some(finished) = batch.pop_front() {
+            let data = finished.tag == 0;
             finished.complete(0);
+            if data {
+                socket.write_resolved();
+            }
         }
     }
 }
 
-fn fail_batch(batch: &mut VecDeque<WriteRequest>, code: i32) {
+fn fail_batch(socket: &Socket, batch: &mut VecDeque<WriteRequest>, code: i32) {
     for request in batch.drain(..) {
+        socket.count_dropped(&request);
+        let data = request.tag == 0;
         request.complete(code);
+        if data {
+            socket.write_resolved();
+        }
     }
 }
 
@@ -264,7 +322,7 @@ fn start_connect(socket: &Socket, writer: ParkedWriter) {
     let Some(connect_ref) = Socket::address_failed_as_well(socket.id()) else {
         // Unreachable while the caller holds a reference; fail safe anyway.
         let ParkedWriter { owner, mut batch } = writer;
-        fail_batch(&mut batch, errno::EFAILEDSOCKET);
+        fail_batch(socket, &mut batch, errno::EFAILEDSOCKET);
         return drain(socket, owner, batch);
     };
     let attempt = match ATTEMPTS.create(ConnectAttempt { socket: connect_ref, writer: Mutex::new(None) }) {

@@ -6,11 +6,13 @@
 //! message already received was delivered.
 
 use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use super::core::{find, Phase, StreamCore, CLOSE_TAG};
-use super::{hosts, StreamId};
+use super::{frames, hosts, StreamId};
 use crate::errno;
+use crate::stats;
 use crate::socket::{Socket, WriteOptions};
 
 /// The code a stream's socket fails with when the stream closed normally.
@@ -38,6 +40,22 @@ fn close_locally(socket: &Socket, core: &StreamCore, why: &str) -> Result<(), i3
                 socket.set_failed(NORMAL_CLOSE, why);
             }
         }
+        Phase::Connected if link.direct => {
+            link.set_phase(Phase::Closing);
+            let route = (link.host, link.remote_id);
+            drop(link);
+            // Writers that chose the direct path before the phase changed
+            // queue on the host first, so CLOSE follows their messages.
+            while core.direct_writers.load(Ordering::Acquire) > 0 {
+                std::thread::yield_now();
+            }
+            if let (Some(host), Some(remote)) = (route.0.and_then(Socket::address), route.1) {
+                if let Ok(close) = frames::close(remote, core.id() as i64) {
+                    let _ = host.write(vec![close], None);
+                }
+            }
+            socket.set_failed(NORMAL_CLOSE, why);
+        }
         Phase::Connected => {
             link.set_phase(Phase::Closing);
             drop(link);
@@ -63,32 +81,34 @@ pub(super) fn fail(id: StreamId, code: i32, text: &str) {
 }
 
 /// The stream's socket failed: the one place a stream ends.
-pub(super) fn finished(core: &Arc<StreamCore>, code: i32, text: &str) {
-    let (host, writes_settled) = {
+pub(super) fn finished(socket: &Socket, core: &Arc<StreamCore>, code: i32, text: &str) {
+    let host = {
         let mut link = core.link.lock();
         link.set_phase(Phase::Closed);
         link.ending = Some((code, text.to_string()));
-        (link.host.take(), link.writes_in_flight == 0)
+        link.host.take()
     };
     if let Some(host) = host {
         hosts::detach(host, core.id());
     }
     core.flow.on_closed();
-    // Otherwise the last write to be sent or dropped reports the end.
-    if writes_settled {
-        report_end(core);
+    // Otherwise the last write in flight reports the end (on_writes_settled).
+    if socket.writes_in_flight() == 0 {
+        report_end(socket, core);
     }
 }
 
-/// Schedules `on_failed` (if due) and `on_closed`, once: the stream is
-/// closed and no write it accepted is still in flight.
-pub(super) fn report_end(core: &Arc<StreamCore>) {
+/// Schedules `on_failed` (when due) and `on_closed`, once: the stream has
+/// ended and every write it accepted was sent or dropped, so the count of
+/// dropped writes is final.
+pub(super) fn report_end(socket: &Socket, core: &Arc<StreamCore>) {
     let Some((code, text)) = core.link.lock().ending.take() else { return };
+    let (messages, bytes) = socket.dropped_writes();
+    stats::STREAM_WRITES_DROPPED.add(messages);
+    stats::STREAM_BYTES_DROPPED.add(bytes);
     let Some(handler) = core.options.handler.clone() else { return };
     let id = core.id();
-    let stream = Arc::clone(core);
     core.executor.submit(move || {
-        let (messages, bytes) = *stream.dropped.lock();
         let failure = match (code != NORMAL_CLOSE, messages > 0) {
             (true, _) => Some(code),
             (false, true) => Some(libc::ECONNRESET),

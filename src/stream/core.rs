@@ -5,6 +5,7 @@
 //! connection. The stream's id is its socket's id.
 
 use std::any::Any;
+use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, OnceLock};
 
 use bytes::{Bytes, BytesMut};
@@ -62,9 +63,13 @@ pub(super) struct Link {
     pub pending_connect: Option<ConnectData>,
     /// Connected, but writes wait for the setup response to be queued.
     pub held: bool,
-    /// Writes accepted and not yet sent or dropped. The last callbacks
-    /// wait for them, so `on_failed` counts every drop.
-    pub writes_in_flight: u64,
+    /// Some write went through the stream's own queue (before it
+    /// connected, or racing the connect): the stream keeps using it, so
+    /// no later write overtakes one still queued.
+    pub used_queue: bool,
+    /// Connected with nothing ever queued: writes frame themselves straight
+    /// onto the host connection, skipping the stream's queue.
+    pub direct: bool,
     /// How the stream ended, until its last callbacks are scheduled.
     pub ending: Option<(i32, String)>,
 }
@@ -85,8 +90,9 @@ pub(crate) struct StreamCore {
     pub(super) link: Mutex<Link>,
     pub(super) flow: Arc<Flow>,
     pub(super) receiver: Mutex<Receiver>,
-    /// Messages and bytes accepted by `write` that never left.
-    pub(super) dropped: Mutex<(u64, u64)>,
+    /// Writers between choosing the direct path and queueing on the host:
+    /// a CLOSE waits for them, so it follows every write accepted before it.
+    pub(super) direct_writers: AtomicUsize,
 }
 
 impl StreamCore {
@@ -106,12 +112,13 @@ impl StreamCore {
                 remote_need_feedback: false,
                 pending_connect: None,
                 held: false,
-                writes_in_flight: 0,
+                used_queue: false,
+                direct: false,
                 ending: None,
             }),
+            direct_writers: AtomicUsize::new(0),
             flow: Arc::new(Flow::new(window)),
             receiver: Mutex::new(Receiver::default()),
-            dropped: Mutex::new((0, 0)),
         }
     }
 
@@ -166,7 +173,9 @@ impl StreamCore {
         let (pending, host) = {
             let mut link = self.link.lock();
             link.held = false;
-            (link.pending_connect.take(), link.host)
+            let pending = link.pending_connect.take();
+            link.direct = pending.is_none() && !link.used_queue && link.phase == Phase::Connected;
+            (pending, link.host)
         };
         if let Some(data) = pending {
             let fd = host.and_then(Socket::address).map_or(0, |h| h.fd().max(0));
@@ -189,32 +198,6 @@ impl StreamCore {
                 let _ = host.write(vec![bytes], None);
             }
         }
-    }
-
-    /// An accepted write was sent (`code` 0) or dropped: the last one of a
-    /// closed stream lets its last callbacks go.
-    pub(super) fn write_resolved(self: &Arc<Self>, code: i32, bytes: usize) {
-        stats::STREAM_WRITES_PENDING.dec();
-        if code != 0 {
-            self.count_dropped(bytes);
-        }
-        let last = {
-            let mut link = self.link.lock();
-            link.writes_in_flight = link.writes_in_flight.saturating_sub(1);
-            link.writes_in_flight == 0 && link.phase == Phase::Closed
-        };
-        if last {
-            super::close::report_end(self);
-        }
-    }
-
-    /// Counts a write that will never be delivered.
-    fn count_dropped(&self, bytes: usize) {
-        stats::STREAM_WRITES_DROPPED.inc();
-        stats::STREAM_BYTES_DROPPED.add(bytes as u64);
-        let mut dropped = self.dropped.lock();
-        dropped.0 += 1;
-        dropped.1 += bytes as u64;
     }
 }
 
@@ -251,30 +234,40 @@ impl Connection for StreamCore {
     }
 
     /// Frames every queued message onto the host connection in one write,
-    /// DATA for messages and CLOSE for the close marker.
+    /// DATA for messages and CLOSE for the close marker. Small messages are
+    /// copied with their headers into one buffer, so a burst of them costs
+    /// one chunk (and one iovec) rather than two per message.
     fn write(&self, socket: &Socket, messages: &[OutMessage<'_>]) -> Result<usize, i32> {
         let Some((host, remote)) = self.route() else {
             return Err(errno::EFAILEDSOCKET);
         };
         let local = self.wire_id();
         let mut chunks = std::collections::VecDeque::new();
+        let mut small = BytesMut::new();
         let mut taken = 0;
-        let mut sent = 0;
         let mut close = false;
         for message in messages {
-            let len: usize = message.chunks.iter().map(Bytes::len).sum();
             if message.tag == CLOSE_TAG {
-                chunks.push_back(frames::close(remote, local)?);
+                small.extend_from_slice(&frames::close(remote, local)?);
                 close = true;
                 break;
             }
-            chunks.push_back(frames::data(remote, local, len)?);
-            chunks.extend(message.chunks.iter().cloned());
+            let len: usize = message.chunks.iter().map(Bytes::len).sum();
+            small.extend_from_slice(&frames::data(remote, local, len)?);
+            if len <= frames::COPY_LIMIT {
+                message.chunks.iter().for_each(|c| small.extend_from_slice(c));
+            } else {
+                chunks.push_back(small.split().freeze());
+                chunks.extend(message.chunks.iter().cloned());
+            }
             taken += len;
-            sent += 1;
+        }
+        if !small.is_empty() {
+            chunks.push_back(small.freeze());
         }
         host.write(chunks, None)?;
-        stats::STREAM_MESSAGES_OUT.add(sent);
+        let sent = messages.iter().take_while(|m| m.tag != CLOSE_TAG).count();
+        stats::STREAM_MESSAGES_OUT.add(sent as u64);
         stats::STREAM_BYTES_OUT.add(taken as u64);
         if close {
             // Everything before the CLOSE is out: the stream is done.
@@ -297,7 +290,13 @@ impl SocketUser for StreamCore {
 
     fn on_failed(&self, socket: &Socket, code: i32, text: &str) {
         if let Some(core) = find_core(socket) {
-            super::close::finished(&core, code, text);
+            super::close::finished(socket, &core, code, text);
+        }
+    }
+
+    fn on_writes_settled(&self, socket: &Socket) {
+        if let Some(core) = find_core(socket) {
+            super::close::report_end(socket, &core);
         }
     }
 }

@@ -50,3 +50,27 @@ pub(super) fn feedback(remote: i64, local: i64, consumed: u64) -> Result<Bytes, 
     };
     pack(&meta, 0)
 }
+
+/// A whole DATA frame for one message: small messages are copied behind
+/// their header into one buffer, larger ones follow it uncopied.
+pub(super) fn data_message(remote: i64, local: i64, parts: &[&[u8]], owned: Option<&Bytes>) -> Result<std::collections::VecDeque<Bytes>, i32> {
+    let len: usize = parts.iter().map(|p| p.len()).sum();
+    let header = data(remote, local, len)?;
+    let mut chunks = std::collections::VecDeque::with_capacity(2);
+    match owned {
+        Some(payload) if len > COPY_LIMIT => {
+            chunks.push_back(header);
+            chunks.push_back(payload.clone());
+        }
+        _ => {
+            let mut frame = BytesMut::with_capacity(header.len() + len);
+            frame.extend_from_slice(&header);
+            parts.iter().for_each(|p| frame.extend_from_slice(p));
+            chunks.push_back(frame.freeze());
+        }
+    }
+    Ok(chunks)
+}
+
+/// Messages up to this size are copied next to their frame header.
+pub(super) const COPY_LIMIT: usize = 2048;

@@ -9,10 +9,18 @@ use parking_lot::Mutex;
 use super::{close, StreamId};
 use crate::socket::{Socket, SocketId};
 
-static HOSTS: LazyLock<Mutex<HashMap<SocketId, HashSet<StreamId>>>> = LazyLock::new(Default::default);
+#[derive(Default)]
+struct Hosts {
+    streams: HashMap<SocketId, HashSet<StreamId>>,
+    /// Connections whose owner let go of them while streams still rode on
+    /// them: they close when their last stream does.
+    closing: HashMap<SocketId, (i32, String)>,
+}
+
+static HOSTS: LazyLock<Mutex<Hosts>> = LazyLock::new(Default::default);
 
 pub(super) fn attach(host: &Socket, stream: StreamId) {
-    HOSTS.lock().entry(host.id()).or_default().insert(stream);
+    HOSTS.lock().streams.entry(host.id()).or_default().insert(stream);
     // A host that failed before the stream joined it did not see it.
     if let Some((code, text)) = host.failure() {
         on_host_failed(host.id(), code, &text);
@@ -20,19 +28,46 @@ pub(super) fn attach(host: &Socket, stream: StreamId) {
 }
 
 pub(super) fn detach(host: SocketId, stream: StreamId) {
-    let mut hosts = HOSTS.lock();
-    if let Some(streams) = hosts.get_mut(&host) {
-        streams.remove(&stream);
-        if streams.is_empty() {
-            hosts.remove(&host);
+    let close_now = {
+        let mut hosts = HOSTS.lock();
+        let emptied = hosts.streams.get_mut(&host).is_some_and(|streams| {
+            streams.remove(&stream);
+            streams.is_empty()
+        });
+        if emptied {
+            hosts.streams.remove(&host);
+            hosts.closing.remove(&host)
+        } else {
+            None
         }
+    };
+    if let Some((code, text)) = close_now {
+        Socket::set_failed_by_id(host, code, &text);
     }
 }
 
 /// The host connection failed: every stream on it fails with its code and text.
 pub fn on_host_failed(host: SocketId, code: i32, text: &str) {
-    let streams = HOSTS.lock().remove(&host).unwrap_or_default();
+    let streams = {
+        let mut hosts = HOSTS.lock();
+        hosts.closing.remove(&host);
+        hosts.streams.remove(&host).unwrap_or_default()
+    };
     for stream in streams {
         close::fail(stream, code, text);
     }
+}
+
+/// Fails the connection `host` now, or, while streams ride on it, when the
+/// last of them closes (a destroyed channel's connection serves its
+/// streams to the end, as brpc's shared sockets do).
+pub fn close_host_when_idle(host: SocketId, code: i32, text: &str) {
+    {
+        let mut hosts = HOSTS.lock();
+        if hosts.streams.get(&host).is_some_and(|streams| !streams.is_empty()) {
+            hosts.closing.insert(host, (code, text.to_string()));
+            return;
+        }
+    }
+    Socket::set_failed_by_id(host, code, text);
 }

@@ -15,6 +15,7 @@ mod frames;
 mod hosts;
 mod receive;
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,7 +24,7 @@ use bytes::Bytes;
 pub use self::close::close;
 pub use self::core::live_count;
 pub use self::flow::OnWritable;
-pub use self::hosts::on_host_failed;
+pub use self::hosts::{close_host_when_idle, on_host_failed};
 pub use self::receive::on_frame;
 
 use self::core::{find, Phase, StreamCore};
@@ -152,11 +153,19 @@ pub fn accept(host: SocketId, request: &StreamSettings, options: &StreamOptions)
     for remote in remotes {
         match StreamCore::spawn(options.clone()) {
             Ok((id, core)) => {
-                let mut link = core.link.lock();
-                link.host = Some(host);
-                link.remote_id = Some(remote);
-                link.remote_writable = request.writable();
-                link.remote_need_feedback = request.need_feedback();
+                {
+                    let mut link = core.link.lock();
+                    link.host = Some(host);
+                    link.remote_id = Some(remote);
+                    link.remote_writable = request.writable();
+                    link.remote_need_feedback = request.need_feedback();
+                }
+                // Attached now, so the connection failing before the
+                // response closes them too.
+                match Socket::address(host) {
+                    Some(host) => hosts::attach(&host, id),
+                    None => close::fail(id, errno::EFAILEDSOCKET, "the connection of the stream's call is gone"),
+                }
                 accepted.push(id);
             }
             Err(code) => {
@@ -208,11 +217,18 @@ pub fn is_connected(id: StreamId) -> bool {
 /// `EINVAL` for a closed or unknown stream, `EBADF` when the peer has no
 /// handler.
 pub fn write(id: StreamId, message: Bytes, background: bool) -> Result<(), i32> {
+    write_message(id, &[&message[..]], Some(&message), background)
+}
+
+/// [`write`] for a message given in parts (copied), as the C ABI has it.
+pub fn write_parts(id: StreamId, parts: &[&[u8]], background: bool) -> Result<(), i32> {
+    write_message(id, parts, None, background)
+}
+
+fn write_message(id: StreamId, parts: &[&[u8]], owned: Option<&Bytes>, background: bool) -> Result<(), i32> {
     let (socket, core) = find(id).ok_or(libc::EINVAL)?;
-    let len = message.len();
-    {
-        // Accepted under the lock that closing takes, so a write is either
-        // refused here or counted in flight before the stream is closed.
+    let len = parts.iter().map(|p| p.len()).sum();
+    let route = {
         let mut link = core.link.lock();
         match link.phase {
             Phase::Closing | Phase::Closed => return Err(libc::EINVAL),
@@ -220,18 +236,41 @@ pub fn write(id: StreamId, message: Bytes, background: bool) -> Result<(), i32> 
             Phase::Created | Phase::Connected => {}
         }
         core.flow.reserve(len)?;
-        link.writes_in_flight += 1;
-    }
-    stats::STREAM_WRITES.inc();
-    stats::STREAM_WRITES_PENDING.inc();
-    let resolved = Arc::clone(&core);
-    let done: crate::socket::WriteDone = Box::new(move |code| resolved.write_resolved(code, len));
+        if link.direct {
+            core.direct_writers.fetch_add(1, Ordering::AcqRel);
+            Some((link.host, link.remote_id))
+        } else {
+            link.used_queue = true;
+            None
+        }
+    };
     let options = WriteOptions { tag: 0, background };
-    // The write was accepted: when the socket failed meanwhile, `done`
-    // counted it as dropped and on_failed reports it, as for any write the
-    // stream accepted and could not deliver.
-    let _ = socket.write_with(vec![message], options, Some(done));
-    Ok(())
+    let Some((host, remote)) = route else {
+        let message = owned.cloned().unwrap_or_else(|| {
+            let mut copy = bytes::BytesMut::with_capacity(len);
+            parts.iter().for_each(|p| copy.extend_from_slice(p));
+            copy.freeze()
+        });
+        // A write the socket drops later is counted there and reported at
+        // close; one it refuses now (it failed meanwhile) is refused here.
+        socket.write_with(vec![message], options, None).map_err(|_| libc::EINVAL)?;
+        stats::STREAM_WRITES.inc();
+        return Ok(());
+    };
+    // Connected, nothing ever queued: frame it straight onto the host.
+    let sent = match (host.and_then(Socket::address), remote) {
+        (Some(host), Some(remote)) => frames::data_message(remote, id as i64, parts, owned)
+            .and_then(|frame| host.write_with(frame, options, None))
+            .map_err(|_| libc::EINVAL),
+        _ => Err(libc::EINVAL),
+    };
+    core.direct_writers.fetch_sub(1, Ordering::AcqRel);
+    if sent.is_ok() {
+        stats::STREAM_WRITES.inc();
+        stats::STREAM_MESSAGES_OUT.inc();
+        stats::STREAM_BYTES_OUT.add(len as u64);
+    }
+    sent
 }
 
 /// `StreamWait`: 0 when writable, `ETIMEDOUT`, or `EINVAL` when closed.

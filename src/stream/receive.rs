@@ -13,7 +13,7 @@ use bytes::{Bytes, BytesMut};
 
 use super::core::{find, StreamCore};
 use super::{close, frames, StreamId};
-use crate::protocol::{FrameType, StreamFrame};
+use crate::protocol::{FrameType, Limits, StreamFrame};
 use crate::runtime::timers;
 use crate::socket::{log, Socket};
 
@@ -34,11 +34,14 @@ pub(super) struct Receiver {
 pub fn on_frame(host: &Socket, frame: StreamFrame) {
     let kind = frame.meta.frame_type();
     let id = frame.meta.stream_id() as StreamId;
-    let Some((socket, core)) = find(id) else {
+    // A stream only takes frames from its own connection: an id that
+    // names a stream elsewhere is, for this peer, a stream it does not have.
+    let found = find(id).filter(|(_, core)| core.link.lock().host == Some(host.id()));
+    let Some((socket, core)) = found else {
         return answer_unknown(host, &frame);
     };
     match kind {
-        FrameType::Data => on_data(&core, frame.payload, frame.meta.has_continuation()),
+        FrameType::Data => on_data(&socket, &core, frame.payload, frame.meta.has_continuation()),
         FrameType::Feedback => {
             let consumed = frame.meta.feedback.as_ref().and_then(|f| f.consumed_size).unwrap_or(0);
             core.flow.on_feedback(consumed.max(0) as u64);
@@ -63,10 +66,16 @@ fn answer_unknown(host: &Socket, frame: &StreamFrame) {
     }
 }
 
-fn on_data(core: &Arc<StreamCore>, payload: Bytes, continues: bool) {
+fn on_data(socket: &Socket, core: &Arc<StreamCore>, payload: Bytes, continues: bool) {
     let start = {
         let mut receiver = core.receiver.lock();
         receiver.last_data = Some(Instant::now());
+        if too_large(&receiver, &payload) {
+            drop(receiver);
+            let text = "a message in DATA segments grew past the 64 MiB body limit";
+            socket.set_failed(libc::EMSGSIZE, text);
+            return;
+        }
         let message = match receiver.partial.take() {
             Some(mut partial) => {
                 partial.extend_from_slice(&payload);
@@ -91,6 +100,13 @@ fn on_data(core: &Arc<StreamCore>, payload: Bytes, continues: bool) {
         let core = Arc::clone(core);
         core.executor.clone().submit(move || deliver(&core));
     }
+}
+
+/// A message reassembled from DATA segments may not exceed what one frame
+/// could carry: a peer cannot make this side buffer without bound.
+fn too_large(receiver: &Receiver, payload: &Bytes) -> bool {
+    let buffered = receiver.partial.as_ref().map_or(0, BytesMut::len);
+    buffered + payload.len() > Limits::DEFAULT_MAX_BODY_SIZE
 }
 
 /// Hands queued messages to the handler in batches of at most
