@@ -248,6 +248,10 @@ TEST_F(SocketTest, ClosingASocketWhileItConnectsFailsItsQueuedWritesOnce) {
     late.append("late");
     EXPECT_EQ(-1, s->Write(&late, &wopt));
     EXPECT_EQ(brpc::EFAILEDSOCKET, errno);
+    // The refused write completes too, on a worker: wait for it before
+    // `done` goes out of scope (ASan caught the completion writing into it).
+    ASSERT_TRUE(WaitFor([&] { return done.size() == 2; }));
+    EXPECT_EQ(brpc::EFAILEDSOCKET, done.snapshot()[1]);
 }
 
 // ---- TCP connect ----

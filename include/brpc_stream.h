@@ -193,7 +193,8 @@ typedef struct {
   // Client connects that succeeded, and that failed.
   uint64_t connections_connected;
   uint64_t connect_failures;
-  // Established connections that failed other than by an orderly close.
+  // Established connections that failed other than by an orderly close
+  // of either side (a reset, a read or write error, a timeout, a bad frame).
   uint64_t connections_broken;
 } brpc_stats;
 

@@ -100,8 +100,8 @@ pub struct Stats {
     /// Client connects that succeeded, and that failed (refused, timed out, ...).
     pub connections_connected: u64,
     pub connect_failures: u64,
-    /// Established connections that failed for a reason other than an
-    /// orderly close (EOF, reset, a write or read error, a bad frame).
+    /// Established connections that failed other than by an orderly close
+    /// of either side (a reset, a read or write error, a timeout, a bad frame).
     pub connections_broken: u64,
 }
 

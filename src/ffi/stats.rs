@@ -47,7 +47,8 @@ pub struct brpc_stats {
     /// Client connects that succeeded, and that failed.
     pub connections_connected: u64,
     pub connect_failures: u64,
-    /// Established connections that failed other than by an orderly close.
+    /// Established connections that failed other than by an orderly close
+    /// of either side (a reset, a read or write error, a timeout, a bad frame).
     pub connections_broken: u64,
 }
 

@@ -290,7 +290,8 @@ impl Socket {
         }
         // Orderly ends (a stream's close, a server stopping) are not news.
         if code != errno::ECLOSE && code != errno::ELOGOFF {
-            if self.owns_fd() && self.fd() >= 0 {
+            // The peer closing its end is an orderly end too.
+            if code != errno::EEOF && self.owns_fd() && self.fd() >= 0 {
                 stats::CONNECTIONS_BROKEN.inc();
             }
             log(&format!("Socket{{id={} fd={}}} failed: [E{}] {}", self.id, self.fd(), code, text));
