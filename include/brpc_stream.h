@@ -104,7 +104,8 @@ typedef void (*brpc_method_fn)(void *arg, brpc_server_call *call);
 // A socket's versioned id: version in the high 32 bits, slot in the low 32.
 typedef uint64_t brpc_socket_id;
 
-// Bytes read from the socket, valid only during the call.
+// Bytes read from the socket, valid only during the call; on a worker
+// thread, one call at a time per socket, in the order they were read.
 typedef void (*brpc_socket_input_fn)(void *arg, brpc_socket_id id, const uint8_t *data, size_t len);
 
 // The socket failed; `text` is valid only during the call.

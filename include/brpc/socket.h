@@ -63,9 +63,9 @@ struct SocketOptions {
     // Timeout of the connect started by the first write; <= 0: none.
     int connect_timeout_ms;
     SocketConnection* conn;
-    // Bytes read, on the dispatcher thread (must not block). Optional.
+    // Bytes read, on a worker thread, in order, one call at a time. Optional.
     std::function<void(SocketId, butil::IOBuf*)> on_input;
-    // The socket failed: once, on a worker thread. Optional.
+    // The socket failed: once, on a worker thread, after every on_input. Optional.
     std::function<void(SocketId, int error_code, const std::string& error_text)> on_failed;
 };
 

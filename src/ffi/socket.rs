@@ -1,7 +1,8 @@
 //! `brpc_socket_*`: sockets for C and the `brpc::Socket` facade.
 //!
-//! Threads: `on_input` runs on the dispatcher thread and must not block;
-//! `on_failed`, write completions and connect results run on the worker pool.
+//! Threads: `on_input` and `on_failed` run on worker threads, one at a time
+//! per socket and in order (`on_failed` after every input); write
+//! completions and connect results run on the worker pool too.
 //! A connection's `connect` and `write` run on whichever thread is writing.
 
 #![allow(non_camel_case_types)]
@@ -16,6 +17,7 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 
 use super::{c_string, guard, guard_value, on_worker, write_c_string, SendPtr};
+use crate::runtime::SerialExecutor;
 use crate::socket::connect::tcp_connect;
 use crate::socket::{
     check_connected_and_keep_write, ConnectData, Connection, OutMessage, Socket, SocketOptions, SocketRef,
@@ -41,7 +43,8 @@ pub type brpc_write_done_fn = Option<unsafe extern "C" fn(arg: *mut c_void, err:
 /// A connection result: `fd >= 0` and `err == 0` on success.
 pub type brpc_on_connect_fn = Option<unsafe extern "C" fn(fd: c_int, err: c_int, data: *mut c_void) -> c_int>;
 
-/// Bytes read from the socket, valid only during the call.
+/// Bytes read from the socket, valid only during the call; on a worker
+/// thread, one call at a time per socket, in the order they were read.
 pub type brpc_socket_input_fn =
     Option<unsafe extern "C" fn(arg: *mut c_void, id: brpc_socket_id, data: *const u8, len: usize)>;
 
@@ -132,6 +135,7 @@ pub unsafe extern "C" fn brpc_socket_create(options: *const brpc_socket_options,
             arg: Arc::new(UserArg { arg: SendPtr(options.user_arg), on_recycle: options.on_recycle }),
             on_input: options.on_input,
             on_failed: options.on_failed,
+            executor: SerialExecutor::new(),
         });
         // SAFETY: the caller gives a readable connection struct (or NULL).
         let connection: Option<Arc<dyn Connection>> = match unsafe { options.connection.as_ref() } {
@@ -437,6 +441,8 @@ struct CUser {
     arg: Arc<UserArg>,
     on_input: brpc_socket_input_fn,
     on_failed: brpc_socket_failed_fn,
+    /// The socket's callbacks, in order, off the dispatcher thread.
+    executor: SerialExecutor,
 }
 
 /// The user's argument, released when the socket and every callback still
@@ -457,11 +463,19 @@ impl Drop for UserArg {
 
 impl SocketUser for CUser {
     fn on_input(&self, socket: &Socket, buf: &mut BytesMut) -> Result<(), (i32, String)> {
+        let data = buf.split().freeze();
         if let Some(f) = self.on_input {
-            // SAFETY: the C callback; the bytes are valid during the call.
-            unsafe { f(self.arg.arg.get(), socket.id(), buf.as_ptr(), buf.len()) };
+            let arg = Arc::clone(&self.arg);
+            let id = socket.id();
+            // Holding the socket keeps it from being recycled until the
+            // callback ran: once a socket is gone, none of its callbacks runs.
+            let pinned = Socket::address_failed_as_well(id);
+            self.executor.submit(move || {
+                // SAFETY: the C callback; the bytes are valid during the call.
+                unsafe { f(arg.arg.get(), id, data.as_ptr(), data.len()) };
+                drop(pinned);
+            });
         }
-        buf.clear();
         Ok(())
     }
 
@@ -470,9 +484,11 @@ impl SocketUser for CUser {
         let arg = Arc::clone(&self.arg);
         let id = socket.id();
         let text = CString::new(text.replace('\0', " ")).unwrap_or_default();
-        on_worker(move || {
+        let pinned = Socket::address_failed_as_well(id);
+        self.executor.submit(move || {
             // SAFETY: the C callback; `text` lives until the call returns.
             unsafe { f(arg.arg.get(), id, code, text.as_ptr()) };
+            drop(pinned);
         });
     }
 }
