@@ -9,6 +9,7 @@
 #include <brpc/server.h>
 #include <brpc/socket.h>
 #include <brpc/stream.h>
+#include <brpc/stream_stats.h>
 #include <butil/endpoint.h>
 #include <butil/errno.h>
 #include <butil/iobuf.h>

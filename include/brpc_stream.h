@@ -52,6 +52,23 @@ typedef struct brpc_server_call brpc_server_call;
 // with `brpc_socket_dereference`, exactly once.
 typedef struct brpc_socket brpc_socket;
 
+// Dead-peer detection for a connection (see `brpc_channel_options` and
+// `brpc_server_options`). The defaults change nothing.
+typedef struct {
+  // Default false: SO_KEEPALIVE, probing connections idle for
+  // `keepalive_idle_s`.
+  bool keepalive;
+  // TCP_KEEPIDLE, TCP_KEEPINTVL (seconds) and TCP_KEEPCNT; default -1,
+  // and any value <= 0: the system's.
+  int32_t keepalive_idle_s;
+  int32_t keepalive_interval_s;
+  int32_t keepalive_count;
+  // TCP_USER_TIMEOUT: sent data or keepalive probes unacknowledged this
+  // long fail the connection with ETIMEDOUT (its streams too). Default
+  // -1, and any value <= 0: the system's.
+  int32_t tcp_user_timeout_ms;
+} brpc_liveness_options;
+
 typedef struct {
   // Default 200 (brpc's); <= 0: no connect timeout.
   int64_t connect_timeout_ms;
@@ -59,6 +76,8 @@ typedef struct {
   int64_t timeout_ms;
   // Default 3: retries of a call whose request could not be written.
   int32_t max_retry;
+  // Default: off.
+  brpc_liveness_options liveness;
 } brpc_channel_options;
 
 // How a call ended; every pointer is valid only during the callback.
@@ -78,6 +97,8 @@ typedef void (*brpc_call_done_fn)(void *arg, const brpc_call_result *result);
 typedef struct {
   // Default 64 MiB: a larger frame fails its connection.
   int64_t max_body_size;
+  // For accepted connections. Default: off.
+  brpc_liveness_options liveness;
 } brpc_server_options;
 
 // Handles one request of a method, on a worker thread; the call must be
@@ -137,6 +158,50 @@ typedef struct {
 
 // Called once per write with 0 (every byte left) or the error that dropped it.
 typedef void (*brpc_write_done_fn)(void *arg, int err);
+
+// The library's counters at one moment (each read on its own, so two of
+// them may disagree by an event in flight). Gauges: `*_alive`,
+// `streams_created/connected/closing/closed`, `writes_queued`;
+// the others only grow.
+typedef struct {
+  // Sockets not yet recycled: connections, and one per stream.
+  uint64_t sockets_alive;
+  // Streams not yet recycled.
+  uint64_t streams_alive;
+  // Streams by state: not connected yet (writes queue), connected,
+  // closing (CLOSE not sent yet), closed (last callbacks pending).
+  uint64_t streams_created;
+  uint64_t streams_connected;
+  uint64_t streams_closing;
+  uint64_t streams_closed;
+  // Bytes read from and written into TCP connections.
+  uint64_t socket_bytes_read;
+  uint64_t socket_bytes_written;
+  // Stream messages received whole, and their bytes.
+  uint64_t stream_messages_in;
+  uint64_t stream_bytes_in;
+  // Stream messages handed to their connection, and their bytes.
+  uint64_t stream_messages_out;
+  uint64_t stream_bytes_out;
+  // Writes `brpc_stream_write` accepted.
+  uint64_t stream_writes;
+  // Accepted stream writes never delivered, as `on_failed` reported them.
+  uint64_t stream_writes_dropped;
+  uint64_t stream_bytes_dropped;
+  // Data writes queued on any socket and not yet sent or dropped.
+  uint64_t writes_queued;
+  // Data writes any socket accepted and then failed, and their bytes.
+  uint64_t writes_dropped;
+  uint64_t bytes_dropped;
+  // Connections servers accepted.
+  uint64_t connections_accepted;
+  // Client connects that succeeded, and that failed.
+  uint64_t connections_connected;
+  uint64_t connect_failures;
+  // Established connections that failed other than by an orderly close
+  // of either side (a reset, a read or write error, a timeout, a bad frame).
+  uint64_t connections_broken;
+} brpc_stats;
 
 // A stream's id (its socket's id).
 typedef uint64_t brpc_stream_id;
@@ -405,6 +470,10 @@ size_t brpc_socket_live_count(void);
 
 // Connection attempts not yet resolved, process-wide.
 size_t brpc_socket_pending_connects(void);
+
+// Fills `*out` with the counters. 0, or `EINVAL` for NULL. Cheap (a few
+// relaxed loads): fine to call often.
+int brpc_stats_get(brpc_stats *out);
 
 void brpc_stream_options_init(brpc_stream_options *options);
 

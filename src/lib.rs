@@ -3,6 +3,7 @@
 //!
 //! Layers, bottom up; each uses only the ones above it in this list:
 //! - [`id`]: the versioned, reference-counted registry behind SocketId.
+//! - [`stats`]: live counters (alive objects, bytes, messages, failures).
 //! - [`runtime`]: the epoll dispatcher, timers and worker threads.
 //! - [`socket`]: fd ownership, connect, the write queue, reading, failing.
 //! - [`protocol`]: PRPC and STRM framing, the protobuf metas, the cutter.
@@ -14,6 +15,7 @@ pub mod protocol;
 pub mod rpc;
 pub mod runtime;
 pub mod socket;
+pub mod stats;
 pub mod stream;
 mod sync;
 

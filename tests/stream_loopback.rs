@@ -277,6 +277,34 @@ fn idle_streams_hear_about_it() {
     stream::close(ids[0]).unwrap();
 }
 
+/// Writes from one thread racing a close from another: every write that
+/// returned 0 is reported dropped by on_failed (the stream never
+/// connects), none more and none after the report.
+#[test]
+fn writes_racing_a_close_are_each_reported_once() {
+    for _ in 0..300 {
+        let (handler, rx) = Recorder::new();
+        let ids = stream::create(1, &StreamOptions { handler: Some(handler), max_buf_size: 0, ..Default::default() }).unwrap();
+        let id = ids[0];
+        let writer = std::thread::spawn(move || {
+            let mut accepted = 0u64;
+            while stream::write(id, Bytes::from_static(b"x"), false).is_ok() {
+                accepted += 1;
+            }
+            accepted
+        });
+        std::thread::yield_now();
+        stream::close(id).unwrap();
+        let accepted = writer.join().unwrap();
+        let events = until_closed(&rx);
+        let reported = events.iter().find_map(|e| match e {
+            Event::Failed(_, text) => text.split(": ").last().and_then(|t| t.split(' ').next()).and_then(|n| n.parse::<u64>().ok()),
+            _ => None,
+        });
+        assert_eq!(reported.unwrap_or(0), accepted, "{events:?}");
+    }
+}
+
 #[test]
 fn a_destroyed_channels_connection_serves_its_streams_until_they_close() {
     let (server_handler, server_rx) = Recorder::new();

@@ -60,7 +60,9 @@ private:
 
 struct ChannelOptions {
     ChannelOptions()
-        : connect_timeout_ms(200), timeout_ms(500), max_retry(3), protocol(PROTOCOL_BAIDU_STD) {}
+        : connect_timeout_ms(200), timeout_ms(500), max_retry(3), protocol(PROTOCOL_BAIDU_STD),
+          keepalive(false), keepalive_idle_s(-1), keepalive_interval_s(-1), keepalive_count(-1),
+          tcp_user_timeout_ms(-1) {}
 
     // Timeout of connecting to the server; <= 0: none.
     int32_t connect_timeout_ms;
@@ -71,6 +73,16 @@ struct ChannelOptions {
     int max_retry;
     // Must be baidu_std: Init fails for any other.
     AdaptiveProtocolType protocol;
+    // Dead-peer detection (not in brpc's ChannelOptions: brpc has gflags
+    // for it). keepalive turns SO_KEEPALIVE on, with TCP_KEEPIDLE,
+    // TCP_KEEPINTVL and TCP_KEEPCNT; tcp_user_timeout_ms sets
+    // TCP_USER_TIMEOUT. A peer that stops answering then fails the
+    // connection (and its streams) with ETIMEDOUT. <= 0: the system's.
+    bool keepalive;
+    int keepalive_idle_s;
+    int keepalive_interval_s;
+    int keepalive_count;
+    int tcp_user_timeout_ms;
 };
 
 class Channel : public google::protobuf::RpcChannel {
@@ -195,6 +207,11 @@ inline int Channel::Create(const butil::EndPoint& server, const ChannelOptions* 
     c.connect_timeout_ms = chosen.connect_timeout_ms;
     c.timeout_ms = chosen.timeout_ms;
     c.max_retry = chosen.max_retry;
+    c.liveness.keepalive = chosen.keepalive;
+    c.liveness.keepalive_idle_s = chosen.keepalive_idle_s;
+    c.liveness.keepalive_interval_s = chosen.keepalive_interval_s;
+    c.liveness.keepalive_count = chosen.keepalive_count;
+    c.liveness.tcp_user_timeout_ms = chosen.tcp_user_timeout_ms;
     brpc_channel* created = NULL;
     const int rc = brpc_channel_create(butil::endpoint2str(server).c_str(), &c, &created);
     if (rc != 0) {

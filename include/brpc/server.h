@@ -45,11 +45,23 @@ struct ServerOptions {
         brpc_server_options defaults;
         brpc_server_options_init(&defaults);
         max_body_size = defaults.max_body_size;
+        keepalive = defaults.liveness.keepalive;
+        keepalive_idle_s = defaults.liveness.keepalive_idle_s;
+        keepalive_interval_s = defaults.liveness.keepalive_interval_s;
+        keepalive_count = defaults.liveness.keepalive_count;
+        tcp_user_timeout_ms = defaults.liveness.tcp_user_timeout_ms;
     }
 
     // Largest request accepted, in bytes (brpc's -max_body_size flag;
     // default 64 MiB): a connection sending a bigger one is closed.
     int64_t max_body_size;
+    // Dead-peer detection for accepted connections, as in ChannelOptions
+    // (brpc has gflags for it). <= 0: the system's.
+    bool keepalive;
+    int keepalive_idle_s;
+    int keepalive_interval_s;
+    int keepalive_count;
+    int tcp_user_timeout_ms;
 };
 
 // True once SIGINT or SIGTERM arrived (the handlers are installed by the
@@ -267,6 +279,11 @@ inline int Server::Start(const butil::EndPoint& endpoint, const ServerOptions* o
     brpc_server_options c;
     brpc_server_options_init(&c);
     c.max_body_size = chosen.max_body_size;
+    c.liveness.keepalive = chosen.keepalive;
+    c.liveness.keepalive_idle_s = chosen.keepalive_idle_s;
+    c.liveness.keepalive_interval_s = chosen.keepalive_interval_s;
+    c.liveness.keepalive_count = chosen.keepalive_count;
+    c.liveness.tcp_user_timeout_ms = chosen.tcp_user_timeout_ms;
     const int rc = brpc_server_start(handle_, butil::endpoint2str(endpoint).c_str(), &c);
     if (rc != 0) {
         return server_internal::Fail(rc);

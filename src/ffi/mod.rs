@@ -13,6 +13,7 @@
 pub mod errors;
 pub mod rpc;
 pub mod socket;
+pub mod stats;
 pub mod stream;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};

@@ -14,6 +14,7 @@ use parking_lot::Mutex;
 
 use super::{c_string, guard, guard_value, on_worker, write_c_string, SendPtr};
 use crate::stream;
+use crate::socket::Liveness;
 use crate::rpc::{CallOutcome, CallRequest, Channel, ChannelOptions, Controller, Server, ServerCall, ServerOptions};
 
 /// Per-call settings and results. Created by `brpc_controller_new` and owned
@@ -39,6 +40,48 @@ pub struct brpc_server_call {
     controller: brpc_controller,
 }
 
+/// Dead-peer detection for a connection (see `brpc_channel_options` and
+/// `brpc_server_options`). The defaults change nothing.
+#[repr(C)]
+pub struct brpc_liveness_options {
+    /// Default false: SO_KEEPALIVE, probing connections idle for
+    /// `keepalive_idle_s`.
+    pub keepalive: bool,
+    /// TCP_KEEPIDLE, TCP_KEEPINTVL (seconds) and TCP_KEEPCNT; default -1,
+    /// and any value <= 0: the system's.
+    pub keepalive_idle_s: i32,
+    pub keepalive_interval_s: i32,
+    pub keepalive_count: i32,
+    /// TCP_USER_TIMEOUT: sent data or keepalive probes unacknowledged this
+    /// long fail the connection with ETIMEDOUT (its streams too). Default
+    /// -1, and any value <= 0: the system's.
+    pub tcp_user_timeout_ms: i32,
+}
+
+impl brpc_liveness_options {
+    fn from_rust(l: &Liveness) -> Self {
+        let seconds = |d: Option<Duration>| d.map_or(-1, |d| d.as_secs().min(i32::MAX as u64) as i32);
+        brpc_liveness_options {
+            keepalive: l.keepalive,
+            keepalive_idle_s: seconds(l.keepalive_idle),
+            keepalive_interval_s: seconds(l.keepalive_interval),
+            keepalive_count: l.keepalive_count.map_or(-1, |n| n.min(i32::MAX as u32) as i32),
+            tcp_user_timeout_ms: l.user_timeout.map_or(-1, |d| d.as_millis().min(i32::MAX as u128) as i32),
+        }
+    }
+
+    fn to_rust(&self) -> Liveness {
+        let positive = |v: i32| (v > 0).then_some(v as u64);
+        Liveness {
+            keepalive: self.keepalive,
+            keepalive_idle: positive(self.keepalive_idle_s).map(Duration::from_secs),
+            keepalive_interval: positive(self.keepalive_interval_s).map(Duration::from_secs),
+            keepalive_count: positive(self.keepalive_count).map(|n| n as u32),
+            user_timeout: positive(self.tcp_user_timeout_ms).map(Duration::from_millis),
+        }
+    }
+}
+
 #[repr(C)]
 pub struct brpc_channel_options {
     /// Default 200 (brpc's); <= 0: no connect timeout.
@@ -47,12 +90,16 @@ pub struct brpc_channel_options {
     pub timeout_ms: i64,
     /// Default 3: retries of a call whose request could not be written.
     pub max_retry: i32,
+    /// Default: off.
+    pub liveness: brpc_liveness_options,
 }
 
 #[repr(C)]
 pub struct brpc_server_options {
     /// Default 64 MiB: a larger frame fails its connection.
     pub max_body_size: i64,
+    /// For accepted connections. Default: off.
+    pub liveness: brpc_liveness_options,
 }
 
 /// How a call ended; every pointer is valid only during the callback.
@@ -216,6 +263,7 @@ pub unsafe extern "C" fn brpc_channel_options_init(options: *mut brpc_channel_op
             connect_timeout_ms: defaults.connect_timeout.map_or(0, |t| t.as_millis() as i64),
             timeout_ms: defaults.timeout.map_or(0, |t| t.as_millis() as i64),
             max_retry: defaults.max_retry as i32,
+            liveness: brpc_liveness_options::from_rust(&defaults.liveness),
         })
     };
 }
@@ -239,6 +287,7 @@ pub unsafe extern "C" fn brpc_channel_create(
             opts.connect_timeout = (o.connect_timeout_ms > 0).then(|| Duration::from_millis(o.connect_timeout_ms as u64));
             opts.timeout = (o.timeout_ms > 0).then(|| Duration::from_millis(o.timeout_ms as u64));
             opts.max_retry = o.max_retry.max(0) as u32;
+            opts.liveness = o.liveness.to_rust();
         }
         let addr = c_string(server_addr);
         match Channel::new(&addr, opts) {
@@ -365,7 +414,12 @@ pub unsafe extern "C" fn brpc_server_options_init(options: *mut brpc_server_opti
     }
     let defaults = ServerOptions::default();
     // SAFETY: a writable options struct per the contract.
-    unsafe { options.write(brpc_server_options { max_body_size: defaults.limits.max_body_size as i64 }) };
+    unsafe {
+        options.write(brpc_server_options {
+            max_body_size: defaults.limits.max_body_size as i64,
+            liveness: brpc_liveness_options::from_rust(&defaults.liveness),
+        })
+    };
 }
 
 #[no_mangle]
@@ -430,6 +484,7 @@ pub unsafe extern "C" fn brpc_server_start(
             if o.max_body_size > 0 {
                 opts.limits.max_body_size = o.max_body_size as usize;
             }
+            opts.liveness = o.liveness.to_rust();
         }
         match server.inner.start(&c_string(ip_port), opts) {
             Ok(()) => 0,

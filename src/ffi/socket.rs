@@ -151,7 +151,7 @@ pub unsafe extern "C" fn brpc_socket_create(options: *const brpc_socket_options,
             return libc::EINVAL;
         }
         let timeout = (options.connect_timeout_ms > 0).then(|| Duration::from_millis(options.connect_timeout_ms as u64));
-        let created = Socket::create(SocketOptions { fd, remote, connect_timeout: timeout, user: Some(user), connection });
+        let created = Socket::create(SocketOptions { fd, remote, connect_timeout: timeout, user: Some(user), connection, ..Default::default() });
         match created {
             Ok(created) => {
                 // SAFETY: checked non-null above; the caller gives writable memory.

@@ -19,7 +19,7 @@ use crate::protocol::{
     StreamSettings,
 };
 use crate::runtime::{timers, TimerId};
-use crate::socket::{log, Socket, SocketId, SocketOptions, SocketRef, SocketUser};
+use crate::socket::{log, Liveness, Socket, SocketId, SocketOptions, SocketRef, SocketUser};
 use crate::stream;
 
 #[derive(Debug, Clone, Copy)]
@@ -29,6 +29,8 @@ pub struct ChannelOptions {
     pub timeout: Option<Duration>,
     /// Retries of a call whose request could not be written.
     pub max_retry: u32,
+    /// Keepalive and TCP_USER_TIMEOUT for the channel's connections.
+    pub liveness: Liveness,
 }
 
 impl Default for ChannelOptions {
@@ -38,6 +40,7 @@ impl Default for ChannelOptions {
             connect_timeout: Some(Duration::from_millis(200)),
             timeout: Some(Duration::from_millis(500)),
             max_retry: 3,
+            liveness: Liveness::default(),
         }
     }
 }
@@ -98,14 +101,16 @@ struct ChannelInner {
 }
 
 /// The connection every channel to one endpoint shares, as brpc's socket
-/// map keeps one per server address.
+/// map keeps one per server address (and, like its channel signature, per
+/// connection settings: channels asking for different liveness get
+/// different connections).
 #[derive(Default)]
 struct Endpoint {
     channels: usize,
     connection: Option<(SocketId, Arc<ClientConnection>)>,
 }
 
-static ENDPOINTS: LazyLock<Mutex<HashMap<SocketAddr, Endpoint>>> = LazyLock::new(Default::default);
+static ENDPOINTS: LazyLock<Mutex<HashMap<(SocketAddr, Liveness), Endpoint>>> = LazyLock::new(Default::default);
 
 struct PendingCall {
     channel: Arc<ChannelInner>,
@@ -133,7 +138,7 @@ impl Channel {
     /// A channel to "host:port"; nothing connects until the first call.
     pub fn new(server: &str, options: ChannelOptions) -> Result<Channel, i32> {
         let remote = super::resolve(server)?;
-        ENDPOINTS.lock().entry(remote).or_default().channels += 1;
+        ENDPOINTS.lock().entry((remote, options.liveness)).or_default().channels += 1;
         Ok(Channel { inner: Arc::new(ChannelInner { remote, options }) })
     }
 
@@ -183,12 +188,12 @@ impl Drop for ChannelInner {
     fn drop(&mut self) {
         let unused = {
             let mut endpoints = ENDPOINTS.lock();
-            let last = endpoints.get_mut(&self.remote).is_some_and(|endpoint| {
+            let last = endpoints.get_mut(&self.endpoint()).is_some_and(|endpoint| {
                 endpoint.channels = endpoint.channels.saturating_sub(1);
                 endpoint.channels == 0
             });
             if last {
-                endpoints.remove(&self.remote).and_then(|endpoint| endpoint.connection)
+                endpoints.remove(&self.endpoint()).and_then(|endpoint| endpoint.connection)
             } else {
                 None
             }
@@ -255,9 +260,14 @@ fn send(id: Id, call: &PendingCall) {
 }
 
 impl ChannelInner {
+    /// The key of the connection this channel shares.
+    fn endpoint(&self) -> (SocketAddr, Liveness) {
+        (self.remote, self.options.liveness)
+    }
+
     fn connection(self: &Arc<Self>) -> Result<(SocketRef, Arc<ClientConnection>), i32> {
         let mut endpoints = ENDPOINTS.lock();
-        let current = &mut endpoints.entry(self.remote).or_default().connection;
+        let current = &mut endpoints.entry(self.endpoint()).or_default().connection;
         if let Some((id, connection)) = current.as_ref() {
             if let Some(socket) = Socket::address(*id) {
                 return Ok((socket, Arc::clone(connection)));
@@ -267,6 +277,7 @@ impl ChannelInner {
         let id = Socket::create(SocketOptions {
             remote: Some(self.remote),
             connect_timeout: self.options.connect_timeout,
+            liveness: self.options.liveness,
             user: Some(Arc::clone(&connection) as Arc<dyn SocketUser>),
             ..Default::default()
         })?;

@@ -17,7 +17,7 @@ use crate::protocol::{
     RpcResponseMeta, StreamFrameMeta, StreamSettings,
 };
 use crate::runtime::{dispatcher, spawn, Interest, Token};
-use crate::socket::{log, Socket, SocketId, SocketOptions, SocketUser};
+use crate::socket::{log, Liveness, Socket, SocketId, SocketOptions, SocketUser};
 use crate::stream::{self, StreamId};
 
 /// Runs on a worker thread for each request of its method.
@@ -26,6 +26,8 @@ pub type Handler = Arc<dyn Fn(ServerCall) + Send + Sync>;
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ServerOptions {
     pub limits: Limits,
+    /// Keepalive and TCP_USER_TIMEOUT for accepted connections.
+    pub liveness: Liveness,
 }
 
 pub struct Server {
@@ -42,6 +44,7 @@ struct ServerInner {
     in_flight: Mutex<usize>,
     idle: Condvar,
     limits: Mutex<Limits>,
+    liveness: Mutex<Liveness>,
 }
 
 struct Listener {
@@ -68,6 +71,7 @@ impl Server {
                 in_flight: Mutex::new(0),
                 idle: Condvar::new(),
                 limits: Mutex::new(Limits::default()),
+                liveness: Mutex::new(Liveness::default()),
             }),
         }
     }
@@ -104,6 +108,7 @@ impl Server {
         socket.set_nonblocking(true).map_err(|e| e.raw_os_error().unwrap_or(libc::EINVAL))?;
         let address = socket.local_addr().map_err(|e| e.raw_os_error().unwrap_or(libc::EINVAL))?;
         *self.inner.limits.lock() = options.limits;
+        *self.inner.liveness.lock() = options.liveness;
         self.inner.stopping.store(false, Ordering::Release);
         let weak = Arc::downgrade(&self.inner);
         let token = dispatcher().register(
@@ -194,8 +199,10 @@ impl ServerInner {
             server: Arc::downgrade(self),
             cutter: Mutex::new(Cutter::new(*self.limits.lock())),
         });
-        match Socket::create(SocketOptions { fd: Some(fd), user: Some(connection), ..Default::default() }) {
+        let liveness = *self.liveness.lock();
+        match Socket::create(SocketOptions { fd: Some(fd), user: Some(connection), liveness, ..Default::default() }) {
             Ok(id) => {
+                crate::stats::CONNECTIONS_ACCEPTED.inc();
                 self.connections.lock().insert(id);
                 // The server may have joined while this one was being made.
                 if self.stopping.load(Ordering::Acquire) && !self.running.load(Ordering::Acquire) {

@@ -10,6 +10,7 @@
 //! - this file: creation, addressing and failing.
 
 pub mod connect;
+pub mod liveness;
 mod read;
 pub mod write;
 pub mod write_queue;
@@ -27,8 +28,10 @@ use parking_lot::Mutex;
 
 use crate::errno;
 use crate::id::{self, Registry};
+use crate::stats;
 use crate::runtime::{dispatcher, Interest, Token};
 
+pub use liveness::Liveness;
 pub use write::{check_connected_and_keep_write, pending_attempts, ConnectData, WriteDone};
 use write::{ParkedWriter, WriteRequest};
 use write_queue::WriteQueue;
@@ -50,6 +53,11 @@ pub trait SocketUser: Send + Sync {
     fn on_input(&self, socket: &Socket, buf: &mut BytesMut) -> Result<(), (i32, String)>;
     /// The socket failed; called exactly once, after queued writes were failed.
     fn on_failed(&self, socket: &Socket, code: i32, text: &str);
+    /// The socket failed and the last data write still in flight was just
+    /// sent or dropped (a thread that was draining the queue when the
+    /// socket failed finishes after `on_failed`). May come before
+    /// `on_failed` is over, and not at all when nothing was in flight.
+    fn on_writes_settled(&self, _socket: &Socket) {}
 }
 
 /// A connection provided by the socket's owner instead of a TCP connect
@@ -95,6 +103,8 @@ pub struct SocketOptions {
     pub connect_timeout: Option<Duration>,
     pub user: Option<Arc<dyn SocketUser>>,
     pub connection: Option<Arc<dyn Connection>>,
+    /// Applied to the fd, given or connected.
+    pub liveness: Liveness,
 }
 
 pub struct Socket {
@@ -104,6 +114,7 @@ pub struct Socket {
     fd: AtomicI32,
     remote: Option<SocketAddr>,
     connect_timeout: Option<Duration>,
+    liveness: Liveness,
     user: Option<Arc<dyn SocketUser>>,
     connection: Option<Arc<dyn Connection>>,
     registration: Mutex<Option<Token>>,
@@ -116,6 +127,8 @@ pub struct Socket {
     read_buf: Mutex<BytesMut>,
     dropped_messages: std::sync::atomic::AtomicU64,
     dropped_bytes: std::sync::atomic::AtomicU64,
+    /// Data writes queued and not yet sent or dropped.
+    writes_in_flight: std::sync::atomic::AtomicU64,
     burst: Burst,
 }
 
@@ -143,31 +156,38 @@ impl Socket {
     /// Creates a socket; a given fd is made non-blocking and watched for input
     /// at once.
     pub fn create(options: SocketOptions) -> Result<SocketId, i32> {
-        let SocketOptions { fd, remote, connect_timeout, user, connection } = options;
+        let SocketOptions { fd, remote, connect_timeout, user, connection, liveness } = options;
         let remote = remote.or_else(|| fd.as_ref().and_then(|fd| peer_address(fd.as_raw_fd())));
         let raw_fd = match &fd {
             Some(fd) => {
                 set_nonblocking(fd.as_raw_fd())?;
+                liveness.apply(fd.as_raw_fd())?;
                 fd.as_raw_fd()
             }
             None => -1,
         };
-        let id = SOCKETS.create_with(|id| Socket {
-            id,
-            fd: AtomicI32::new(raw_fd),
-            remote,
-            connect_timeout,
-            user,
-            connection,
-            registration: Mutex::new(None),
-            queue: WriteQueue::new(),
-            parked: Mutex::new(None),
-            connecting: AtomicU64::new(id::INVALID_ID),
-            failure: Mutex::new(None),
-            read_buf: Mutex::new(BytesMut::new()),
-            dropped_messages: Default::default(),
-            dropped_bytes: Default::default(),
-            burst: Burst::default(),
+        let id = SOCKETS.create_with(|id| {
+            // Counted where the object is made, so its Drop always undoes it.
+            stats::SOCKETS_ALIVE.inc();
+            Socket {
+                id,
+                fd: AtomicI32::new(raw_fd),
+                remote,
+                connect_timeout,
+                liveness,
+                user,
+                connection,
+                registration: Mutex::new(None),
+                queue: WriteQueue::new(),
+                parked: Mutex::new(None),
+                connecting: AtomicU64::new(id::INVALID_ID),
+                failure: Mutex::new(None),
+                read_buf: Mutex::new(BytesMut::new()),
+                dropped_messages: Default::default(),
+                dropped_bytes: Default::default(),
+                writes_in_flight: Default::default(),
+                burst: Burst::default(),
+            }
         });
         // On error `fd` is dropped (closed) here.
         let id = id?;
@@ -270,9 +290,13 @@ impl Socket {
         if !SOCKETS.set_failed(self.id) {
             return false;
         }
-        // Orderly ends (a stream's close, a server stopping, the peer
-        // closing its side) are not news.
-        if code != errno::ECLOSE && code != errno::ELOGOFF && code != errno::EEOF {
+        // The peer closing its end, a stream's close, a server stopping:
+        // orderly ends, neither broken connections nor news.
+        let orderly = code == errno::ECLOSE || code == errno::ELOGOFF || code == errno::EEOF;
+        if !orderly && self.owns_fd() && self.fd() >= 0 {
+            stats::CONNECTIONS_BROKEN.inc();
+        }
+        if !orderly {
             log(&format!("Socket{{id={} fd={}}} failed: [E{}] {}", self.id, self.fd(), code, text));
         }
         if let Some(token) = self.registration.lock().take() {
@@ -348,6 +372,7 @@ impl Socket {
 
 impl Drop for Socket {
     fn drop(&mut self) {
+        stats::SOCKETS_ALIVE.dec();
         // The last reference is gone: nobody can be using the fd number now.
         // (Writes still parked here complete through WriteRequest's Drop.)
         if self.owns_fd() {

@@ -53,6 +53,7 @@ fn read_some(fd: i32, buf: &mut BytesMut) -> Result<usize, i32> {
         return Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO));
     }
     let n = n as usize;
+    crate::stats::SOCKET_BYTES_READ.add(n as u64);
     unsafe { buf.set_len(buf.len() + n) };
     Ok(n)
 }

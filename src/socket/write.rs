@@ -26,6 +26,7 @@ use super::{OutMessage, Socket, SocketRef, WriteOptions};
 use crate::errno;
 use crate::id::{self, Registry};
 use crate::runtime::spawn;
+use crate::stats;
 
 /// Runs once with 0 when every byte of the write left through the fd (or the
 /// owner's connection), or with the error that dropped it. It runs on a
@@ -86,12 +87,33 @@ impl Socket {
             self.dropped_messages.fetch_add(1, Ordering::Relaxed);
             let bytes: usize = request.chunks.iter().map(Bytes::len).sum();
             self.dropped_bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+            stats::WRITES_DROPPED.inc();
+            stats::BYTES_DROPPED.add(bytes as u64);
         }
     }
 
     /// Data writes (tag 0) this socket accepted and failed: messages, bytes.
     pub fn dropped_writes(&self) -> (u64, u64) {
         (self.dropped_messages.load(Ordering::Acquire), self.dropped_bytes.load(Ordering::Acquire))
+    }
+
+    /// Data writes (tag 0) queued and not yet sent or dropped. Once the
+    /// socket failed and this is 0, [`Socket::dropped_writes`] is final.
+    pub fn writes_in_flight(&self) -> u64 {
+        self.writes_in_flight.load(Ordering::SeqCst)
+    }
+
+    /// A data write left the queue, sent or dropped; the last one of a
+    /// failed socket tells its user.
+    fn write_resolved(&self) {
+        stats::WRITES_QUEUED.dec();
+        // SeqCst with the increment in write_with: whoever reads 0 after
+        // the failure was recorded knows no write will be counted later.
+        if self.writes_in_flight.fetch_sub(1, Ordering::SeqCst) == 1 && self.failure.lock().is_some() {
+            if let Some(user) = &self.user {
+                user.on_writes_settled(self);
+            }
+        }
     }
 
     /// Queues `chunks` as one write, in order after every write queued before
@@ -112,9 +134,19 @@ impl Socket {
         done: Option<WriteDone>,
     ) -> Result<(), i32> {
         let request = WriteRequest { chunks: chunks.into(), tag: options.tag, done };
+        // In flight before the failure check, so a socket failing meanwhile
+        // either refuses the write here or waits for it to be resolved.
+        let data = request.tag == 0;
+        if data {
+            self.writes_in_flight.fetch_add(1, Ordering::SeqCst);
+            stats::WRITES_QUEUED.inc();
+        }
         if self.failure.lock().is_some() {
-            self.count_dropped(&request);
+            // Refused, not dropped: the caller is told.
             request.complete(errno::EFAILEDSOCKET);
+            if data {
+                self.write_resolved();
+            }
             return Err(errno::EFAILEDSOCKET);
         }
         let in_burst = self.owns_fd() && self.burst.follows_closely();
@@ -194,7 +226,11 @@ fn flush(socket: &Socket, fd: RawFd, batch: &mut VecDeque<WriteRequest>) -> Flus
                 if iov.is_empty() {
                     Ok(0)
                 } else {
-                    sendmsg::<SockaddrStorage>(fd, &iov, &[], MsgFlags::MSG_NOSIGNAL, None).map_err(|e| e as i32)
+                    let sent = sendmsg::<SockaddrStorage>(fd, &iov, &[], MsgFlags::MSG_NOSIGNAL, None);
+                    if let Ok(n) = sent {
+                        stats::SOCKET_BYTES_WRITTEN.add(n as u64);
+                    }
+                    sent.map_err(|e| e as i32)
                 }
             }
         };
@@ -205,7 +241,7 @@ fn flush(socket: &Socket, fd: RawFd, batch: &mut VecDeque<WriteRequest>) -> Flus
             }
             Ok(n) => {
                 drop(iov);
-                consume(batch, n);
+                consume(socket, batch, n);
                 iov = Vec::new();
             }
             Err(libc::EINTR) => {}
@@ -217,7 +253,7 @@ fn flush(socket: &Socket, fd: RawFd, batch: &mut VecDeque<WriteRequest>) -> Flus
 
 /// Removes `n` written bytes from the front of `batch`; requests with
 /// nothing left complete successfully.
-fn consume(batch: &mut VecDeque<WriteRequest>, mut n: usize) {
+fn consume(socket: &Socket, batch: &mut VecDeque<WriteRequest>, mut n: usize) {
     while let Some(front) = batch.front_mut() {
         while let Some(chunk) = front.chunks.front_mut() {
             if chunk.len() > n {
@@ -228,7 +264,11 @@ fn consume(batch: &mut VecDeque<WriteRequest>, mut n: usize) {
             front.chunks.pop_front();
         }
         if let Some(finished) = batch.pop_front() {
+            let data = finished.tag == 0;
             finished.complete(0);
+            if data {
+                socket.write_resolved();
+            }
         }
     }
 }
@@ -236,7 +276,11 @@ fn consume(batch: &mut VecDeque<WriteRequest>, mut n: usize) {
 fn fail_batch(socket: &Socket, batch: &mut VecDeque<WriteRequest>, code: i32) {
     for request in batch.drain(..) {
         socket.count_dropped(&request);
+        let data = request.tag == 0;
         request.complete(code);
+        if data {
+            socket.write_resolved();
+        }
     }
 }
 
@@ -368,8 +412,11 @@ fn resolve_attempt(data: ConnectData, fd: RawFd, code: i32, text: &str) -> Resul
     if code == 0 {
         adopt(&socket, fd);
     } else {
-        if fd >= 0 && socket.owns_fd() {
-            close_fd(fd);
+        if socket.owns_fd() {
+            stats::CONNECT_FAILURES.inc();
+            if fd >= 0 {
+                close_fd(fd);
+            }
         }
         socket.set_failed(code, text);
     }
@@ -387,13 +434,19 @@ fn adopt(socket: &Socket, fd: RawFd) {
         return;
     }
     let pending = socket_error(fd);
-    let usable = if pending != 0 { Err(pending) } else { super::set_nonblocking(fd) };
+    let usable = if pending != 0 {
+        Err(pending)
+    } else {
+        super::set_nonblocking(fd).and_then(|()| socket.liveness.apply(fd))
+    };
     if let Err(code) = usable {
+        stats::CONNECT_FAILURES.inc();
         close_fd(fd);
         let text = format!("connected fd={fd} is not usable: {}", errno::describe(code));
         socket.set_failed(code, &text);
         return;
     }
+    stats::CONNECTIONS_CONNECTED.inc();
     socket.fd.store(fd, Ordering::Release);
     if let Err(code) = socket.watch_input(fd) {
         socket.set_failed(code, &format!("fail to watch fd={fd} for input"));

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use super::core::{find, Phase, StreamCore, CLOSE_TAG};
 use super::{frames, hosts, StreamId};
 use crate::errno;
+use crate::stats;
 use crate::socket::{Socket, WriteOptions};
 
 /// The code a stream's socket fails with when the stream closed normally.
@@ -28,7 +29,7 @@ fn close_locally(socket: &Socket, core: &StreamCore, why: &str) -> Result<(), i3
     let mut link = core.link.lock();
     match link.phase {
         Phase::Created => {
-            link.phase = Phase::Closing;
+            link.set_phase(Phase::Closing);
             let writes_waiting = link.pending_connect.is_some();
             drop(link);
             if writes_waiting {
@@ -40,7 +41,7 @@ fn close_locally(socket: &Socket, core: &StreamCore, why: &str) -> Result<(), i3
             }
         }
         Phase::Connected if link.direct => {
-            link.phase = Phase::Closing;
+            link.set_phase(Phase::Closing);
             let route = (link.host, link.remote_id);
             drop(link);
             // Writers that chose the direct path before the phase changed
@@ -56,7 +57,7 @@ fn close_locally(socket: &Socket, core: &StreamCore, why: &str) -> Result<(), i3
             socket.set_failed(NORMAL_CLOSE, why);
         }
         Phase::Connected => {
-            link.phase = Phase::Closing;
+            link.set_phase(Phase::Closing);
             drop(link);
             // Queued behind every write accepted before it, so the peer
             // gets CLOSE after all of them; sending it fails the socket.
@@ -83,21 +84,31 @@ pub(super) fn fail(id: StreamId, code: i32, text: &str) {
 pub(super) fn finished(socket: &Socket, core: &Arc<StreamCore>, code: i32, text: &str) {
     let host = {
         let mut link = core.link.lock();
-        link.phase = Phase::Closed;
+        link.set_phase(Phase::Closed);
+        link.ending = Some((code, text.to_string()));
         link.host.take()
     };
     if let Some(host) = host {
         hosts::detach(host, core.id());
     }
     core.flow.on_closed();
+    // Otherwise the last write in flight reports the end (on_writes_settled).
+    if socket.writes_in_flight() == 0 {
+        report_end(socket, core);
+    }
+}
+
+/// Schedules `on_failed` (when due) and `on_closed`, once: the stream has
+/// ended and every write it accepted was sent or dropped, so the count of
+/// dropped writes is final.
+pub(super) fn report_end(socket: &Socket, core: &Arc<StreamCore>) {
+    let Some((code, text)) = core.link.lock().ending.take() else { return };
+    let (messages, bytes) = socket.dropped_writes();
+    stats::STREAM_WRITES_DROPPED.add(messages);
+    stats::STREAM_BYTES_DROPPED.add(bytes);
     let Some(handler) = core.options.handler.clone() else { return };
     let id = core.id();
-    let text = text.to_string();
-    // Read when the callbacks run, so writes failed by a thread that was
-    // still draining the queue are counted too.
-    let socket = Socket::address_failed_as_well(socket.id());
     core.executor.submit(move || {
-        let (messages, bytes) = socket.map_or((0, 0), |s| s.dropped_writes());
         let failure = match (code != NORMAL_CLOSE, messages > 0) {
             (true, _) => Some(code),
             (false, true) => Some(libc::ECONNRESET),

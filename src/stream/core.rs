@@ -17,17 +17,15 @@ use super::receive::Receiver;
 use super::{StreamId, StreamOptions};
 use crate::errno;
 use crate::runtime::SerialExecutor;
+use crate::stats;
 use crate::socket::{check_connected_and_keep_write, ConnectData, Connection, OutMessage, Socket, SocketRef, SocketUser};
 
 /// Tag of the message that asks for a CLOSE frame after everything queued.
 pub(super) const CLOSE_TAG: u32 = 1;
 
-
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-
 /// Streams not yet recycled, process-wide.
 pub fn live_count() -> usize {
-    LIVE.load(Ordering::Acquire)
+    stats::STREAMS_ALIVE.get() as usize
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,6 +37,18 @@ pub(super) enum Phase {
     Closing,
     /// The stream's socket failed: nothing more happens but callbacks.
     Closed,
+}
+
+impl Phase {
+    /// The gauge counting streams in this phase.
+    fn gauge(self) -> &'static stats::Counter {
+        match self {
+            Phase::Created => &stats::STREAMS_CREATED,
+            Phase::Connected => &stats::STREAMS_CONNECTED,
+            Phase::Closing => &stats::STREAMS_CLOSING,
+            Phase::Closed => &stats::STREAMS_CLOSED,
+        }
+    }
 }
 
 /// Where the stream is attached and what the peer said about itself.
@@ -60,6 +70,17 @@ pub(super) struct Link {
     /// Connected with nothing ever queued: writes frame themselves straight
     /// onto the host connection, skipping the stream's queue.
     pub direct: bool,
+    /// How the stream ended, until its last callbacks are scheduled.
+    pub ending: Option<(i32, String)>,
+}
+
+impl Link {
+    /// Moves to `phase`, keeping the per-phase gauges right.
+    pub(super) fn set_phase(&mut self, phase: Phase) {
+        self.phase.gauge().dec();
+        phase.gauge().inc();
+        self.phase = phase;
+    }
 }
 
 pub(crate) struct StreamCore {
@@ -78,7 +99,8 @@ pub(crate) struct StreamCore {
 
 impl StreamCore {
     fn new(options: StreamOptions) -> Self {
-        LIVE.fetch_add(1, Ordering::AcqRel);
+        stats::STREAMS_ALIVE.inc();
+        stats::STREAMS_CREATED.inc();
         let window = if options.max_buf_size > 0 { options.max_buf_size as u64 } else { 0 };
         StreamCore {
             id: OnceLock::new(),
@@ -94,6 +116,7 @@ impl StreamCore {
                 held: false,
                 used_queue: false,
                 direct: false,
+                ending: None,
             }),
             direct_writers: AtomicUsize::new(0),
             host_id: AtomicU64::new(crate::id::INVALID_ID),
@@ -134,7 +157,7 @@ impl StreamCore {
             if link.phase != Phase::Created {
                 return;
             }
-            link.phase = Phase::Connected;
+            link.set_phase(Phase::Connected);
             link.held = held;
             link.host = Some(host.id());
             self.host_id.store(host.id(), Ordering::Release);
@@ -184,7 +207,8 @@ impl StreamCore {
 
 impl Drop for StreamCore {
     fn drop(&mut self) {
-        LIVE.fetch_sub(1, Ordering::AcqRel);
+        self.link.get_mut().phase.gauge().dec();
+        stats::STREAMS_ALIVE.dec();
     }
 }
 
@@ -246,6 +270,9 @@ impl Connection for StreamCore {
             chunks.push_back(small.freeze());
         }
         host.write(chunks, None)?;
+        let sent = messages.iter().take_while(|m| m.tag != CLOSE_TAG).count();
+        stats::STREAM_MESSAGES_OUT.add(sent as u64);
+        stats::STREAM_BYTES_OUT.add(taken as u64);
         if close {
             // Everything before the CLOSE is out: the stream is done.
             socket.set_failed(super::close::NORMAL_CLOSE, "the stream was closed");
@@ -272,6 +299,12 @@ impl SocketUser for StreamCore {
     fn on_failed(&self, socket: &Socket, code: i32, text: &str) {
         if let Some(core) = find_core(socket) {
             super::close::finished(socket, &core, code, text);
+        }
+    }
+
+    fn on_writes_settled(&self, socket: &Socket) {
+        if let Some(core) = find_core(socket) {
+            super::close::report_end(socket, &core);
         }
     }
 }

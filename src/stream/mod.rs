@@ -31,6 +31,7 @@ use self::core::{find, Phase, StreamCore};
 use crate::errno;
 use crate::protocol::StreamSettings;
 use crate::socket::{Socket, SocketId, WriteOptions};
+use crate::stats;
 
 /// A stream's id: its socket's id, and its id on the wire.
 pub type StreamId = SocketId;
@@ -259,8 +260,11 @@ fn write_message(id: StreamId, parts: &[&[u8]], owned: Option<&[Bytes]>, backgro
             parts.iter().for_each(|p| copy.extend_from_slice(p));
             vec![copy.freeze()]
         });
-        // A write the socket fails is counted there and reported at close.
-        return socket.write_with(message, options, None).map_err(|_| libc::EINVAL);
+        // A write the socket drops later is counted there and reported at
+        // close; one it refuses now (it failed meanwhile) is refused here.
+        socket.write_with(message, options, None).map_err(|_| libc::EINVAL)?;
+        stats::STREAM_WRITES.inc();
+        return Ok(());
     };
     // Connected, nothing ever queued: frame it straight onto the host.
     let sent = match (host.and_then(Socket::address), remote) {
@@ -270,6 +274,11 @@ fn write_message(id: StreamId, parts: &[&[u8]], owned: Option<&[Bytes]>, backgro
         _ => Err(libc::EINVAL),
     };
     core.direct_writers.fetch_sub(1, Ordering::AcqRel);
+    if sent.is_ok() {
+        stats::STREAM_WRITES.inc();
+        stats::STREAM_MESSAGES_OUT.inc();
+        stats::STREAM_BYTES_OUT.add(len as u64);
+    }
     sent
 }
 

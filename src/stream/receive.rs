@@ -96,6 +96,8 @@ fn on_data(socket: &Socket, core: &StreamCore, payload: Bytes, continues: bool) 
             }
             None => payload,
         };
+        crate::stats::STREAM_MESSAGES_IN.inc();
+        crate::stats::STREAM_BYTES_IN.add(message.len() as u64);
         receiver.queue.push_back(message);
         !std::mem::replace(&mut receiver.delivering, true)
     };
