@@ -7,7 +7,6 @@
 
 #![allow(non_camel_case_types)]
 
-use std::collections::VecDeque;
 use std::ffi::{c_char, c_int, c_void, CString};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd};
@@ -316,7 +315,7 @@ pub unsafe extern "C" fn brpc_socket_write(
             }
             return libc::EINVAL;
         };
-        let mut chunks = VecDeque::new();
+        let mut chunks = Vec::new();
         if !iov.is_null() && iovcnt > 0 {
             // SAFETY: the caller gives `iovcnt` readable iovecs, each with
             // `iov_len` readable bytes, for the duration of the call.
@@ -325,7 +324,7 @@ pub unsafe extern "C" fn brpc_socket_write(
             for v in iovs.iter().filter(|v| !v.iov_base.is_null()) {
                 data.extend_from_slice(unsafe { std::slice::from_raw_parts(v.iov_base as *const u8, v.iov_len) });
             }
-            chunks.push_back(data.freeze());
+            chunks.push(data.freeze());
         }
         match socket.inner.write(chunks, completion) {
             Ok(()) => 0,

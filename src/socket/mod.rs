@@ -9,6 +9,7 @@
 //! - [`read`]: edge-triggered reads handed to the socket's [`SocketUser`].
 //! - this file: creation, addressing and failing.
 
+mod chunks;
 pub mod connect;
 pub mod liveness;
 mod read;
@@ -32,6 +33,7 @@ use crate::stats;
 use crate::runtime::{dispatcher, Interest, Token};
 
 pub use liveness::Liveness;
+pub use chunks::Chunks;
 pub use write::{check_connected_and_keep_write, pending_attempts, ConnectData, WriteDone};
 use write::{ParkedWriter, WriteRequest};
 use write_queue::WriteQueue;
@@ -80,7 +82,7 @@ pub trait Connection: Send + Sync {
 
 /// One queued message as an owner-provided connection sees it.
 pub struct OutMessage<'a> {
-    pub chunks: &'a std::collections::VecDeque<bytes::Bytes>,
+    pub chunks: &'a Chunks,
     /// What [`WriteOptions::tag`] said; 0 for plain data.
     pub tag: u32,
 }
@@ -325,7 +327,7 @@ impl Socket {
             Socket::set_failed_by_id(id, code, &text);
         });
         // Refused only when failed already, which is what was asked.
-        let _ = self.write(std::collections::VecDeque::new(), Some(close));
+        let _ = self.write(Chunks::empty(), Some(close));
     }
 
     /// Starts watching `fd` for input (and, later, output readiness).

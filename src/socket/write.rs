@@ -16,12 +16,12 @@ use std::sync::atomic::Ordering;
 use std::sync::LazyLock;
 use std::time::Instant;
 
-use bytes::{Buf, Bytes};
 use nix::sys::socket::{sendmsg, MsgFlags, SockaddrStorage};
 use parking_lot::Mutex;
 
 use super::connect::{socket_error, tcp_connect};
 use super::write_queue::Owner;
+use super::chunks::Chunks;
 use super::{OutMessage, Socket, SocketRef, WriteOptions};
 use crate::errno;
 use crate::id::{self, Registry};
@@ -37,7 +37,7 @@ pub type WriteDone = Box<dyn FnOnce(i32) + Send>;
 const MAX_IOVECS: usize = 256;
 
 pub(crate) struct WriteRequest {
-    chunks: VecDeque<Bytes>,
+    chunks: Chunks,
     tag: u32,
     done: Option<WriteDone>,
 }
@@ -85,7 +85,7 @@ impl Socket {
     fn count_dropped(&self, request: &WriteRequest) {
         if request.tag == 0 {
             self.dropped_messages.fetch_add(1, Ordering::Relaxed);
-            let bytes: usize = request.chunks.iter().map(Bytes::len).sum();
+            let bytes = request.chunks.len();
             self.dropped_bytes.fetch_add(bytes as u64, Ordering::Relaxed);
             stats::WRITES_DROPPED.inc();
             stats::BYTES_DROPPED.add(bytes as u64);
@@ -121,7 +121,7 @@ impl Socket {
     /// burst is under way (writes following each other closely): then a
     /// worker drains the queue, so many messages leave per syscall. `done` (if any) runs exactly once, also when this
     /// returns an error (a failed socket takes no writes: `EFAILEDSOCKET`).
-    pub fn write(&self, chunks: impl Into<VecDeque<Bytes>>, done: Option<WriteDone>) -> Result<(), i32> {
+    pub fn write(&self, chunks: impl Into<Chunks>, done: Option<WriteDone>) -> Result<(), i32> {
         self.write_with(chunks, WriteOptions::default(), done)
     }
 
@@ -129,7 +129,7 @@ impl Socket {
     /// in the background.
     pub fn write_with(
         &self,
-        chunks: impl Into<VecDeque<Bytes>>,
+        chunks: impl Into<Chunks>,
         options: WriteOptions,
         done: Option<WriteDone>,
     ) -> Result<(), i32> {
@@ -255,13 +255,10 @@ fn flush(socket: &Socket, fd: RawFd, batch: &mut VecDeque<WriteRequest>) -> Flus
 /// nothing left complete successfully.
 fn consume(socket: &Socket, batch: &mut VecDeque<WriteRequest>, mut n: usize) {
     while let Some(front) = batch.front_mut() {
-        while let Some(chunk) = front.chunks.front_mut() {
-            if chunk.len() > n {
-                chunk.advance(n);
-                return;
-            }
-            n -= chunk.len();
-            front.chunks.pop_front();
+        let unfinished = !front.chunks.is_empty();
+        n = front.chunks.consume(n);
+        if unfinished && !front.chunks.is_empty() {
+            return;
         }
         if let Some(finished) = batch.pop_front() {
             let data = finished.tag == 0;

@@ -5,7 +5,6 @@
 //! and then `on_closed`, each once, on the stream's executor after every
 //! message already received was delivered.
 
-use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -13,7 +12,7 @@ use super::core::{find, Phase, StreamCore, CLOSE_TAG};
 use super::{frames, hosts, StreamId};
 use crate::errno;
 use crate::stats;
-use crate::socket::{Socket, WriteOptions};
+use crate::socket::{Chunks, Socket, WriteOptions};
 
 /// The code a stream's socket fails with when the stream closed normally.
 pub(super) const NORMAL_CLOSE: i32 = errno::ECLOSE;
@@ -62,7 +61,7 @@ fn close_locally(socket: &Socket, core: &StreamCore, why: &str) -> Result<(), i3
             // Queued behind every write accepted before it, so the peer
             // gets CLOSE after all of them; sending it fails the socket.
             let options = WriteOptions { tag: CLOSE_TAG, background: false };
-            let _ = socket.write_with(VecDeque::new(), options, None);
+            let _ = socket.write_with(Chunks::empty(), options, None);
         }
         Phase::Closing | Phase::Closed => return Err(libc::EINVAL),
     }

@@ -4,6 +4,7 @@
 use bytes::{Bytes, BytesMut};
 
 use crate::protocol::{pack_stream_header, Feedback, FrameType, StreamFrameMeta};
+use crate::socket::Chunks;
 
 fn pack(meta: &StreamFrameMeta, payload_len: usize) -> Result<Bytes, i32> {
     let mut out = BytesMut::new();
@@ -58,23 +59,23 @@ pub(super) fn data_message(
     local: i64,
     parts: &[&[u8]],
     owned: Option<&[Bytes]>,
-) -> Result<std::collections::VecDeque<Bytes>, i32> {
+) -> Result<Chunks, i32> {
     let len: usize = parts.iter().map(|p| p.len()).sum();
     let header = data(remote, local, len)?;
-    let mut chunks = std::collections::VecDeque::with_capacity(2);
-    match owned {
+    Ok(match owned {
         Some(payload) if len > COPY_LIMIT => {
-            chunks.push_back(header);
+            let mut chunks = Vec::with_capacity(1 + payload.len());
+            chunks.push(header);
             chunks.extend(payload.iter().cloned());
+            Chunks::from(chunks)
         }
         _ => {
             let mut frame = BytesMut::with_capacity(header.len() + len);
             frame.extend_from_slice(&header);
             parts.iter().for_each(|p| frame.extend_from_slice(p));
-            chunks.push_back(frame.freeze());
+            Chunks::One(frame.freeze())
         }
-    }
-    Ok(chunks)
+    })
 }
 
 /// Messages up to this size are copied next to their frame header.
