@@ -10,10 +10,8 @@
 
 #include <cerrno>
 #include <climits>
-#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
-#include <mutex>
 #include <string>
 
 #include <google/protobuf/descriptor.h>
@@ -127,13 +125,10 @@ namespace channel_internal {
 // What the C callback needs to finish a call.
 struct PendingCall {
     PendingCall(Controller* c, google::protobuf::Message* r, google::protobuf::Closure* d)
-        : cntl(c), response(r), done(d), finished(false) {}
+        : cntl(c), response(r), done(d) {}
     Controller* cntl;
     google::protobuf::Message* response;
-    google::protobuf::Closure* done;  // NULL: a caller waits on `cv`
-    std::mutex mu;
-    std::condition_variable cv;
-    bool finished;
+    google::protobuf::Closure* done;  // NULL: a synchronous call, on its caller's stack
 };
 
 inline void FillResponse(PendingCall* call, const brpc_call_result* result) {
@@ -160,12 +155,7 @@ inline void OnCallDone(void* arg, const brpc_call_result* result) {
         google::protobuf::Closure* const done = call->done;
         delete call;
         done->Run();
-        return;
     }
-    // Notify under the lock: the waiter frees `call` as soon as it sees `finished`.
-    std::lock_guard<std::mutex> lock(call->mu);
-    call->finished = true;
-    call->cv.notify_one();
 }
 
 }  // namespace channel_internal
@@ -266,16 +256,15 @@ inline void Channel::CallMethod(const google::protobuf::MethodDescriptor* method
         }
         return;
     }
+    // Synchronous: the library blocks this thread until the call ended and
+    // runs OnCallDone here before returning.
     channel_internal::PendingCall call(cntl, response, NULL);
-    const int rc = brpc_channel_call(handle_, cntl->handle_, service_name.c_str(), method_name.c_str(),
-                                     payload_bytes, payload.size(), attachment_bytes, attachment.size(),
-                                     &channel_internal::OnCallDone, &call);
+    const int rc = brpc_channel_call_sync(handle_, cntl->handle_, service_name.c_str(), method_name.c_str(),
+                                          payload_bytes, payload.size(), attachment_bytes, attachment.size(),
+                                          &channel_internal::OnCallDone, &call);
     if (rc != 0) {
         cntl->SetFailed(rc, "Fail to send the request");
-        return;
     }
-    std::unique_lock<std::mutex> lock(call.mu);
-    call.cv.wait(lock, [&call] { return call.finished; });
 }
 
 }  // namespace brpc

@@ -332,27 +332,100 @@ pub unsafe extern "C" fn brpc_channel_call(
     arg: *mut c_void,
 ) -> c_int {
     let arg = SendPtr(arg);
-    let cntl_ptr = SendPtr(cntl.cast());
     guard(|| {
-        // SAFETY: a live channel or NULL.
-        let Some(channel) = (unsafe { channel.as_ref() }) else { return libc::EINVAL };
         let Some(done) = done else { return libc::EINVAL };
-        if cntl.is_null() || service_full_name.is_null() || method_name.is_null() {
-            return libc::EINVAL;
-        }
-        // SAFETY: a live controller, per the contract.
-        let settings = unsafe { &*cntl }.inner.lock().clone();
-        let request = CallRequest {
-            service: c_string(service_full_name),
-            method: c_string(method_name),
-            payload: copy_bytes(request, request_len),
-            attachment: copy_bytes(attachment, attachment_len),
-            timeout: settings.timeout_ms.map(|ms| Duration::from_millis(ms.max(0) as u64)),
-            max_retry: settings.max_retry.map(|n| n.max(0) as u32),
-            log_id: settings.log_id,
-            stream_settings: stream::settings_for(&settings.streams),
+        // SAFETY: the caller's promises, passed on.
+        let started = unsafe {
+            start_call(channel, cntl, service_full_name, method_name, (request, request_len), (attachment, attachment_len))
         };
-        let streams = settings.streams;
+        match started {
+            Ok(call) => {
+                call(Box::new(move |outcome| on_worker(move || deliver(done, arg, &outcome))));
+                0
+            }
+            Err(code) => code,
+        }
+    })
+}
+
+/// `brpc_channel_call` that blocks until the call ended, then runs `done`
+/// on the calling thread before returning: the thread that ends the call
+/// wakes the caller directly, without a hop through a worker. Returns as
+/// `brpc_channel_call`.
+#[no_mangle]
+pub unsafe extern "C" fn brpc_channel_call_sync(
+    channel: *mut brpc_channel,
+    cntl: *mut brpc_controller,
+    service_full_name: *const c_char,
+    method_name: *const c_char,
+    request: *const u8,
+    request_len: usize,
+    attachment: *const u8,
+    attachment_len: usize,
+    done: brpc_call_done_fn,
+    arg: *mut c_void,
+) -> c_int {
+    let arg = SendPtr(arg);
+    guard(|| {
+        let Some(done) = done else { return libc::EINVAL };
+        // SAFETY: the caller's promises, passed on.
+        let started = unsafe {
+            start_call(channel, cntl, service_full_name, method_name, (request, request_len), (attachment, attachment_len))
+        };
+        let call = match started {
+            Ok(call) => call,
+            Err(code) => return code,
+        };
+        let ended = Arc::new((Mutex::new(None::<CallOutcome>), parking_lot::Condvar::new()));
+        let signal = Arc::clone(&ended);
+        call(Box::new(move |outcome| {
+            *signal.0.lock() = Some(outcome);
+            signal.1.notify_one();
+        }));
+        let mut slot = ended.0.lock();
+        let outcome = loop {
+            match slot.take() {
+                Some(outcome) => break outcome,
+                None => ended.1.wait(&mut slot),
+            }
+        };
+        drop(slot);
+        deliver(done, arg, &outcome);
+        0
+    })
+}
+
+/// Checks a call's arguments and returns the function that starts it with
+/// a last step of the caller's choosing (which runs after the controller
+/// and the streams got the outcome, on the thread that ended the call).
+unsafe fn start_call(
+    channel: *mut brpc_channel,
+    cntl: *mut brpc_controller,
+    service_full_name: *const c_char,
+    method_name: *const c_char,
+    (request, request_len): (*const u8, usize),
+    (attachment, attachment_len): (*const u8, usize),
+) -> Result<impl FnOnce(Box<dyn FnOnce(CallOutcome) + Send>), i32> {
+    // SAFETY: a live channel or NULL.
+    let channel = unsafe { channel.as_ref() }.ok_or(libc::EINVAL)?;
+    if cntl.is_null() || service_full_name.is_null() || method_name.is_null() {
+        return Err(libc::EINVAL);
+    }
+    let cntl_ptr = SendPtr(cntl.cast());
+    // SAFETY: a live controller, per the contract.
+    let settings = unsafe { &*cntl }.inner.lock().clone();
+    let request = CallRequest {
+        service: c_string(service_full_name),
+        method: c_string(method_name),
+        payload: copy_bytes(request, request_len),
+        attachment: copy_bytes(attachment, attachment_len),
+        timeout: settings.timeout_ms.map(|ms| Duration::from_millis(ms.max(0) as u64)),
+        max_retry: settings.max_retry.map(|n| n.max(0) as u32),
+        log_id: settings.log_id,
+        stream_settings: stream::settings_for(&settings.streams),
+    };
+    let streams = settings.streams;
+    Ok(move |last: Box<dyn FnOnce(CallOutcome) + Send>| {
         channel.inner.call(
             request,
             Box::new(move |outcome: CallOutcome| {
@@ -373,10 +446,9 @@ pub unsafe extern "C" fn brpc_channel_call(
                     c.local = outcome.local;
                     c.remote_stream_settings = remote_streams;
                 }
-                on_worker(move || deliver(done, arg, &outcome));
+                last(outcome);
             }),
-        );
-        0
+        )
     })
 }
 
