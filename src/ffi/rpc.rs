@@ -334,17 +334,12 @@ pub unsafe extern "C" fn brpc_channel_call(
     let arg = SendPtr(arg);
     guard(|| {
         let Some(done) = done else { return libc::EINVAL };
+        let last = Box::new(move |outcome: CallOutcome| on_worker(move || deliver(done, arg, &outcome)));
         // SAFETY: the caller's promises, passed on.
         let started = unsafe {
-            start_call(channel, cntl, service_full_name, method_name, (request, request_len), (attachment, attachment_len))
+            start_call(channel, cntl, service_full_name, method_name, (request, request_len), (attachment, attachment_len), last)
         };
-        match started {
-            Ok(call) => {
-                call(Box::new(move |outcome| on_worker(move || deliver(done, arg, &outcome))));
-                0
-            }
-            Err(code) => code,
-        }
+        started.err().unwrap_or(0)
     })
 }
 
@@ -368,20 +363,19 @@ pub unsafe extern "C" fn brpc_channel_call_sync(
     let arg = SendPtr(arg);
     guard(|| {
         let Some(done) = done else { return libc::EINVAL };
-        // SAFETY: the caller's promises, passed on.
-        let started = unsafe {
-            start_call(channel, cntl, service_full_name, method_name, (request, request_len), (attachment, attachment_len))
-        };
-        let call = match started {
-            Ok(call) => call,
-            Err(code) => return code,
-        };
         let ended = Arc::new((Mutex::new(None::<CallOutcome>), parking_lot::Condvar::new()));
         let signal = Arc::clone(&ended);
-        call(Box::new(move |outcome| {
+        let last = Box::new(move |outcome: CallOutcome| {
             *signal.0.lock() = Some(outcome);
             signal.1.notify_one();
-        }));
+        });
+        // SAFETY: the caller's promises, passed on.
+        let started = unsafe {
+            start_call(channel, cntl, service_full_name, method_name, (request, request_len), (attachment, attachment_len), last)
+        };
+        if let Err(code) = started {
+            return code;
+        }
         let mut slot = ended.0.lock();
         let outcome = loop {
             match slot.take() {
@@ -395,9 +389,9 @@ pub unsafe extern "C" fn brpc_channel_call_sync(
     })
 }
 
-/// Checks a call's arguments and returns the function that starts it with
-/// a last step of the caller's choosing (which runs after the controller
-/// and the streams got the outcome, on the thread that ended the call).
+/// Checks a call's arguments and starts it; `last` runs once it ended,
+/// after the controller and the streams got the outcome, on the thread that
+/// ended the call. On `Err` nothing started and `last` is dropped unrun.
 unsafe fn start_call(
     channel: *mut brpc_channel,
     cntl: *mut brpc_controller,
@@ -405,7 +399,8 @@ unsafe fn start_call(
     method_name: *const c_char,
     (request, request_len): (*const u8, usize),
     (attachment, attachment_len): (*const u8, usize),
-) -> Result<impl FnOnce(Box<dyn FnOnce(CallOutcome) + Send>), i32> {
+    last: Box<dyn FnOnce(CallOutcome) + Send>,
+) -> Result<(), i32> {
     // SAFETY: a live channel or NULL.
     let channel = unsafe { channel.as_ref() }.ok_or(libc::EINVAL)?;
     if cntl.is_null() || service_full_name.is_null() || method_name.is_null() {
@@ -425,31 +420,30 @@ unsafe fn start_call(
         stream_settings: stream::settings_for(&settings.streams),
     };
     let streams = settings.streams;
-    Ok(move |last: Box<dyn FnOnce(CallOutcome) + Send>| {
-        channel.inner.call(
-            request,
-            Box::new(move |outcome: CallOutcome| {
-                // Streams connect here, on the thread that read the response,
-                // before any frame behind it is looked at.
-                let remote_streams = outcome.result.as_ref().ok().and_then(|m| m.meta.stream_settings.clone());
-                if !streams.is_empty() {
-                    // The streams fail with the call's code and text, as the user sees it.
-                    let error = brpc_error_text(outcome.error());
-                    stream::on_setup_response(&streams, outcome.socket, error, remote_streams.as_ref());
-                }
-                // SAFETY: the controller outlives the call, per the contract.
-                let cntl = unsafe { &*cntl_ptr.get().cast::<brpc_controller>() };
-                {
-                    let mut c = cntl.inner.lock();
-                    c.error = brpc_error_text(outcome.error());
-                    c.remote = outcome.remote;
-                    c.local = outcome.local;
-                    c.remote_stream_settings = remote_streams;
-                }
-                last(outcome);
-            }),
-        )
-    })
+    channel.inner.call(
+        request,
+        Box::new(move |outcome: CallOutcome| {
+            // Streams connect here, on the thread that read the response,
+            // before any frame behind it is looked at.
+            let remote_streams = outcome.result.as_ref().ok().and_then(|m| m.meta.stream_settings.clone());
+            if !streams.is_empty() {
+                // The streams fail with the call's code and text, as the user sees it.
+                let error = brpc_error_text(outcome.error());
+                stream::on_setup_response(&streams, outcome.socket, error, remote_streams.as_ref());
+            }
+            // SAFETY: the controller outlives the call, per the contract.
+            let cntl = unsafe { &*cntl_ptr.get().cast::<brpc_controller>() };
+            {
+                let mut c = cntl.inner.lock();
+                c.error = brpc_error_text(outcome.error());
+                c.remote = outcome.remote;
+                c.local = outcome.local;
+                c.remote_stream_settings = remote_streams;
+            }
+            last(outcome);
+        }),
+    );
+    Ok(())
 }
 
 /// A client sees every failure as brpc shows it: `[E<code>]` before the
