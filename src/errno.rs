@@ -57,12 +57,7 @@ pub fn describe(code: i32) -> String {
     if !brpc.is_empty() {
         return brpc.to_string();
     }
-    std::io::Error::from_raw_os_error(code)
-        .to_string()
-        .split(" (os error")
-        .next()
-        .unwrap_or_default()
-        .to_string()
+    std::io::Error::from_raw_os_error(code).to_string().split(" (os error").next().unwrap_or_default().to_string()
 }
 
 #[cfg(test)]

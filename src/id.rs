@@ -91,10 +91,7 @@ unsafe impl<T: Send + Sync> Sync for Slot<T> {}
 
 impl<T> Slot<T> {
     fn vacant() -> Self {
-        Self {
-            vref: AtomicU64::new(0),
-            value: UnsafeCell::new(MaybeUninit::uninit()),
-        }
+        Self { vref: AtomicU64::new(0), value: UnsafeCell::new(MaybeUninit::uninit()) }
     }
 }
 
@@ -145,16 +142,10 @@ impl<T: Send + Sync> Registry<T> {
     pub fn with_capacity_limit(max_slots: usize) -> Self {
         // Slot indexes are 32 bits.
         let max_slots = max_slots.min(u32::MAX as usize);
-        let segments = (0..max_slots.div_ceil(SEGMENT_LEN))
-            .map(|_| AtomicPtr::new(ptr::null_mut()))
-            .collect();
+        let segments = (0..max_slots.div_ceil(SEGMENT_LEN)).map(|_| AtomicPtr::new(ptr::null_mut())).collect();
         Self {
             segments,
-            vacancies: Lock::new(Vacancies {
-                recycled: Vec::new(),
-                next_fresh: 0,
-                max_slots,
-            }),
+            vacancies: Lock::new(Vacancies { recycled: Vec::new(), next_fresh: 0, max_slots }),
             live: std::sync::atomic::AtomicUsize::new(0),
             _owns: PhantomData,
         }
@@ -171,10 +162,7 @@ impl<T: Send + Sync> Registry<T> {
     pub fn create_with(&self, make: impl FnOnce(Id) -> T) -> Result<Id, i32> {
         let index = self.with_vacancies(Vacancies::take).ok_or(libc::EAGAIN)?;
         // Gives the slot back if `make` unwinds.
-        let vacancy = Vacancy {
-            registry: self,
-            index,
-        };
+        let vacancy = Vacancy { registry: self, index };
         let slot = self.slot_or_allocate(index).ok_or(libc::EAGAIN)?;
         // A vacant slot's version is stable (stale increments leave it alone)
         // and the free-list lock ordered us after the recycle that set it.
@@ -255,10 +243,7 @@ impl<T: Send + Sync> Registry<T> {
             now if now == version.wrapping_add(1) => true,
             _ => return None,
         };
-        Some(Status {
-            nref: (current & COUNT_MASK) as u32,
-            failed,
-        })
+        Some(Status { nref: (current & COUNT_MASK) as u32, failed })
     }
 
     /// Objects created and not yet recycled.
@@ -282,14 +267,9 @@ impl<T: Send + Sync> Registry<T> {
         // CAS pending) is still reachable here: our count makes that CAS
         // fail, and our own release recycles it later.
         let reachable = seen & PUBLISHED != 0
-            && (seen_version == version
-                || (failed_as_well && seen_version == version.wrapping_add(1)));
+            && (seen_version == version || (failed_as_well && seen_version == version.wrapping_add(1)));
         if reachable {
-            return Some(Ref {
-                registry: self,
-                slot,
-                id,
-            });
+            return Some(Ref { registry: self, slot, id });
         }
         // Stale: take the transient count back. It may have been the last
         // thing holding a failed object, in which case we recycle it.
@@ -321,11 +301,7 @@ impl<T: Send + Sync> Registry<T> {
         // version means someone else already recycled.
         let zero = before - 1;
         let recycled = make_vref(version.wrapping_add(1), 0);
-        if slot
-            .vref
-            .compare_exchange(zero, recycled, Ordering::Acquire, Ordering::Relaxed)
-            .is_ok()
-        {
+        if slot.vref.compare_exchange(zero, recycled, Ordering::Acquire, Ordering::Relaxed).is_ok() {
             self.recycle(slot, index);
         }
     }
@@ -334,9 +310,7 @@ impl<T: Send + Sync> Registry<T> {
         // SAFETY: we won the CAS that cleared PUBLISHED at count 0: no
         // reference exists, none can be made (the version matches no id),
         // and every earlier use of the value happens before our Acquire.
-        let value = slot
-            .value
-            .with_mut(|cell| unsafe { (*cell).assume_init_read() });
+        let value = slot.value.with_mut(|cell| unsafe { (*cell).assume_init_read() });
         drop(value);
         self.live.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
         self.with_vacancies(|vacancies| vacancies.recycled.push(index));
@@ -344,10 +318,7 @@ impl<T: Send + Sync> Registry<T> {
 
     fn slot(&self, index: u32) -> Option<&Slot<T>> {
         let index = index as usize;
-        let segment = self
-            .segments
-            .get(index / SEGMENT_LEN)?
-            .load(Ordering::Acquire);
+        let segment = self.segments.get(index / SEGMENT_LEN)?.load(Ordering::Acquire);
         if segment.is_null() {
             return None;
         }
@@ -365,18 +336,11 @@ impl<T: Send + Sync> Registry<T> {
             let fresh = Box::into_raw(fresh).cast::<Slot<T>>();
             // Creators of neighbouring slots may race to allocate the same
             // segment: the first CAS wins, the others free theirs.
-            segment = match entry.compare_exchange(
-                ptr::null_mut(),
-                fresh,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            ) {
+            segment = match entry.compare_exchange(ptr::null_mut(), fresh, Ordering::AcqRel, Ordering::Acquire) {
                 Ok(_) => fresh,
                 Err(winner) => {
                     // SAFETY: `fresh` was never published.
-                    drop(unsafe {
-                        Box::from_raw(ptr::slice_from_raw_parts_mut(fresh, SEGMENT_LEN))
-                    });
+                    drop(unsafe { Box::from_raw(ptr::slice_from_raw_parts_mut(fresh, SEGMENT_LEN)) });
                     winner
                 }
             };
@@ -389,10 +353,7 @@ impl<T: Send + Sync> Registry<T> {
         #[cfg(not(brpc_loom))]
         let mut vacancies = self.vacancies.lock();
         #[cfg(brpc_loom)]
-        let mut vacancies = self
-            .vacancies
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut vacancies = self.vacancies.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         f(&mut vacancies)
     }
 }
@@ -406,13 +367,11 @@ impl<T: Send + Sync> Drop for Registry<T> {
             }
             // SAFETY: a non-null entry is a leaked segment of SEGMENT_LEN
             // slots; `&mut self` means no reference into it remains.
-            let slots =
-                unsafe { Box::from_raw(ptr::slice_from_raw_parts_mut(segment, SEGMENT_LEN)) };
+            let slots = unsafe { Box::from_raw(ptr::slice_from_raw_parts_mut(segment, SEGMENT_LEN)) };
             for slot in slots.iter() {
                 if slot.vref.load(Ordering::Relaxed) & PUBLISHED != 0 {
                     // SAFETY: PUBLISHED means the value is initialized.
-                    slot.value
-                        .with_mut(|cell| unsafe { (*cell).assume_init_drop() });
+                    slot.value.with_mut(|cell| unsafe { (*cell).assume_init_drop() });
                 }
             }
         }
@@ -428,8 +387,7 @@ struct Vacancy<'a, T: Send + Sync> {
 impl<T: Send + Sync> Drop for Vacancy<'_, T> {
     fn drop(&mut self) {
         let index = self.index;
-        self.registry
-            .with_vacancies(|vacancies| vacancies.recycled.push(index));
+        self.registry.with_vacancies(|vacancies| vacancies.recycled.push(index));
     }
 }
 
@@ -457,9 +415,7 @@ impl<T: Send + Sync> Deref for Ref<'_, T> {
 
     fn deref(&self) -> &T {
         // SAFETY: our count keeps the value initialized and in place.
-        self.slot
-            .value
-            .with(|cell| unsafe { (*cell).assume_init_ref() })
+        self.slot.value.with(|cell| unsafe { (*cell).assume_init_ref() })
     }
 }
 
@@ -467,11 +423,7 @@ impl<T: Send + Sync> Clone for Ref<'_, T> {
     fn clone(&self) -> Self {
         // Relaxed, no version check: the count we hold keeps the object.
         self.slot.vref.fetch_add(1, Ordering::Relaxed);
-        Self {
-            registry: self.registry,
-            slot: self.slot,
-            id: self.id,
-        }
+        Self { registry: self.registry, slot: self.slot, id: self.id }
     }
 }
 
@@ -483,9 +435,7 @@ impl<T: Send + Sync> Drop for Ref<'_, T> {
 
 impl<T: Send + Sync> std::fmt::Debug for Ref<'_, T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Ref")
-            .field("id", &self.id)
-            .finish_non_exhaustive()
+        f.debug_struct("Ref").field("id", &self.id).finish_non_exhaustive()
     }
 }
 
@@ -508,12 +458,7 @@ mod tests {
     }
 
     fn tracked(registry: &Registry<Tracked>, drops: &Arc<AtomicUsize>) -> Id {
-        registry
-            .create_with(|id| Tracked {
-                created_as: id,
-                drops: drops.clone(),
-            })
-            .unwrap()
+        registry.create_with(|id| Tracked { created_as: id, drops: drops.clone() }).unwrap()
     }
 
     fn dropped(drops: &AtomicUsize) -> usize {
@@ -525,18 +470,11 @@ mod tests {
         fn send_sync<X: Send + Sync>() {}
         send_sync::<Registry<Tracked>>();
         send_sync::<Ref<'static, Tracked>>();
-        static REGISTRY: std::sync::LazyLock<Registry<u32>> =
-            std::sync::LazyLock::new(Registry::new);
+        static REGISTRY: std::sync::LazyLock<Registry<u32>> = std::sync::LazyLock::new(Registry::new);
         let id = REGISTRY.create(5).unwrap();
         let object: Ref<'static, u32> = REGISTRY.address(id).unwrap();
         assert_eq!(std::thread::spawn(move || *object).join().unwrap(), 5);
-        assert_eq!(
-            REGISTRY.status(id),
-            Some(Status {
-                nref: 1,
-                failed: false
-            })
-        );
+        assert_eq!(REGISTRY.status(id), Some(Status { nref: 1, failed: false }));
     }
 
     #[test]
@@ -550,23 +488,11 @@ mod tests {
             assert_eq!(object.created_as, id);
             assert_eq!(object.id(), id);
             assert!(!object.failed());
-            assert_eq!(
-                registry.status(id),
-                Some(Status {
-                    nref: 2,
-                    failed: false
-                })
-            );
+            assert_eq!(registry.status(id), Some(Status { nref: 2, failed: false }));
             assert!(registry.set_failed(id));
             assert!(object.failed());
             assert!(registry.address(id).is_none());
-            assert_eq!(
-                registry.status(id),
-                Some(Status {
-                    nref: 1,
-                    failed: true
-                })
-            );
+            assert_eq!(registry.status(id), Some(Status { nref: 1, failed: true }));
             assert_eq!(dropped(&drops), 0, "a held reference keeps the object");
         }
         assert_eq!(dropped(&drops), 1);
@@ -592,13 +518,7 @@ mod tests {
         assert!(!registry.set_failed(first));
         assert_eq!(registry.status(first), None);
         assert_eq!(registry.address(second).unwrap().created_as, second);
-        assert_eq!(
-            registry.status(second),
-            Some(Status {
-                nref: 1,
-                failed: false
-            })
-        );
+        assert_eq!(registry.status(second), Some(Status { nref: 1, failed: false }));
     }
 
     #[test]
@@ -612,10 +532,7 @@ mod tests {
         assert!(!registry.set_failed(neighbour));
         assert_eq!(registry.status(neighbour), None);
         assert!(registry.address(INVALID_ID).is_none());
-        assert!(
-            registry.address(id | (1 << 32)).is_none(),
-            "odd versions are never valid"
-        );
+        assert!(registry.address(id | (1 << 32)).is_none(), "odd versions are never valid");
         assert!(!registry.set_failed(INVALID_ID));
         assert_eq!(*registry.address(id).unwrap(), 7);
     }
@@ -631,13 +548,7 @@ mod tests {
         assert!(failed.failed());
         assert_eq!(failed.created_as, id);
         let copy = failed.clone();
-        assert_eq!(
-            registry.status(id),
-            Some(Status {
-                nref: 3,
-                failed: true
-            })
-        );
+        assert_eq!(registry.status(id), Some(Status { nref: 3, failed: true }));
         drop((held, failed));
         assert_eq!(dropped(&drops), 0);
         drop(copy);
@@ -733,10 +644,9 @@ mod tests {
                         }
                         if round % 3 == 0 {
                             registry.set_failed(old);
-                        } else if let Ok(id) = registry.create_with(|id| Tracked {
-                            created_as: id,
-                            drops: drops.clone(),
-                        }) {
+                        } else if let Ok(id) =
+                            registry.create_with(|id| Tracked { created_as: id, drops: drops.clone() })
+                        {
                             created.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                             let previous = pick.swap(id, std::sync::atomic::Ordering::Relaxed);
                             registry.set_failed(previous);

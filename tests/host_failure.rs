@@ -139,7 +139,8 @@ fn a_server_stopping_ends_a_thousand_streams_on_each_side_once() {
                             extra_stream_ids: Vec::new(),
                             ..settings.clone()
                         };
-                        let options = StreamOptions { handler: Some(Arc::new(Handler(counts.clone()))), ..Default::default() };
+                        let options =
+                            StreamOptions { handler: Some(Arc::new(Handler(counts.clone()))), ..Default::default() };
                         stream::accept(call.host(), &single, &options).unwrap()[0]
                     })
                     .collect();

@@ -25,12 +25,7 @@ impl Drop for Tracked {
 const PREEMPTION_BOUND: Option<usize> = Some(5);
 
 fn create(registry: &Registry<Tracked>, drops: &std::sync::Arc<AtomicUsize>) -> Id {
-    registry
-        .create_with(|id| Tracked {
-            created_as: id,
-            drops: drops.clone(),
-        })
-        .unwrap()
+    registry.create_with(|id| Tracked { created_as: id, drops: drops.clone() }).unwrap()
 }
 
 /// Checks `f` under every interleaving (up to the preemption bound), and reports
@@ -45,11 +40,7 @@ fn model(name: &str, f: impl Fn() + Sync + Send + 'static) {
         counted.fetch_add(1, Ordering::Relaxed);
         f();
     });
-    eprintln!(
-        "{name}: {} interleavings in {:?}",
-        runs.load(Ordering::Relaxed),
-        started.elapsed()
-    );
+    eprintln!("{name}: {} interleavings in {:?}", runs.load(Ordering::Relaxed), started.elapsed());
 }
 
 #[test]

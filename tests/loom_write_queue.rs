@@ -29,11 +29,7 @@ fn produce(shared: &Shared, producer: usize, count: usize) {
         let Some(mut owner) = shared.queue.push((producer, seq)) else {
             continue;
         };
-        assert_eq!(
-            shared.owners.fetch_add(1, Ordering::SeqCst),
-            0,
-            "two owners"
-        );
+        assert_eq!(shared.owners.fetch_add(1, Ordering::SeqCst), 0, "two owners");
         loop {
             shared.queue.take_pending(&mut owner, &mut out);
             shared.delivered.lock().unwrap().extend(out.drain(..));
@@ -41,11 +37,7 @@ fn produce(shared: &Shared, producer: usize, count: usize) {
             match shared.queue.try_release(owner) {
                 Ok(()) => break,
                 Err(still) => {
-                    assert_eq!(
-                        shared.owners.fetch_add(1, Ordering::SeqCst),
-                        0,
-                        "two owners"
-                    );
+                    assert_eq!(shared.owners.fetch_add(1, Ordering::SeqCst), 0, "two owners");
                     owner = still;
                 }
             }
@@ -82,22 +74,14 @@ fn model(name: &str, counts: &'static [usize]) {
         assert!(shared.queue.is_idle());
         assert_eq!(shared.owners.load(Ordering::SeqCst), 0);
         let delivered = shared.delivered.lock().unwrap();
-        assert_eq!(
-            delivered.len(),
-            counts.iter().sum::<usize>(),
-            "an item lost or doubled"
-        );
+        assert_eq!(delivered.len(), counts.iter().sum::<usize>(), "an item lost or doubled");
         let mut next = vec![0; counts.len()];
         for &(producer, seq) in delivered.iter() {
             assert_eq!(seq, next[producer], "producer {producer} out of order");
             next[producer] += 1;
         }
     });
-    eprintln!(
-        "{name}: {} interleavings in {:?}",
-        runs.load(Ordering::Relaxed),
-        started.elapsed()
-    );
+    eprintln!("{name}: {} interleavings in {:?}", runs.load(Ordering::Relaxed), started.elapsed());
 }
 
 #[test]

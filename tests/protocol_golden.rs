@@ -11,8 +11,8 @@ use std::fmt::Write as _;
 use std::fs;
 
 use brpc_stream::protocol::{
-    pack_rpc_header, pack_stream, pack_stream_header, Cut, Cutter, FrameType, Limits, Magic,
-    RawFrame, RpcMessage, RpcMeta, StreamFrame, StreamFrameMeta,
+    pack_rpc_header, pack_stream, pack_stream_header, Cut, Cutter, FrameType, Limits, Magic, RawFrame, RpcMessage,
+    RpcMeta, StreamFrame, StreamFrameMeta,
 };
 use bytes::{Bytes, BytesMut};
 
@@ -32,11 +32,7 @@ fn captures() -> Vec<(String, Vec<u8>, String)> {
         }
     }
     found.sort();
-    assert!(
-        found.len() >= 10,
-        "expected the ten captures in {}",
-        dir.display()
-    );
+    assert!(found.len() >= 10, "expected the ten captures in {}", dir.display());
     found
 }
 
@@ -67,11 +63,7 @@ fn cut_in_reads(bytes: &[u8], read_size: usize) -> Vec<RawFrame> {
 // way, so a listing compares line for line.
 
 fn py_str(s: &str) -> String {
-    let quote = if s.contains('\'') && !s.contains('"') {
-        '"'
-    } else {
-        '\''
-    };
+    let quote = if s.contains('\'') && !s.contains('"') { '"' } else { '\'' };
     let mut out = String::from(quote);
     for c in s.chars() {
         match c {
@@ -83,9 +75,7 @@ fn py_str(s: &str) -> String {
                 out.push('\\');
                 out.push(c);
             }
-            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
-                write!(out, "\\x{:02x}", c as u32).unwrap()
-            }
+            c if (c as u32) < 0x20 || c as u32 == 0x7f => write!(out, "\\x{:02x}", c as u32).unwrap(),
             c => out.push(c),
         }
     }
@@ -94,11 +84,7 @@ fn py_str(s: &str) -> String {
 }
 
 fn py_bytes(b: &[u8]) -> String {
-    let quote = if b.contains(&b'\'') && !b.contains(&b'"') {
-        b'"'
-    } else {
-        b'\''
-    };
+    let quote = if b.contains(&b'\'') && !b.contains(&b'"') { b'"' } else { b'\'' };
     let mut out = format!("b{}", quote as char);
     for &c in b {
         match c {
@@ -131,10 +117,7 @@ fn hex(b: &[u8]) -> String {
 }
 
 fn dict(entries: Vec<(&str, String)>) -> String {
-    let items: Vec<String> = entries
-        .into_iter()
-        .map(|(k, v)| format!("{}: {v}", py_str(k)))
-        .collect();
+    let items: Vec<String> = entries.into_iter().map(|(k, v)| format!("{}: {v}", py_str(k))).collect();
     format!("{{{}}}", items.join(", "))
 }
 
@@ -180,11 +163,7 @@ fn rpc_dict(meta: &RpcMeta) -> String {
     let mut e = Vec::new();
     if let Some(r) = &meta.request {
         let mut q = Vec::new();
-        push(
-            &mut q,
-            "service_name",
-            &r.service_name.as_deref().map(py_str),
-        );
+        push(&mut q, "service_name", &r.service_name.as_deref().map(py_str));
         push(&mut q, "method_name", &r.method_name.as_deref().map(py_str));
         push(&mut q, "log_id", &r.log_id);
         push(&mut q, "trace_id", &r.trace_id);
@@ -203,11 +182,7 @@ fn rpc_dict(meta: &RpcMeta) -> String {
     push(&mut e, "compress_type", &meta.compress_type);
     push(&mut e, "correlation_id", &meta.correlation_id);
     push(&mut e, "attachment_size", &meta.attachment_size);
-    push(
-        &mut e,
-        "authentication_data",
-        &meta.authentication_data.as_deref().map(|b| py_str(&hex(b))),
-    );
+    push(&mut e, "authentication_data", &meta.authentication_data.as_deref().map(|b| py_str(&hex(b))));
     if let Some(s) = &meta.stream_settings {
         let mut q = Vec::new();
         push(&mut q, "stream_id", &s.stream_id);
@@ -220,25 +195,14 @@ fn rpc_dict(meta: &RpcMeta) -> String {
         e.push(("stream_settings", dict(q)));
     }
     if !meta.user_fields.is_empty() {
-        let entries: Vec<String> = meta
-            .user_fields
-            .iter()
-            .map(|(k, v)| dict(vec![("key", py_str(k)), ("value", py_str(v))]))
-            .collect();
+        let entries: Vec<String> =
+            meta.user_fields.iter().map(|(k, v)| dict(vec![("key", py_str(k)), ("value", py_str(v))])).collect();
         e.push(("user_fields", format!("[{}]", entries.join(", "))));
     }
     push(&mut e, "content_type", &meta.content_type);
     push(&mut e, "checksum_type", &meta.checksum_type);
-    push(
-        &mut e,
-        "checksum_value",
-        &meta.checksum_value.as_deref().map(|b| py_str(&hex(b))),
-    );
-    push_bool(
-        &mut e,
-        "checksum_with_attachment",
-        meta.checksum_with_attachment,
-    );
+    push(&mut e, "checksum_value", &meta.checksum_value.as_deref().map(|b| py_str(&hex(b))));
+    push_bool(&mut e, "checksum_with_attachment", meta.checksum_with_attachment);
     dict(e)
 }
 
@@ -281,17 +245,10 @@ fn captures_cut_the_same_whatever_the_read_size() {
         let whole = cut_in_reads(&bytes, bytes.len());
         // Prime sizes cross every header and body boundary differently;
         // byte by byte only for the small captures, to bound the run time.
-        let sizes: &[usize] = if bytes.len() < 4096 {
-            &[1, 2, 3, 5, 7, 11, 13, 4096]
-        } else {
-            &[7, 1000, 16395, 65536]
-        };
+        let sizes: &[usize] =
+            if bytes.len() < 4096 { &[1, 2, 3, 5, 7, 11, 13, 4096] } else { &[7, 1000, 16395, 65536] };
         for &size in sizes {
-            assert_eq!(
-                cut_in_reads(&bytes, size),
-                whole,
-                "{name} in reads of {size}"
-            );
+            assert_eq!(cut_in_reads(&bytes, size), whole, "{name} in reads of {size}");
         }
     }
 }
@@ -344,8 +301,5 @@ fn control_frames_pack_whole() {
     };
     let mut out = BytesMut::new();
     pack_stream(&mut out, &meta, &[]).unwrap();
-    assert_eq!(
-        &out[..],
-        b"STRM\0\0\0\x06\0\0\0\x06\x08\x02\x10\x02\x18\x02"
-    );
+    assert_eq!(&out[..], b"STRM\0\0\0\x06\0\0\0\x06\x08\x02\x10\x02\x18\x02");
 }

@@ -4,9 +4,8 @@
 use std::collections::BTreeMap;
 
 use brpc_stream::protocol::{
-    pack_rpc, pack_rpc_header, pack_stream, pack_stream_header, Cut, Cutter, Feedback, Limits,
-    Magic, RpcMessage, RpcMeta, RpcRequestMeta, RpcResponseMeta, StreamFrame, StreamFrameMeta,
-    StreamSettings,
+    pack_rpc, pack_rpc_header, pack_stream, pack_stream_header, Cut, Cutter, Feedback, Limits, Magic, RpcMessage,
+    RpcMeta, RpcRequestMeta, RpcResponseMeta, StreamFrame, StreamFrameMeta, StreamSettings,
 };
 use bytes::{Bytes, BytesMut};
 use proptest::collection::{btree_map, vec};
@@ -27,61 +26,39 @@ fn blob() -> impl Strategy<Value = Bytes> {
 fn request() -> impl Strategy<Value = RpcRequestMeta> {
     (
         (text(), text(), of(any::<i64>()), of(any::<i64>())),
-        (
-            of(any::<i64>()),
-            of(any::<i64>()),
-            of(text()),
-            of(any::<i32>()),
-        ),
+        (of(any::<i64>()), of(any::<i64>()), of(text()), of(any::<i32>())),
     )
-        .prop_map(
-            |(
-                (service, method, log_id, trace_id),
-                (span_id, parent_span_id, request_id, timeout_ms),
-            )| {
-                RpcRequestMeta {
-                    service_name: Some(service),
-                    method_name: Some(method),
-                    log_id,
-                    trace_id,
-                    span_id,
-                    parent_span_id,
-                    request_id,
-                    timeout_ms,
-                }
-            },
-        )
+        .prop_map(|((service, method, log_id, trace_id), (span_id, parent_span_id, request_id, timeout_ms))| {
+            RpcRequestMeta {
+                service_name: Some(service),
+                method_name: Some(method),
+                log_id,
+                trace_id,
+                span_id,
+                parent_span_id,
+                request_id,
+                timeout_ms,
+            }
+        })
 }
 
 fn settings() -> impl Strategy<Value = StreamSettings> {
-    (
-        any::<i64>(),
-        of(any::<bool>()),
-        of(any::<bool>()),
-        vec(any::<i64>(), 0..4),
+    (any::<i64>(), of(any::<bool>()), of(any::<bool>()), vec(any::<i64>(), 0..4)).prop_map(
+        |(stream_id, need_feedback, writable, extra_stream_ids)| StreamSettings {
+            stream_id: Some(stream_id),
+            need_feedback,
+            writable,
+            extra_stream_ids,
+        },
     )
-        .prop_map(
-            |(stream_id, need_feedback, writable, extra_stream_ids)| StreamSettings {
-                stream_id: Some(stream_id),
-                need_feedback,
-                writable,
-                extra_stream_ids,
-            },
-        )
 }
 
 fn rpc_meta() -> impl Strategy<Value = RpcMeta> {
     (
         (
             of(request()),
-            of(
-                (of(any::<i32>()), of(text())).prop_map(|(error_code, error_text)| {
-                    RpcResponseMeta {
-                        error_code,
-                        error_text,
-                    }
-                }),
-            ),
+            of((of(any::<i32>()), of(text()))
+                .prop_map(|(error_code, error_text)| RpcResponseMeta { error_code, error_text })),
             of(any::<i32>()),
             of(any::<i64>()),
             of(any::<i32>()),
@@ -98,22 +75,8 @@ fn rpc_meta() -> impl Strategy<Value = RpcMeta> {
     )
         .prop_map(
             |(
-                (
-                    request,
-                    response,
-                    compress_type,
-                    correlation_id,
-                    attachment_size,
-                    authentication_data,
-                ),
-                (
-                    stream_settings,
-                    user_fields,
-                    content_type,
-                    checksum_type,
-                    checksum_value,
-                    checksum_with_attachment,
-                ),
+                (request, response, compress_type, correlation_id, attachment_size, authentication_data),
+                (stream_settings, user_fields, content_type, checksum_type, checksum_value, checksum_with_attachment),
             )| RpcMeta {
                 request,
                 response,
@@ -140,17 +103,13 @@ fn stream_meta() -> impl Strategy<Value = StreamFrameMeta> {
         of(any::<bool>()),
         of(of(any::<i64>()).prop_map(|consumed_size| Feedback { consumed_size })),
     )
-        .prop_map(
-            |(stream_id, source_stream_id, frame_type, has_continuation, feedback)| {
-                StreamFrameMeta {
-                    stream_id: Some(stream_id),
-                    source_stream_id,
-                    frame_type,
-                    has_continuation,
-                    feedback,
-                }
-            },
-        )
+        .prop_map(|(stream_id, source_stream_id, frame_type, has_continuation, feedback)| StreamFrameMeta {
+            stream_id: Some(stream_id),
+            source_stream_id,
+            frame_type,
+            has_continuation,
+            feedback,
+        })
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -190,10 +149,9 @@ fn cut_in_reads(wire: &[u8], read_sizes: &[usize]) -> Vec<Sent> {
         buf.extend_from_slice(read);
         loop {
             match cutter.cut(&mut buf) {
-                Cut::Frame(frame) if frame.magic == Magic::Rpc => received.push(Sent::Rpc(
-                    Box::new(frame.decode_rpc().unwrap()),
-                    frame.payload.to_vec(),
-                )),
+                Cut::Frame(frame) if frame.magic == Magic::Rpc => {
+                    received.push(Sent::Rpc(Box::new(frame.decode_rpc().unwrap()), frame.payload.to_vec()))
+                }
                 Cut::Frame(frame) => {
                     let decoded = StreamFrame::decode(&frame).unwrap();
                     received.push(Sent::Stream(decoded.meta, decoded.payload.to_vec()))

@@ -510,7 +510,12 @@ fn the_storm() {
             ));
         }
     }
-    assert!(violations.is_empty(), "{} callback violations: {:?}", violations.len(), &violations[..violations.len().min(10)]);
+    assert!(
+        violations.is_empty(),
+        "{} callback violations: {:?}",
+        violations.len(),
+        &violations[..violations.len().min(10)]
+    );
 
     // Every accepted write delivered or reported dropped: end to end for
     // the well-behaved server, and in the counters for everyone.
@@ -534,7 +539,12 @@ fn the_storm() {
             }
         }
     }
-    assert!(undelivered.is_empty(), "{} write accounting errors: {:?}", undelivered.len(), &undelivered[..undelivered.len().min(10)]);
+    assert!(
+        undelivered.is_empty(),
+        "{} write accounting errors: {:?}",
+        undelivered.len(),
+        &undelivered[..undelivered.len().min(10)]
+    );
     let every = || clients.iter().map(|(_, t)| t).chain(&servers);
     let accepted: u64 = every().map(|t| t.accepted.load(Ordering::Acquire)).sum();
     let reported: u64 = every().map(|t| t.dropped_reported.load(Ordering::Acquire)).sum();
@@ -553,7 +563,11 @@ fn the_storm() {
 
     let by_target = storm.by_target.lock().unwrap().clone();
     let by_close = storm.by_close.lock().unwrap().clone();
-    println!("storm: {done} setups in {:.1}s ({} calls ended), {random_closes} random closes", elapsed.as_secs_f64(), storm.calls_ended.load(Ordering::Acquire));
+    println!(
+        "storm: {done} setups in {:.1}s ({} calls ended), {random_closes} random closes",
+        elapsed.as_secs_f64(),
+        storm.calls_ended.load(Ordering::Acquire)
+    );
     println!("storm: setups by peer {by_target:?}");
     let accepted_by_fault: Vec<(Fault, u64)> = storm.peers.iter().map(|p| (p.fault(), p.accepted())).collect();
     println!("storm: connections the fault peer took, by fault {accepted_by_fault:?}");

@@ -270,7 +270,8 @@ fn idle_streams_hear_about_it() {
     let (_server, addr) = stream_server(server_handler, accepted_tx);
     let channel = Channel::new(&addr, ChannelOptions::default()).unwrap();
     let (handler, rx) = Recorder::new();
-    let options = StreamOptions { handler: Some(handler), idle_timeout: Some(Duration::from_millis(50)), ..Default::default() };
+    let options =
+        StreamOptions { handler: Some(handler), idle_timeout: Some(Duration::from_millis(50)), ..Default::default() };
     let ids = stream::create(1, &options).unwrap();
     assert_eq!(open(&channel, &ids).recv_timeout(Duration::from_secs(10)).unwrap(), None);
     assert_eq!(rx.recv_timeout(Duration::from_secs(5)).unwrap(), Event::Idle);
@@ -284,7 +285,8 @@ fn idle_streams_hear_about_it() {
 fn writes_racing_a_close_are_each_reported_once() {
     for _ in 0..300 {
         let (handler, rx) = Recorder::new();
-        let ids = stream::create(1, &StreamOptions { handler: Some(handler), max_buf_size: 0, ..Default::default() }).unwrap();
+        let ids = stream::create(1, &StreamOptions { handler: Some(handler), max_buf_size: 0, ..Default::default() })
+            .unwrap();
         let id = ids[0];
         let writer = std::thread::spawn(move || {
             let mut accepted = 0u64;
@@ -298,7 +300,9 @@ fn writes_racing_a_close_are_each_reported_once() {
         let accepted = writer.join().unwrap();
         let events = until_closed(&rx);
         let reported = events.iter().find_map(|e| match e {
-            Event::Failed(_, text) => text.split(": ").last().and_then(|t| t.split(' ').next()).and_then(|n| n.parse::<u64>().ok()),
+            Event::Failed(_, text) => {
+                text.split(": ").last().and_then(|t| t.split(' ').next()).and_then(|n| n.parse::<u64>().ok())
+            }
             _ => None,
         });
         assert_eq!(reported.unwrap_or(0), accepted, "{events:?}");

@@ -64,17 +64,19 @@ fn shape(frame: &RawFrame) -> Shape {
     }
     let stream_frame = StreamFrame::decode(frame).unwrap();
     match stream_frame.meta.frame_type() {
-        FrameType::Data => match RawFrame::from_embedded(stream_frame.payload.clone()).ok().filter(|f| f.magic == Magic::Rpc) {
-            Some(embedded) => {
-                let message = RpcMessage::decode(&embedded).unwrap();
-                Shape::Response {
-                    error_code: message.meta.response.as_ref().and_then(|r| r.error_code).unwrap_or(0),
-                    has_settings: message.meta.stream_settings.is_some(),
-                    payload: message.payload,
+        FrameType::Data => {
+            match RawFrame::from_embedded(stream_frame.payload.clone()).ok().filter(|f| f.magic == Magic::Rpc) {
+                Some(embedded) => {
+                    let message = RpcMessage::decode(&embedded).unwrap();
+                    Shape::Response {
+                        error_code: message.meta.response.as_ref().and_then(|r| r.error_code).unwrap_or(0),
+                        has_settings: message.meta.stream_settings.is_some(),
+                        payload: message.payload,
+                    }
                 }
+                None => Shape::Data(stream_frame.payload),
             }
-            None => Shape::Data(stream_frame.payload),
-        },
+        }
         FrameType::Feedback => Shape::Feedback(stream_frame.meta.feedback.and_then(|f| f.consumed_size).unwrap_or(0)),
         FrameType::Close => Shape::Close,
         FrameType::Rst => Shape::Rst,
@@ -272,7 +274,9 @@ fn our_client_talks_to_a_brpc_servers_bytes_like_a_brpc_client() {
         // the rest once the client's three messages arrived.
         socket.send(&rewrite(&script[0], &to_ours, correlation_id));
         let mut heard = request;
-        heard.extend(socket.read_until(|frames| frames.iter().filter(|f| matches!(shape(f), Shape::Data(_))).count() == 3));
+        heard.extend(
+            socket.read_until(|frames| frames.iter().filter(|f| matches!(shape(f), Shape::Data(_))).count() == 3),
+        );
         for frame in &script[1..script.len() - 1] {
             socket.send(&rewrite(frame, &to_ours, correlation_id));
         }

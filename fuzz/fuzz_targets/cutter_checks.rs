@@ -9,8 +9,7 @@ use bytes::{Bytes, BytesMut};
 use prost::Message;
 
 use brpc_stream::protocol::{
-    decode_rpc_meta, decode_stream_meta, Cut, Cutter, FatalError, Limits, Magic, RawFrame,
-    RpcMessage, StreamFrame,
+    decode_rpc_meta, decode_stream_meta, Cut, Cutter, FatalError, Limits, Magic, RawFrame, RpcMessage, StreamFrame,
 };
 
 // Small enough that the fuzzer reaches the oversize path.
@@ -23,9 +22,7 @@ pub fn check_input(data: &[u8]) {
     };
     let whole = cut_all(stream, &[stream.len().max(1)]);
     // Read sizes from 1 to 16 bytes, varied by the seed.
-    let sizes: Vec<usize> = (0..8)
-        .map(|i| 1 + ((split_seed as usize >> (i % 4)) + i) % 16)
-        .collect();
+    let sizes: Vec<usize> = (0..8).map(|i| 1 + ((split_seed as usize >> (i % 4)) + i) % 16).collect();
     let pieces = cut_all(stream, &sizes);
     assert_eq!(
         whole.iter().map(comparable).collect::<Vec<_>>(),
@@ -50,10 +47,7 @@ pub fn check_input(data: &[u8]) {
 /// bytes of the bad magic had arrived.
 fn comparable(cut: &Cut) -> Cut {
     match cut {
-        Cut::Fatal(error) => Cut::Fatal(FatalError {
-            text: String::new(),
-            ..error.clone()
-        }),
+        Cut::Fatal(error) => Cut::Fatal(FatalError { text: String::new(), ..error.clone() }),
         other => other.clone(),
     }
 }
@@ -61,19 +55,13 @@ fn comparable(cut: &Cut) -> Cut {
 /// Feeds `stream` to a cutter in reads of the given sizes (cycled) and
 /// returns every outcome except `NeedMore`, stopping at the first fatal.
 fn cut_all(stream: &[u8], read_sizes: &[usize]) -> Vec<Cut> {
-    let mut cutter = Cutter::new(Limits {
-        max_body_size: MAX_BODY,
-    });
+    let mut cutter = Cutter::new(Limits { max_body_size: MAX_BODY });
     let mut buf = BytesMut::new();
     let mut outcomes = Vec::new();
     let mut offset = 0;
     let mut sizes = read_sizes.iter().cycle();
     while offset < stream.len() {
-        let size = sizes
-            .next()
-            .copied()
-            .unwrap_or(1)
-            .min(stream.len() - offset);
+        let size = sizes.next().copied().unwrap_or(1).min(stream.len() - offset);
         buf.extend_from_slice(&stream[offset..offset + size]);
         offset += size;
         loop {
@@ -100,10 +88,7 @@ fn check_frame(frame: &RawFrame) {
         Magic::Rpc => {
             check_rpc_meta(frame.meta.clone());
             if let Ok(message) = RpcMessage::decode(frame) {
-                assert_eq!(
-                    message.payload.len() + message.attachment.len(),
-                    frame.payload.len()
-                );
+                assert_eq!(message.payload.len() + message.attachment.len(), frame.payload.len());
             }
             assert!(frame.decode_stream().is_err());
         }
@@ -130,10 +115,6 @@ fn check_rpc_meta(bytes: Bytes) {
 fn check_stream_meta(bytes: Bytes) {
     if let Ok(meta) = decode_stream_meta(bytes) {
         let again = decode_stream_meta(meta.encode_to_vec().into());
-        assert_eq!(
-            again.as_ref(),
-            Ok(&meta),
-            "StreamFrameMeta does not round-trip"
-        );
+        assert_eq!(again.as_ref(), Ok(&meta), "StreamFrameMeta does not round-trip");
     }
 }

@@ -13,9 +13,9 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 
 use super::{c_string, guard, guard_value, on_worker, write_c_string, SendPtr};
-use crate::stream;
-use crate::socket::Liveness;
 use crate::rpc::{CallOutcome, CallRequest, Channel, ChannelOptions, Controller, Server, ServerCall, ServerOptions};
+use crate::socket::Liveness;
+use crate::stream;
 
 /// Per-call settings and results. Created by `brpc_controller_new` and owned
 /// by the caller, or borrowed from a server call.
@@ -217,20 +217,32 @@ pub unsafe extern "C" fn brpc_controller_error_code(cntl: *const brpc_controller
 /// The error text into `buf[0..cap)` (NUL-terminated, truncated); returns
 /// its full length.
 #[no_mangle]
-pub unsafe extern "C" fn brpc_controller_error_text(cntl: *const brpc_controller, buf: *mut c_char, cap: usize) -> usize {
+pub unsafe extern "C" fn brpc_controller_error_text(
+    cntl: *const brpc_controller,
+    buf: *mut c_char,
+    cap: usize,
+) -> usize {
     with_controller(cntl, 0, |c| write_c_string(c.error_text(), buf, cap))
 }
 
 /// The server's address (client) or the client's (server): IPv4 in network
 /// byte order and port. 0, or `ENOENT` when not known.
 #[no_mangle]
-pub unsafe extern "C" fn brpc_controller_remote_side(cntl: *const brpc_controller, ip: *mut u32, port: *mut c_int) -> c_int {
+pub unsafe extern "C" fn brpc_controller_remote_side(
+    cntl: *const brpc_controller,
+    ip: *mut u32,
+    port: *mut c_int,
+) -> c_int {
     with_controller(cntl, libc::EINVAL, |c| write_endpoint(c.remote, ip, port))
 }
 
 /// This side's address of the connection, as `brpc_controller_remote_side`.
 #[no_mangle]
-pub unsafe extern "C" fn brpc_controller_local_side(cntl: *const brpc_controller, ip: *mut u32, port: *mut c_int) -> c_int {
+pub unsafe extern "C" fn brpc_controller_local_side(
+    cntl: *const brpc_controller,
+    ip: *mut u32,
+    port: *mut c_int,
+) -> c_int {
     with_controller(cntl, libc::EINVAL, |c| write_endpoint(c.local, ip, port))
 }
 
@@ -284,7 +296,8 @@ pub unsafe extern "C" fn brpc_channel_create(
         let mut opts = ChannelOptions::default();
         // SAFETY: readable options or NULL.
         if let Some(o) = unsafe { options.as_ref() } {
-            opts.connect_timeout = (o.connect_timeout_ms > 0).then(|| Duration::from_millis(o.connect_timeout_ms as u64));
+            opts.connect_timeout =
+                (o.connect_timeout_ms > 0).then(|| Duration::from_millis(o.connect_timeout_ms as u64));
             opts.timeout = (o.timeout_ms > 0).then(|| Duration::from_millis(o.timeout_ms as u64));
             opts.max_retry = o.max_retry.max(0) as u32;
             opts.liveness = o.liveness.to_rust();
@@ -337,7 +350,15 @@ pub unsafe extern "C" fn brpc_channel_call(
         let last = Box::new(move |outcome: CallOutcome| on_worker(move || deliver(done, arg, &outcome)));
         // SAFETY: the caller's promises, passed on.
         let started = unsafe {
-            start_call(channel, cntl, service_full_name, method_name, (request, request_len), (attachment, attachment_len), last)
+            start_call(
+                channel,
+                cntl,
+                service_full_name,
+                method_name,
+                (request, request_len),
+                (attachment, attachment_len),
+                last,
+            )
         };
         started.err().unwrap_or(0)
     })
@@ -371,7 +392,15 @@ pub unsafe extern "C" fn brpc_channel_call_sync(
         });
         // SAFETY: the caller's promises, passed on.
         let started = unsafe {
-            start_call(channel, cntl, service_full_name, method_name, (request, request_len), (attachment, attachment_len), last)
+            start_call(
+                channel,
+                cntl,
+                service_full_name,
+                method_name,
+                (request, request_len),
+                (attachment, attachment_len),
+                last,
+            )
         };
         if let Err(code) = started {
             return code;
@@ -520,7 +549,10 @@ pub unsafe extern "C" fn brpc_server_add_method(
                 host: Some(call.host()),
                 ..Default::default()
             };
-            let call = Box::into_raw(Box::new(brpc_server_call { call, controller: brpc_controller { inner: Mutex::new(controller) } }));
+            let call = Box::into_raw(Box::new(brpc_server_call {
+                call,
+                controller: brpc_controller { inner: Mutex::new(controller) },
+            }));
             // SAFETY: the caller's handler; it takes the call.
             unsafe { handler(arg.get(), call) };
         });
@@ -564,9 +596,7 @@ pub unsafe extern "C" fn brpc_server_start(
 pub unsafe extern "C" fn brpc_server_listen_port(server: *const brpc_server) -> c_int {
     guard_value(-1, || {
         // SAFETY: a live server or NULL.
-        unsafe { server.as_ref() }
-            .and_then(|s| s.inner.listen_address())
-            .map_or(-1, |a| a.port() as c_int)
+        unsafe { server.as_ref() }.and_then(|s| s.inner.listen_address()).map_or(-1, |a| a.port() as c_int)
     })
 }
 
@@ -622,12 +652,18 @@ pub unsafe extern "C" fn brpc_server_destroy(server: *mut brpc_server) {
 #[no_mangle]
 pub unsafe extern "C" fn brpc_server_call_controller(call: *mut brpc_server_call) -> *mut brpc_controller {
     // SAFETY: a live call or NULL.
-    guard_value(std::ptr::null_mut(), || unsafe { call.as_mut() }.map_or(std::ptr::null_mut(), |c| &mut c.controller as *mut _))
+    guard_value(std::ptr::null_mut(), || {
+        unsafe { call.as_mut() }.map_or(std::ptr::null_mut(), |c| &mut c.controller as *mut _)
+    })
 }
 
 /// The serialized request, valid until the call is responded to.
 #[no_mangle]
-pub unsafe extern "C" fn brpc_server_call_request(call: *const brpc_server_call, data: *mut *const u8, len: *mut usize) {
+pub unsafe extern "C" fn brpc_server_call_request(
+    call: *const brpc_server_call,
+    data: *mut *const u8,
+    len: *mut usize,
+) {
     // SAFETY: a live call or NULL.
     guard_value((), || view(unsafe { call.as_ref() }.map(|c| &c.call.request.payload), data, len))
 }

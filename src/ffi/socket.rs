@@ -19,8 +19,8 @@ use super::{c_string, guard, guard_value, on_worker, write_c_string, SendPtr};
 use crate::runtime::SerialExecutor;
 use crate::socket::connect::tcp_connect;
 use crate::socket::{
-    check_connected_and_keep_write, ConnectData, Connection, OutMessage, Socket, SocketOptions, SocketRef,
-    SocketUser, WriteDone,
+    check_connected_and_keep_write, ConnectData, Connection, OutMessage, Socket, SocketOptions, SocketRef, SocketUser,
+    WriteDone,
 };
 
 /// A socket's versioned id: version in the high 32 bits, slot in the low 32.
@@ -64,12 +64,23 @@ pub struct brpc_socket_connection {
     /// `on_connect(fd, err, data)` exactly once, or return an errno (then
     /// never call it).
     pub connect: Option<
-        unsafe extern "C" fn(ctx: *mut c_void, id: brpc_socket_id, on_connect: brpc_on_connect_fn, data: *mut c_void) -> c_int,
+        unsafe extern "C" fn(
+            ctx: *mut c_void,
+            id: brpc_socket_id,
+            on_connect: brpc_on_connect_fn,
+            data: *mut c_void,
+        ) -> c_int,
     >,
     /// Writes for the connected socket: the number of bytes taken, or -1
     /// with errno set (`EAGAIN`: call `brpc_socket_notify_writable` later).
     pub write: Option<
-        unsafe extern "C" fn(ctx: *mut c_void, id: brpc_socket_id, fd: c_int, iov: *const libc::iovec, iovcnt: c_int) -> isize,
+        unsafe extern "C" fn(
+            ctx: *mut c_void,
+            id: brpc_socket_id,
+            fd: c_int,
+            iov: *const libc::iovec,
+            iovcnt: c_int,
+        ) -> isize,
     >,
     /// Called once when the socket no longer needs `ctx`.
     pub release: Option<unsafe extern "C" fn(ctx: *mut c_void)>,
@@ -149,8 +160,16 @@ pub unsafe extern "C" fn brpc_socket_create(options: *const brpc_socket_options,
         if id.is_null() {
             return libc::EINVAL;
         }
-        let timeout = (options.connect_timeout_ms > 0).then(|| Duration::from_millis(options.connect_timeout_ms as u64));
-        let created = Socket::create(SocketOptions { fd, remote, connect_timeout: timeout, user: Some(user), connection, ..Default::default() });
+        let timeout =
+            (options.connect_timeout_ms > 0).then(|| Duration::from_millis(options.connect_timeout_ms as u64));
+        let created = Socket::create(SocketOptions {
+            fd,
+            remote,
+            connect_timeout: timeout,
+            user: Some(user),
+            connection,
+            ..Default::default()
+        });
         match created {
             Ok(created) => {
                 // SAFETY: checked non-null above; the caller gives writable memory.
@@ -394,9 +413,7 @@ pub unsafe extern "C" fn brpc_socket_notify_writable(id: brpc_socket_id) -> c_in
 #[no_mangle]
 pub unsafe extern "C" fn brpc_socket_id_of(socket: *const brpc_socket) -> brpc_socket_id {
     // SAFETY: a handle that was not released, or NULL.
-    guard_value(BRPC_INVALID_SOCKET_ID, || {
-        unsafe { socket.as_ref() }.map_or(BRPC_INVALID_SOCKET_ID, |s| s.inner.id())
-    })
+    guard_value(BRPC_INVALID_SOCKET_ID, || unsafe { socket.as_ref() }.map_or(BRPC_INVALID_SOCKET_ID, |s| s.inner.id()))
 }
 
 /// The socket's fd, -1 when not connected.
@@ -495,10 +512,21 @@ impl SocketUser for CUser {
 struct CConnection {
     ctx: SendPtr,
     connect: Option<
-        unsafe extern "C" fn(ctx: *mut c_void, id: brpc_socket_id, on_connect: brpc_on_connect_fn, data: *mut c_void) -> c_int,
+        unsafe extern "C" fn(
+            ctx: *mut c_void,
+            id: brpc_socket_id,
+            on_connect: brpc_on_connect_fn,
+            data: *mut c_void,
+        ) -> c_int,
     >,
     write: Option<
-        unsafe extern "C" fn(ctx: *mut c_void, id: brpc_socket_id, fd: c_int, iov: *const libc::iovec, iovcnt: c_int) -> isize,
+        unsafe extern "C" fn(
+            ctx: *mut c_void,
+            id: brpc_socket_id,
+            fd: c_int,
+            iov: *const libc::iovec,
+            iovcnt: c_int,
+        ) -> isize,
     >,
     release: Option<unsafe extern "C" fn(ctx: *mut c_void)>,
 }
@@ -557,4 +585,3 @@ impl Drop for CConnection {
         }
     }
 }
-

@@ -60,18 +60,25 @@ pub struct brpc_stream_options {
     pub has_handler: bool,
     pub handler_arg: *mut c_void,
     pub on_received_messages: Option<
-        unsafe extern "C" fn(arg: *mut c_void, id: brpc_stream_id, messages: *const brpc_stream_message, n: usize) -> c_int,
+        unsafe extern "C" fn(
+            arg: *mut c_void,
+            id: brpc_stream_id,
+            messages: *const brpc_stream_message,
+            n: usize,
+        ) -> c_int,
     >,
     pub on_idle_timeout: Option<unsafe extern "C" fn(arg: *mut c_void, id: brpc_stream_id)>,
     /// Exactly once, last.
     pub on_closed: Option<unsafe extern "C" fn(arg: *mut c_void, id: brpc_stream_id)>,
     /// At most once, before on_closed.
-    pub on_failed:
-        Option<unsafe extern "C" fn(arg: *mut c_void, id: brpc_stream_id, error_code: c_int, error_text: *const c_char)>,
+    pub on_failed: Option<
+        unsafe extern "C" fn(arg: *mut c_void, id: brpc_stream_id, error_code: c_int, error_text: *const c_char),
+    >,
 }
 
 /// Runs once, on a worker, with 0 (writable), ETIMEDOUT or EINVAL (closed).
-pub type brpc_stream_writable_fn = Option<unsafe extern "C" fn(id: brpc_stream_id, arg: *mut c_void, error_code: c_int)>;
+pub type brpc_stream_writable_fn =
+    Option<unsafe extern "C" fn(id: brpc_stream_id, arg: *mut c_void, error_code: c_int)>;
 
 #[no_mangle]
 pub unsafe extern "C" fn brpc_stream_options_init(options: *mut brpc_stream_options) {
@@ -99,12 +106,18 @@ pub unsafe extern "C" fn brpc_stream_options_init(options: *mut brpc_stream_opti
 struct CHandler {
     arg: SendPtr,
     on_received_messages: Option<
-        unsafe extern "C" fn(arg: *mut c_void, id: brpc_stream_id, messages: *const brpc_stream_message, n: usize) -> c_int,
+        unsafe extern "C" fn(
+            arg: *mut c_void,
+            id: brpc_stream_id,
+            messages: *const brpc_stream_message,
+            n: usize,
+        ) -> c_int,
     >,
     on_idle_timeout: Option<unsafe extern "C" fn(arg: *mut c_void, id: brpc_stream_id)>,
     on_closed: Option<unsafe extern "C" fn(arg: *mut c_void, id: brpc_stream_id)>,
-    on_failed:
-        Option<unsafe extern "C" fn(arg: *mut c_void, id: brpc_stream_id, error_code: c_int, error_text: *const c_char)>,
+    on_failed: Option<
+        unsafe extern "C" fn(arg: *mut c_void, id: brpc_stream_id, error_code: c_int, error_text: *const c_char),
+    >,
 }
 
 impl StreamHandler for CHandler {

@@ -24,9 +24,7 @@ impl Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits {
-            max_body_size: Limits::DEFAULT_MAX_BODY_SIZE,
-        }
+        Limits { max_body_size: Limits::DEFAULT_MAX_BODY_SIZE }
     }
 }
 
@@ -56,13 +54,9 @@ pub enum DropReason {
 impl fmt::Display for DropReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            DropReason::MetaLargerThanBody {
-                meta_size,
-                body_size,
-            } => write!(
-                f,
-                "meta_size={meta_size} is bigger than body_size={body_size}"
-            ),
+            DropReason::MetaLargerThanBody { meta_size, body_size } => {
+                write!(f, "meta_size={meta_size} is bigger than body_size={body_size}")
+            }
         }
     }
 }
@@ -96,10 +90,7 @@ pub struct Cutter {
 
 impl Cutter {
     pub fn new(limits: Limits) -> Self {
-        Cutter {
-            limits,
-            failed: None,
-        }
+        Cutter { limits, failed: None }
     }
 
     pub fn limits(&self) -> Limits {
@@ -129,9 +120,7 @@ impl Cutter {
             if !Magic::could_start(prefix) {
                 return Cut::Fatal(unknown_magic(prefix));
             }
-            return Cut::NeedMore {
-                at_least: HEADER_LEN.saturating_sub(buf.len()),
-            };
+            return Cut::NeedMore { at_least: HEADER_LEN.saturating_sub(buf.len()) };
         };
         let Some(magic) = header.magic else {
             return Cut::Fatal(unknown_magic(&buf[..4]));
@@ -151,27 +140,18 @@ impl Cutter {
         }
         let frame_len = HEADER_LEN + body_size;
         if buf.len() < frame_len {
-            return Cut::NeedMore {
-                at_least: frame_len - buf.len(),
-            };
+            return Cut::NeedMore { at_least: frame_len - buf.len() };
         }
         let mut frame = buf.split_to(frame_len).freeze();
         if header.meta_size > header.body_size {
             return Cut::Dropped {
                 magic,
-                reason: DropReason::MetaLargerThanBody {
-                    meta_size: header.meta_size,
-                    body_size: header.body_size,
-                },
+                reason: DropReason::MetaLargerThanBody { meta_size: header.meta_size, body_size: header.body_size },
             };
         }
         let payload = frame.split_off(HEADER_LEN + header.meta_size as usize);
         let meta = frame.split_off(HEADER_LEN);
-        Cut::Frame(RawFrame {
-            magic,
-            meta,
-            payload,
-        })
+        Cut::Frame(RawFrame { magic, meta, payload })
     }
 }
 
@@ -179,9 +159,6 @@ fn unknown_magic(prefix: &[u8]) -> FatalError {
     FatalError {
         kind: FatalKind::UnknownMagic,
         code: libc::EINVAL,
-        text: format!(
-            "unknown message: magic {:?} is neither PRPC nor STRM",
-            prefix.escape_ascii().to_string()
-        ),
+        text: format!("unknown message: magic {:?} is neither PRPC nor STRM", prefix.escape_ascii().to_string()),
     }
 }

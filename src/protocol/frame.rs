@@ -60,8 +60,7 @@ pub(crate) struct Header {
 impl Header {
     /// `bytes` must hold at least [`RawFrame::HEADER_LEN`] bytes; `None` otherwise.
     pub(crate) fn parse(bytes: &[u8]) -> Option<Header> {
-        let header: &[u8; RawFrame::HEADER_LEN] =
-            bytes.get(..RawFrame::HEADER_LEN)?.try_into().ok()?;
+        let header: &[u8; RawFrame::HEADER_LEN] = bytes.get(..RawFrame::HEADER_LEN)?.try_into().ok()?;
         let [m0, m1, m2, m3, b0, b1, b2, b3, s0, s1, s2, s3] = *header;
         Some(Header {
             magic: Magic::from_bytes(&[m0, m1, m2, m3]),
@@ -92,25 +91,17 @@ impl RawFrame {
         let header = Header::parse(&bytes).ok_or_else(|| DecodeError::BadEmbeddedFrame {
             detail: format!("{} bytes cannot hold a header", bytes.len()),
         })?;
-        let magic = header.magic.ok_or_else(|| DecodeError::BadEmbeddedFrame {
-            detail: "unknown magic".to_string(),
-        })?;
+        let magic =
+            header.magic.ok_or_else(|| DecodeError::BadEmbeddedFrame { detail: "unknown magic".to_string() })?;
         let body_size = header.body_size as usize;
         let meta_size = header.meta_size as usize;
         if bytes.len() - RawFrame::HEADER_LEN != body_size || meta_size > body_size {
             return Err(DecodeError::BadEmbeddedFrame {
-                detail: format!(
-                    "body_size={body_size} meta_size={meta_size} in {} bytes",
-                    bytes.len()
-                ),
+                detail: format!("body_size={body_size} meta_size={meta_size} in {} bytes", bytes.len()),
             });
         }
         let meta_end = RawFrame::HEADER_LEN + meta_size;
-        Ok(RawFrame {
-            magic,
-            meta: bytes.slice(RawFrame::HEADER_LEN..meta_end),
-            payload: bytes.slice(meta_end..),
-        })
+        Ok(RawFrame { magic, meta: bytes.slice(RawFrame::HEADER_LEN..meta_end), payload: bytes.slice(meta_end..) })
     }
 
     /// The meta of a PRPC frame; fails for a STRM frame.
@@ -129,9 +120,7 @@ impl RawFrame {
         if self.magic == magic {
             Ok(())
         } else {
-            Err(DecodeError::WrongMagic {
-                expected: magic.name(),
-            })
+            Err(DecodeError::WrongMagic { expected: magic.name() })
         }
     }
 }
@@ -157,16 +146,9 @@ impl RpcMessage {
         let attachment_len = usize::try_from(attachment_size)
             .ok()
             .filter(|&len| len <= body.len())
-            .ok_or(DecodeError::BadAttachmentSize {
-                attachment_size,
-                payload_len: body.len(),
-            })?;
+            .ok_or(DecodeError::BadAttachmentSize { attachment_size, payload_len: body.len() })?;
         let split = body.len() - attachment_len;
-        Ok(RpcMessage {
-            payload: body.slice(..split),
-            attachment: body.slice(split..),
-            meta,
-        })
+        Ok(RpcMessage { payload: body.slice(..split), attachment: body.slice(split..), meta })
     }
 }
 
@@ -180,10 +162,7 @@ pub struct StreamFrame {
 impl StreamFrame {
     /// The stream layer logs an error here and drops the frame.
     pub fn decode(frame: &RawFrame) -> Result<StreamFrame, DecodeError> {
-        Ok(StreamFrame {
-            meta: frame.decode_stream()?,
-            payload: frame.payload.clone(),
-        })
+        Ok(StreamFrame { meta: frame.decode_stream()?, payload: frame.payload.clone() })
     }
 }
 
@@ -199,21 +178,13 @@ pub struct PackError {
 /// Appends the header and the encoded meta of a PRPC frame whose payload
 /// (attachment included) is `payload_len` bytes; the caller sends the
 /// payload after it, uncopied.
-pub fn pack_rpc_header(
-    out: &mut BytesMut,
-    meta: &RpcMeta,
-    payload_len: usize,
-) -> Result<(), PackError> {
+pub fn pack_rpc_header(out: &mut BytesMut, meta: &RpcMeta, payload_len: usize) -> Result<(), PackError> {
     pack_header(out, Magic::Rpc, meta, payload_len)
 }
 
 /// Appends the header and the encoded meta of a STRM frame whose payload
 /// is `payload_len` bytes.
-pub fn pack_stream_header(
-    out: &mut BytesMut,
-    meta: &StreamFrameMeta,
-    payload_len: usize,
-) -> Result<(), PackError> {
+pub fn pack_stream_header(out: &mut BytesMut, meta: &StreamFrameMeta, payload_len: usize) -> Result<(), PackError> {
     pack_header(out, Magic::Stream, meta, payload_len)
 }
 
@@ -227,22 +198,13 @@ pub fn pack_rpc(out: &mut BytesMut, meta: &RpcMeta, payload: &[u8]) -> Result<()
 
 /// A whole STRM frame in `out`, payload copied: for control frames
 /// (CLOSE, RST, FEEDBACK carry none) and tests.
-pub fn pack_stream(
-    out: &mut BytesMut,
-    meta: &StreamFrameMeta,
-    payload: &[u8],
-) -> Result<(), PackError> {
+pub fn pack_stream(out: &mut BytesMut, meta: &StreamFrameMeta, payload: &[u8]) -> Result<(), PackError> {
     pack_stream_header(out, meta, payload.len())?;
     out.extend_from_slice(payload);
     Ok(())
 }
 
-fn pack_header(
-    out: &mut BytesMut,
-    magic: Magic,
-    meta: &impl Message,
-    payload_len: usize,
-) -> Result<(), PackError> {
+fn pack_header(out: &mut BytesMut, magic: Magic, meta: &impl Message, payload_len: usize) -> Result<(), PackError> {
     let meta_len = meta.encoded_len();
     let sizes = meta_len
         .checked_add(payload_len)
@@ -250,10 +212,7 @@ fn pack_header(
     let Some((body_size, meta_size)) = sizes else {
         return Err(PackError {
             code: libc::EOVERFLOW,
-            text: format!(
-                "a {} body of {meta_len}+{payload_len} bytes does not fit in 32 bits",
-                magic.name()
-            ),
+            text: format!("a {} body of {meta_len}+{payload_len} bytes does not fit in 32 bits", magic.name()),
         });
     };
     out.reserve(RawFrame::HEADER_LEN + meta_len);
@@ -261,8 +220,6 @@ fn pack_header(
     out.put_u32(body_size);
     out.put_u32(meta_size);
     // A BytesMut grows on demand, so this only fails if memory is gone.
-    meta.encode(out).map_err(|e| PackError {
-        code: libc::ENOMEM,
-        text: format!("fail to encode the {} meta: {e}", magic.name()),
-    })
+    meta.encode(out)
+        .map_err(|e| PackError { code: libc::ENOMEM, text: format!("fail to encode the {} meta: {e}", magic.name()) })
 }

@@ -140,20 +140,11 @@ pub struct Feedback {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DecodeError {
     /// The meta bytes are not a valid protobuf of the expected message.
-    Malformed {
-        message: &'static str,
-        detail: String,
-    },
+    Malformed { message: &'static str, detail: String },
     /// A proto2 `required` field is absent.
-    MissingRequired {
-        message: &'static str,
-        field: &'static str,
-    },
+    MissingRequired { message: &'static str, field: &'static str },
     /// `attachment_size` is negative or larger than the payload.
-    BadAttachmentSize {
-        attachment_size: i32,
-        payload_len: usize,
-    },
+    BadAttachmentSize { attachment_size: i32, payload_len: usize },
     /// Asked for one framing, found the other (or none).
     WrongMagic { expected: &'static str },
     /// An embedded frame (the RPC response inside a STRM DATA frame) whose
@@ -170,13 +161,9 @@ impl fmt::Display for DecodeError {
             DecodeError::MissingRequired { message, field } => {
                 write!(f, "{message} lacks required field {field}")
             }
-            DecodeError::BadAttachmentSize {
-                attachment_size,
-                payload_len,
-            } => write!(
-                f,
-                "attachment_size={attachment_size} does not fit a payload of {payload_len} bytes"
-            ),
+            DecodeError::BadAttachmentSize { attachment_size, payload_len } => {
+                write!(f, "attachment_size={attachment_size} does not fit a payload of {payload_len} bytes")
+            }
             DecodeError::WrongMagic { expected } => write!(f, "not a {expected} frame"),
             DecodeError::BadEmbeddedFrame { detail } => {
                 write!(f, "bad embedded frame: {detail}")
@@ -189,10 +176,8 @@ impl std::error::Error for DecodeError {}
 
 /// Parses an `RpcMeta` and checks the required fields of its parts.
 pub fn decode_rpc_meta(bytes: Bytes) -> Result<RpcMeta, DecodeError> {
-    let meta = RpcMeta::decode(bytes).map_err(|e| DecodeError::Malformed {
-        message: "RpcMeta",
-        detail: e.to_string(),
-    })?;
+    let meta =
+        RpcMeta::decode(bytes).map_err(|e| DecodeError::Malformed { message: "RpcMeta", detail: e.to_string() })?;
     if let Some(request) = &meta.request {
         require(&request.service_name, "RpcRequestMeta", "service_name")?;
         require(&request.method_name, "RpcRequestMeta", "method_name")?;
@@ -205,24 +190,15 @@ pub fn decode_rpc_meta(bytes: Bytes) -> Result<RpcMeta, DecodeError> {
 
 /// Parses a `StreamFrameMeta` and checks that `stream_id` is present.
 pub fn decode_stream_meta(bytes: Bytes) -> Result<StreamFrameMeta, DecodeError> {
-    let meta = StreamFrameMeta::decode(bytes).map_err(|e| DecodeError::Malformed {
-        message: "StreamFrameMeta",
-        detail: e.to_string(),
-    })?;
+    let meta = StreamFrameMeta::decode(bytes)
+        .map_err(|e| DecodeError::Malformed { message: "StreamFrameMeta", detail: e.to_string() })?;
     require(&meta.stream_id, "StreamFrameMeta", "stream_id")?;
     Ok(meta)
 }
 
-fn require<T>(
-    field: &Option<T>,
-    message: &'static str,
-    name: &'static str,
-) -> Result<(), DecodeError> {
+fn require<T>(field: &Option<T>, message: &'static str, name: &'static str) -> Result<(), DecodeError> {
     match field {
         Some(_) => Ok(()),
-        None => Err(DecodeError::MissingRequired {
-            message,
-            field: name,
-        }),
+        None => Err(DecodeError::MissingRequired { message, field: name }),
     }
 }

@@ -15,8 +15,7 @@ use super::embedded_rpc;
 use crate::errno;
 use crate::id::{Id, Registry};
 use crate::protocol::{
-    pack_rpc_header, Cutter, FrameType, Limits, RpcMessage, RpcMeta, RpcRequestMeta, StreamFrame,
-    StreamSettings,
+    pack_rpc_header, Cutter, FrameType, Limits, RpcMessage, RpcMeta, RpcRequestMeta, StreamFrame, StreamSettings,
 };
 use crate::runtime::{timers, TimerId};
 use crate::socket::{log, Liveness, Socket, SocketId, SocketOptions, SocketRef, SocketUser};
@@ -175,7 +174,8 @@ impl Channel {
         if let Some(timeout) = timeout {
             let remote = self.inner.remote;
             let text = format!("Reached timeout={}ms @{}", timeout.as_millis(), remote);
-            let timer = timers().schedule(Instant::now() + timeout, Box::new(move || finish(id, Err((errno::ERPCTIMEDOUT, text)))));
+            let timer = timers()
+                .schedule(Instant::now() + timeout, Box::new(move || finish(id, Err((errno::ERPCTIMEDOUT, text)))));
             call.state.lock().timer = Some(timer);
         }
         send(id, &call);

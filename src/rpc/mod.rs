@@ -13,7 +13,6 @@ pub use client::{CallDone, CallOutcome, CallRequest, Channel, ChannelOptions};
 pub use controller::Controller;
 pub use server::{Handler, Server, ServerCall, ServerOptions};
 
-
 use std::net::{SocketAddr, ToSocketAddrs};
 
 use bytes::BytesMut;
@@ -25,12 +24,7 @@ use crate::socket::log;
 /// `localhost`), preferring IPv4 as brpc does.
 pub fn resolve(addr: &str) -> Result<SocketAddr, i32> {
     let addrs: Vec<SocketAddr> = addr.to_socket_addrs().map_err(|_| libc::EINVAL)?.collect();
-    addrs
-        .iter()
-        .find(|a| a.is_ipv4())
-        .or_else(|| addrs.first())
-        .copied()
-        .ok_or(libc::EINVAL)
+    addrs.iter().find(|a| a.is_ipv4()).or_else(|| addrs.first()).copied().ok_or(libc::EINVAL)
 }
 
 /// The RPC message a STRM DATA frame carries when it answers a call that set

@@ -13,8 +13,8 @@ use parking_lot::{Condvar, Mutex, RwLock};
 
 use crate::errno;
 use crate::protocol::{
-    pack_rpc_header, pack_stream_header, Cutter, FrameType, Limits, RawFrame, RpcMessage, RpcMeta,
-    RpcResponseMeta, StreamFrameMeta, StreamSettings,
+    pack_rpc_header, pack_stream_header, Cutter, FrameType, Limits, RawFrame, RpcMessage, RpcMeta, RpcResponseMeta,
+    StreamFrameMeta, StreamSettings,
 };
 use crate::runtime::{dispatcher, spawn, Interest, Token};
 use crate::socket::{log, Liveness, Socket, SocketId, SocketOptions, SocketUser};
@@ -215,9 +215,8 @@ impl ServerInner {
 
     fn handler(&self, service: &str, method: &str) -> Result<Handler, (i32, String)> {
         let services = self.services.read();
-        let methods = services
-            .get(service)
-            .ok_or_else(|| (errno::ENOSERVICE, format!("Fail to find service={service}")))?;
+        let methods =
+            services.get(service).ok_or_else(|| (errno::ENOSERVICE, format!("Fail to find service={service}")))?;
         methods
             .get(method)
             .cloned()
@@ -415,9 +414,11 @@ impl ServerConnection {
         if server.stopping.load(Ordering::Acquire) {
             return reject(socket, &request.meta, (errno::ELOGOFF, "Server is stopping".into()));
         }
-        let names = request.meta.request.as_ref().map(|r| {
-            (r.service_name.clone().unwrap_or_default(), r.method_name.clone().unwrap_or_default())
-        });
+        let names = request
+            .meta
+            .request
+            .as_ref()
+            .map(|r| (r.service_name.clone().unwrap_or_default(), r.method_name.clone().unwrap_or_default()));
         let (service, method) = names.unwrap_or_default();
         let handler = match server.handler(&service, &method) {
             Ok(handler) => handler,

@@ -202,11 +202,8 @@ impl Dispatcher {
 impl Running {
     fn start() -> Result<Running, i32> {
         let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).map_err(|errno| errno as i32)?;
-        let wake = EventFd::from_flags(EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK)
-            .map_err(|errno| errno as i32)?;
-        epoll
-            .add(&wake, EpollEvent::new(EpollFlags::EPOLLIN, WAKE_TOKEN))
-            .map_err(|errno| errno as i32)?;
+        let wake = EventFd::from_flags(EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK).map_err(|errno| errno as i32)?;
+        epoll.add(&wake, EpollEvent::new(EpollFlags::EPOLLIN, WAKE_TOKEN)).map_err(|errno| errno as i32)?;
         let event_loop = Arc::new(EventLoop {
             epoll,
             wake,
@@ -431,10 +428,7 @@ mod tests {
         let (handler, _events) = forwarding_handler();
         assert_eq!(dispatcher.register(-1, Interest::READ, Arc::clone(&handler)), Err(libc::EBADF));
         let token = dispatcher.register(server.as_raw_fd(), Interest::READ, Arc::clone(&handler)).unwrap();
-        assert_eq!(
-            dispatcher.register(server.as_raw_fd(), Interest::READ, Arc::clone(&handler)),
-            Err(libc::EEXIST)
-        );
+        assert_eq!(dispatcher.register(server.as_raw_fd(), Interest::READ, Arc::clone(&handler)), Err(libc::EEXIST));
         assert_eq!(dispatcher.registered(), 1);
         dispatcher.deregister(token, server.as_raw_fd());
         // A second deregister of the same token is a no-op.

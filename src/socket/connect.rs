@@ -50,11 +50,8 @@ pub fn tcp_connect(remote: SocketAddr, deadline: Option<Instant>, on_connect: On
     // fires at once waits for the registration it has to undo.
     let mut pending = attempt.pending.lock();
     let on_event = Arc::clone(&attempt);
-    let registered = dispatcher().register(
-        raw,
-        Interest::WRITE,
-        Arc::new(move |_events| on_event.finish_from_socket()),
-    );
+    let registered =
+        dispatcher().register(raw, Interest::WRITE, Arc::new(move |_events| on_event.finish_from_socket()));
     let token = match registered {
         Ok(token) => token,
         Err(code) => {

@@ -29,11 +29,11 @@ use parking_lot::Mutex;
 
 use crate::errno;
 use crate::id::{self, Registry};
-use crate::stats;
 use crate::runtime::{dispatcher, Interest, Token};
+use crate::stats;
 
-pub use liveness::Liveness;
 pub use chunks::Chunks;
+pub use liveness::Liveness;
 pub use write::{check_connected_and_keep_write, pending_attempts, ConnectData, WriteDone};
 use write::{ParkedWriter, WriteRequest};
 use write_queue::WriteQueue;

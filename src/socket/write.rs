@@ -19,9 +19,9 @@ use std::time::Instant;
 use nix::sys::socket::{sendmsg, MsgFlags, SockaddrStorage};
 use parking_lot::Mutex;
 
+use super::chunks::Chunks;
 use super::connect::{socket_error, tcp_connect};
 use super::write_queue::Owner;
-use super::chunks::Chunks;
 use super::{OutMessage, Socket, SocketRef, WriteOptions};
 use crate::errno;
 use crate::id::{self, Registry};
@@ -384,10 +384,7 @@ pub fn check_connected_and_keep_write(fd: RawFd, err: i32, data: ConnectData) ->
 fn complete_attempt(data: ConnectData, fd: RawFd, err: i32) -> Result<(), i32> {
     if fd < 0 || err != 0 {
         let code = if err != 0 { err } else { libc::ECONNRESET };
-        let text = format!(
-            "connection was not established (fd={fd}, err={err}: {})",
-            errno::describe(code)
-        );
+        let text = format!("connection was not established (fd={fd}, err={err}: {})", errno::describe(code));
         return resolve_attempt(data, fd, code, &text);
     }
     resolve_attempt(data, fd, 0, "")
@@ -431,11 +428,8 @@ fn adopt(socket: &Socket, fd: RawFd) {
         return;
     }
     let pending = socket_error(fd);
-    let usable = if pending != 0 {
-        Err(pending)
-    } else {
-        super::set_nonblocking(fd).and_then(|()| socket.liveness.apply(fd))
-    };
+    let usable =
+        if pending != 0 { Err(pending) } else { super::set_nonblocking(fd).and_then(|()| socket.liveness.apply(fd)) };
     if let Err(code) = usable {
         stats::CONNECT_FAILURES.inc();
         close_fd(fd);

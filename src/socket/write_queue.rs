@@ -77,10 +77,8 @@ impl<T> WriteQueue<T> {
     /// idle: the caller is then the only writer and must drain (possibly on
     /// another thread) until [`try_release`](Self::try_release) succeeds.
     pub fn push(&self, item: T) -> Option<Owner> {
-        let node = Box::into_raw(Box::new(Node {
-            item: UnsafeCell::new(Some(item)),
-            next: AtomicPtr::new(not_linked()),
-        }));
+        let node =
+            Box::into_raw(Box::new(Node { item: UnsafeCell::new(Some(item)), next: AtomicPtr::new(not_linked()) }));
         // Release publishes the node; Acquire, when the queue was idle,
         // orders us after the previous owner's release (and its writes to
         // `taken_up_to`).
@@ -168,15 +166,9 @@ impl<T> WriteQueue<T> {
         }
         // Reset before the CAS: the next owner may read it right after.
         // SAFETY: owner only.
-        self.taken_up_to
-            .with_mut(|cell| unsafe { *cell = ptr::null_mut() });
+        self.taken_up_to.with_mut(|cell| unsafe { *cell = ptr::null_mut() });
         // Release: the next owner (whose swap acquires null) sees the reset.
-        match self.head.compare_exchange(
-            marker,
-            ptr::null_mut(),
-            Ordering::Release,
-            Ordering::Relaxed,
-        ) {
+        match self.head.compare_exchange(marker, ptr::null_mut(), Ordering::Release, Ordering::Relaxed) {
             Ok(_) => {
                 // SAFETY: head no longer points at the marker and the nodes
                 // linking to it were taken: nothing reaches it.
@@ -297,8 +289,7 @@ mod tests {
         let queue = WriteQueue::new();
         let mut out = VecDeque::new();
         drain(&queue, queue.push(1).unwrap(), &mut out);
-        let owner =
-            std::thread::scope(|scope| scope.spawn(|| queue.push(2)).join().unwrap()).unwrap();
+        let owner = std::thread::scope(|scope| scope.spawn(|| queue.push(2)).join().unwrap()).unwrap();
         // Drained on another thread than the one that got the ownership.
         std::thread::scope(|scope| {
             scope.spawn(|| drain(&queue, owner, &mut out));
@@ -319,10 +310,7 @@ mod tests {
         mine.take_pending(&mut owner, &mut out);
         assert_eq!(out, [2]);
         assert!(mine.try_release(owner).is_ok());
-        assert!(
-            !theirs.is_idle(),
-            "their owner was consumed without releasing"
-        );
+        assert!(!theirs.is_idle(), "their owner was consumed without releasing");
     }
 
     #[test]
@@ -371,10 +359,7 @@ mod tests {
                             match queue.try_release(owner) {
                                 Ok(()) => break,
                                 Err(still) => {
-                                    assert_eq!(
-                                        owners.fetch_add(1, std::sync::atomic::Ordering::SeqCst),
-                                        0
-                                    );
+                                    assert_eq!(owners.fetch_add(1, std::sync::atomic::Ordering::SeqCst), 0);
                                     owner = still;
                                 }
                             }

@@ -11,8 +11,8 @@ use std::sync::Arc;
 use super::core::{find, Phase, StreamCore, CLOSE_TAG};
 use super::{frames, hosts, StreamId};
 use crate::errno;
-use crate::stats;
 use crate::socket::{Chunks, Socket, WriteOptions};
+use crate::stats;
 
 /// The code a stream's socket fails with when the stream closed normally.
 pub(super) const NORMAL_CLOSE: i32 = errno::ECLOSE;

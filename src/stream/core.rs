@@ -17,8 +17,10 @@ use super::receive::Receiver;
 use super::{StreamId, StreamOptions};
 use crate::errno;
 use crate::runtime::SerialExecutor;
+use crate::socket::{
+    check_connected_and_keep_write, ConnectData, Connection, OutMessage, Socket, SocketRef, SocketUser,
+};
 use crate::stats;
-use crate::socket::{check_connected_and_keep_write, ConnectData, Connection, OutMessage, Socket, SocketRef, SocketUser};
 
 /// Tag of the message that asks for a CLOSE frame after everything queued.
 pub(super) const CLOSE_TAG: u32 = 1;

@@ -74,12 +74,16 @@ impl Flow {
         let callbacks: Vec<OnWritable> = {
             let mut waiters = self.waiters.lock();
             self.wakeup.notify_all();
-            waiters.callbacks.drain().map(|(_, (callback, timer))| {
-                if let Some(timer) = timer {
-                    timers().cancel(timer);
-                }
-                callback
-            }).collect()
+            waiters
+                .callbacks
+                .drain()
+                .map(|(_, (callback, timer))| {
+                    if let Some(timer) = timer {
+                        timers().cancel(timer);
+                    }
+                    callback
+                })
+                .collect()
         };
         for callback in callbacks {
             run_on_worker(callback, code);
@@ -99,7 +103,8 @@ impl Flow {
             }
             match deadline {
                 Some(deadline) => {
-                    if self.wakeup.wait_until(&mut waiters, deadline).timed_out() && !self.writable() && !waiters.closed {
+                    if self.wakeup.wait_until(&mut waiters, deadline).timed_out() && !self.writable() && !waiters.closed
+                    {
                         return libc::ETIMEDOUT;
                     }
                 }

@@ -36,7 +36,8 @@ pub(super) fn close(remote: i64, local: i64) -> Result<Bytes, i32> {
 
 /// RST names only the stream it resets: the sender has none.
 pub(super) fn rst(remote: i64) -> Result<Bytes, i32> {
-    let meta = StreamFrameMeta { stream_id: Some(remote), frame_type: Some(FrameType::Rst as i32), ..Default::default() };
+    let meta =
+        StreamFrameMeta { stream_id: Some(remote), frame_type: Some(FrameType::Rst as i32), ..Default::default() };
     pack(&meta, 0)
 }
 
@@ -54,12 +55,7 @@ pub(super) fn feedback(remote: i64, local: i64, consumed: u64) -> Result<Bytes, 
 
 /// A whole DATA frame for one message: small messages are copied behind
 /// their header into one buffer, larger ones follow it uncopied.
-pub(super) fn data_message(
-    remote: i64,
-    local: i64,
-    parts: &[&[u8]],
-    owned: Option<&[Bytes]>,
-) -> Result<Chunks, i32> {
+pub(super) fn data_message(remote: i64, local: i64, parts: &[&[u8]], owned: Option<&[Bytes]>) -> Result<Chunks, i32> {
     let len: usize = parts.iter().map(|p| p.len()).sum();
     let header = data(remote, local, len)?;
     Ok(match owned {

@@ -38,7 +38,8 @@ pub fn on_frame(host: &Socket, frame: StreamFrame) {
     // A stream only takes frames from its own connection: an id that
     // names a stream elsewhere is, for this peer, a stream it does not have.
     let socket = Socket::address(id);
-    let found = socket.as_ref().and_then(|s| core_of(s)).filter(|core| core.host_id.load(Ordering::Acquire) == host.id());
+    let found =
+        socket.as_ref().and_then(|s| core_of(s)).filter(|core| core.host_id.load(Ordering::Acquire) == host.id());
     let (Some(socket), Some(core)) = (socket.as_ref(), found) else {
         return answer_unknown(host, &frame);
     };
