@@ -37,6 +37,19 @@ else
     echo "== not a git checkout: skipping the check that $header is committed and current"
 fi
 
+# The Rust code keeps the committed style (rustfmt.toml), where the
+# toolchain has rustfmt (rustup's default profile does; it cannot be
+# fetched here when missing).
+if cargo fmt --version >/dev/null 2>&1; then
+    echo "== cargo fmt --check"
+    if ! cargo fmt --check; then
+        echo "error: the Rust code is not formatted (diff above); run 'cargo fmt' and commit" >&2
+        exit 1
+    fi
+else
+    echo "== cargo fmt is not installed: skipping the format check"
+fi
+
 echo "== cargo test --release"
 cargo test --release
 
