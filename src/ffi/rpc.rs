@@ -600,14 +600,13 @@ pub unsafe extern "C" fn brpc_server_listen_port(server: *const brpc_server) -> 
     })
 }
 
-/// Stops accepting; requests from now on get `ELOGOFF`.
-#[no_mangle]
-pub unsafe extern "C" fn brpc_server_stop(server: *mut brpc_server) -> c_int {
+/// Runs `f` on a live server: 0, or `EINVAL` for NULL.
+unsafe fn with_server(server: *mut brpc_server, f: impl FnOnce(&Server)) -> c_int {
     guard(|| {
-        // SAFETY: a live server or NULL.
+        // SAFETY: a live server or NULL, per the caller.
         match unsafe { server.as_ref() } {
             Some(server) => {
-                server.inner.stop();
+                f(&server.inner);
                 0
             }
             None => libc::EINVAL,
@@ -615,19 +614,18 @@ pub unsafe extern "C" fn brpc_server_stop(server: *mut brpc_server) -> c_int {
     })
 }
 
+/// Stops accepting; requests from now on get `ELOGOFF`.
+#[no_mangle]
+pub unsafe extern "C" fn brpc_server_stop(server: *mut brpc_server) -> c_int {
+    // SAFETY: a live server or NULL.
+    unsafe { with_server(server, Server::stop) }
+}
+
 /// Waits for the calls in flight, then closes every connection.
 #[no_mangle]
 pub unsafe extern "C" fn brpc_server_join(server: *mut brpc_server) -> c_int {
-    guard(|| {
-        // SAFETY: a live server or NULL.
-        match unsafe { server.as_ref() } {
-            Some(server) => {
-                server.inner.join();
-                0
-            }
-            None => libc::EINVAL,
-        }
-    })
+    // SAFETY: a live server or NULL.
+    unsafe { with_server(server, Server::join) }
 }
 
 #[no_mangle]
