@@ -82,12 +82,20 @@ impl FaultPeer {
         let rng = Arc::new(Mutex::new(SplitMix(seed)));
         let acceptor = {
             let (stop, accepted, running) = (stop.clone(), accepted.clone(), running.clone());
+            // Non-blocking, so stopping never depends on a connection
+            // reaching the listener (a test may have taken loopback down).
+            listener.set_nonblocking(true).unwrap();
             std::thread::spawn(move || {
-                for conn in listener.incoming() {
-                    if stop.load(Ordering::Acquire) {
-                        return;
-                    }
-                    let Ok(conn) = conn else { continue };
+                while !stop.load(Ordering::Acquire) {
+                    let conn = match listener.accept() {
+                        Ok((conn, _)) => conn,
+                        Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {
+                            std::thread::sleep(Duration::from_millis(2));
+                            continue;
+                        }
+                        Err(_) => continue,
+                    };
+                    let _ = conn.set_nonblocking(false);
                     let n = accepted.fetch_add(1, Ordering::AcqRel);
                     let hold = match fault {
                         Fault::Silent => hold,
@@ -126,8 +134,6 @@ impl FaultPeer {
 impl Drop for FaultPeer {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Release);
-        // Wakes the acceptor, which sees `stop` and returns.
-        let _ = TcpStream::connect(self.address);
         if let Some(acceptor) = self.acceptor.take() {
             let _ = acceptor.join();
         }
