@@ -239,6 +239,35 @@ TEST(IOBufTest, PopFrontAndPopBackRemoveFromEachEnd) {
     EXPECT_EQ(0u, buf.backing_block_num());
 }
 
+TEST(IOBufTest, RemovingWholeBlocksFromEitherEndKeepsTheRestInOrder) {
+    butil::IOBuf buf = split_into_blocks({"ab", "cd", "ef", "gh"});
+    ASSERT_EQ(4u, buf.backing_block_num());
+    EXPECT_EQ(4u, buf.pop_front(4));
+    EXPECT_EQ("efgh", buf.to_string());
+    EXPECT_EQ(2u, buf.backing_block_num());
+    EXPECT_EQ(2u, buf.pop_back(2));
+    EXPECT_EQ("ef", buf.to_string());
+    EXPECT_EQ(1u, buf.backing_block_num());
+    butil::IOBuf front;
+    EXPECT_EQ(2u, buf.cutn(&front, 2));
+    EXPECT_TRUE(buf.empty());
+    EXPECT_EQ(0u, buf.backing_block_num());
+    EXPECT_EQ("ef", front.to_string());
+    buf.append(front);
+    buf.append(front);
+    EXPECT_EQ("efef", buf.to_string());
+    EXPECT_EQ(3u, buf.pop_back(3));
+    EXPECT_EQ("e", buf.to_string());
+
+    butil::IOBuf moved_from = split_into_blocks({"x", "y"});
+    butil::IOBuf moved_to(std::move(moved_from));
+    EXPECT_EQ("xy", moved_to.to_string());
+    EXPECT_TRUE(moved_from.empty());
+    EXPECT_EQ(0u, moved_from.backing_block_num());
+    moved_from.append("z");
+    EXPECT_EQ("z", moved_from.to_string());
+}
+
 TEST(IOBufTest, CopyToReadsFromAPositionWithoutRemoving) {
     butil::IOBuf buf = split_into_blocks({"0123", "4567", "89"});
     char out[16] = {};

@@ -189,7 +189,7 @@ public:
     // Shares other's bytes.
     void append(const IOBuf& other) {
         if (&other == this) {
-            const std::vector<Ref> same(refs_);
+            const RefList same(refs_);
             for (size_t i = 0; i < same.size(); ++i) {
                 push_ref(same[i]);
             }
@@ -252,7 +252,7 @@ public:
             out->push_ref(std::move(refs_[whole]));
             ++whole;
         }
-        refs_.erase(refs_.begin(), refs_.begin() + static_cast<std::ptrdiff_t>(whole));
+        refs_.erase_front(whole);
         if (left > 0) {
             Ref part = refs_.front();
             part.length = left;
@@ -290,7 +290,7 @@ public:
             left -= refs_[whole].length;
             ++whole;
         }
-        refs_.erase(refs_.begin(), refs_.begin() + static_cast<std::ptrdiff_t>(whole));
+        refs_.erase_front(whole);
         if (left > 0) {
             refs_.front().offset += left;
             refs_.front().length -= left;
@@ -471,6 +471,79 @@ private:
         size_t length;
     };
 
+    // The references, the first kept inline: most IOBufs (a received
+    // message, a small request) have one, so making one allocates no list.
+    class RefList {
+    public:
+        RefList() : first_(), has_first_(false) {}
+        RefList(const RefList&) = default;
+        RefList& operator=(const RefList&) = default;
+        RefList(RefList&& other) noexcept
+            : first_(std::move(other.first_)), rest_(std::move(other.rest_)), has_first_(other.has_first_) {
+            other.clear();
+        }
+        RefList& operator=(RefList&& other) noexcept {
+            if (this != &other) {
+                first_ = std::move(other.first_);
+                rest_ = std::move(other.rest_);
+                has_first_ = other.has_first_;
+                other.clear();
+            }
+            return *this;
+        }
+
+        size_t size() const { return has_first_ ? 1 + rest_.size() : 0; }
+        bool empty() const { return !has_first_; }
+        Ref& operator[](size_t i) { return i == 0 ? first_ : rest_[i - 1]; }
+        const Ref& operator[](size_t i) const { return i == 0 ? first_ : rest_[i - 1]; }
+        Ref& front() { return first_; }
+        Ref& back() { return rest_.empty() ? first_ : rest_.back(); }
+        const Ref& back() const { return rest_.empty() ? first_ : rest_.back(); }
+
+        void push_back(Ref ref) {
+            if (has_first_) {
+                rest_.push_back(std::move(ref));
+            } else {
+                first_ = std::move(ref);
+                has_first_ = true;
+            }
+        }
+        void pop_back() {
+            if (!rest_.empty()) {
+                rest_.pop_back();
+            } else {
+                clear();
+            }
+        }
+        // Removes the first `n` references (all when n >= size()).
+        void erase_front(size_t n) {
+            if (n == 0) {
+                return;
+            }
+            if (n >= size()) {
+                clear();
+                return;
+            }
+            first_ = std::move(rest_[n - 1]);
+            rest_.erase(rest_.begin(), rest_.begin() + static_cast<std::ptrdiff_t>(n));
+        }
+        void clear() {
+            first_ = Ref();
+            rest_.clear();
+            has_first_ = false;
+        }
+        void swap(RefList& other) {
+            std::swap(first_, other.first_);
+            rest_.swap(other.rest_);
+            std::swap(has_first_, other.has_first_);
+        }
+
+    private:
+        Ref first_;
+        std::vector<Ref> rest_;
+        bool has_first_;
+    };
+
     // The tail block when this IOBuf may write into it: its only owner is
     // this IOBuf, the tail reference ends where the written bytes end, and
     // it has room.
@@ -532,7 +605,7 @@ private:
     }
 
     // Invariant: no reference is empty, and length_ is the sum of their lengths.
-    std::vector<Ref> refs_;
+    RefList refs_;
     size_t length_;
 };
 

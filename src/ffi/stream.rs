@@ -267,18 +267,30 @@ pub unsafe extern "C" fn brpc_stream_write(
     write_in_background: bool,
 ) -> c_int {
     guard(|| {
-        let mut parts: Vec<&[u8]> = Vec::new();
-        if !iov.is_null() && iovcnt > 0 {
+        let iovs = match (iov.is_null(), usize::try_from(iovcnt)) {
             // SAFETY: `iovcnt` readable iovecs with readable buffers, valid
             // for the duration of the call (the bytes are copied).
-            let iovs = unsafe { std::slice::from_raw_parts(iov, iovcnt as usize) };
-            parts.extend(
-                iovs.iter()
-                    .filter(|v| !v.iov_base.is_null() && v.iov_len > 0)
-                    .map(|v| unsafe { std::slice::from_raw_parts(v.iov_base as *const u8, v.iov_len) }),
-            );
-        }
-        match stream::write_parts(id, &parts, write_in_background) {
+            (false, Ok(count)) => unsafe { std::slice::from_raw_parts(iov, count) },
+            _ => &[],
+        };
+        let parts = iovs
+            .iter()
+            .filter(|v| !v.iov_base.is_null() && v.iov_len > 0)
+            .map(|v| unsafe { std::slice::from_raw_parts(v.iov_base as *const u8, v.iov_len) });
+        // The usual message is a block or two: no list allocated for it.
+        const INLINE_PARTS: usize = 8;
+        let written = if iovs.len() <= INLINE_PARTS {
+            let mut inline: [&[u8]; INLINE_PARTS] = [&[]; INLINE_PARTS];
+            let mut count = 0;
+            for (slot, part) in inline.iter_mut().zip(parts) {
+                *slot = part;
+                count += 1;
+            }
+            stream::write_parts(id, &inline[..count], write_in_background)
+        } else {
+            stream::write_parts(id, &parts.collect::<Vec<_>>(), write_in_background)
+        };
+        match written {
             Ok(()) => 0,
             Err(code) => code,
         }

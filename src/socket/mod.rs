@@ -35,7 +35,7 @@ use crate::stats;
 pub use chunks::Chunks;
 pub use liveness::Liveness;
 pub use write::{check_connected_and_keep_write, pending_attempts, ConnectData, WriteDone};
-use write::{ParkedWriter, WriteRequest};
+use write::{Burst, ParkedWriter, WriteRequest};
 use write_queue::WriteQueue;
 
 pub type SocketId = id::Id;
@@ -132,26 +132,6 @@ pub struct Socket {
     /// Data writes queued and not yet sent or dropped.
     writes_in_flight: std::sync::atomic::AtomicU64,
     burst: Burst,
-}
-
-/// Tells a burst of writes (the previous one came less than
-/// [`Burst::WINDOW`] ago) from sparse ones, so a burst is written in
-/// batches by a worker while a lone request still leaves from the writer's
-/// own thread without a hand-off.
-#[derive(Default)]
-struct Burst {
-    last_write_ns: std::sync::atomic::AtomicU64,
-}
-
-impl Burst {
-    const WINDOW: Duration = Duration::from_micros(20);
-
-    fn follows_closely(&self) -> bool {
-        static EPOCH: LazyLock<std::time::Instant> = LazyLock::new(std::time::Instant::now);
-        let now = EPOCH.elapsed().as_nanos() as u64;
-        let last = self.last_write_ns.swap(now, Ordering::Relaxed);
-        now.saturating_sub(last) < Self::WINDOW.as_nanos() as u64
-    }
 }
 
 impl Socket {

@@ -33,6 +33,55 @@ use crate::stats;
 /// library thread and must not block.
 pub type WriteDone = Box<dyn FnOnce(i32) + Send>;
 
+/// Tells a burst (one thread writing again less than [`Burst::WINDOW`]
+/// after its previous write to the socket returned) from sparse writes, so a
+/// burst is written in batches by a worker while a lone request still leaves
+/// from the writer's own thread without a hand-off. The gap is measured from
+/// the previous write's return, not its start: a slow inline write must not
+/// hide that its writer is back at once. Writes from different threads in
+/// quick succession are no burst: each finds the queue owned (and returns at
+/// once) or idle (and a hand-off would only add a wake-up).
+#[derive(Default)]
+pub(super) struct Burst {
+    /// The previous write's return: ns since [`BURST_EPOCH`] (low 48 bits)
+    /// above the writing thread's tag (16 bits).
+    last_write: std::sync::atomic::AtomicU64,
+}
+
+static BURST_EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
+
+impl Burst {
+    const WINDOW: std::time::Duration = std::time::Duration::from_micros(20);
+    const TAG_BITS: u32 = 16;
+
+    fn stamp() -> u64 {
+        thread_local! {
+            static TAG: u64 = {
+                static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+                NEXT.fetch_add(1, Ordering::Relaxed) & ((1 << Burst::TAG_BITS) - 1)
+            };
+        }
+        let now = BURST_EPOCH.elapsed().as_nanos() as u64;
+        now << Self::TAG_BITS | TAG.with(|tag| *tag)
+    }
+
+    /// Whether this write follows this thread's previous one closely; it
+    /// counts as returned now until [`Burst::returned`] says otherwise.
+    fn follows_closely(&self) -> bool {
+        let now = Self::stamp();
+        let last = self.last_write.swap(now, Ordering::Relaxed);
+        let tag_mask = (1 << Self::TAG_BITS) - 1;
+        // Wrapping: after 2^48 ns (3 days) one pair may be misjudged, harmlessly.
+        let since = (now & !tag_mask).wrapping_sub(last & !tag_mask) >> Self::TAG_BITS;
+        last & tag_mask == now & tag_mask && since < Self::WINDOW.as_nanos() as u64
+    }
+
+    /// The write this thread made inline returned.
+    fn returned(&self) {
+        self.last_write.store(Self::stamp(), Ordering::Relaxed);
+    }
+}
+
 /// At most this many buffers go into one sendmsg.
 const MAX_IOVECS: usize = 256;
 
@@ -153,6 +202,9 @@ impl Socket {
         let Some(owner) = self.queue.push(request) else { return Ok(()) };
         if !options.background && !in_burst {
             drain(self, owner, VecDeque::new());
+            if self.owns_fd() {
+                self.burst.returned();
+            }
             return Ok(());
         }
         match Socket::address_failed_as_well(self.id) {
@@ -452,4 +504,39 @@ fn close_fd(fd: RawFd) {
 /// The number of connection attempts not yet resolved and released.
 pub fn pending_attempts() -> usize {
     ATTEMPTS.live()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Burst;
+    use std::time::Duration;
+
+    #[test]
+    fn a_thread_writing_again_at_once_is_a_burst() {
+        let burst = Burst::default();
+        // Retried: a preemption between two calls may stretch one gap.
+        let seen = (0..100).any(|_| {
+            burst.returned();
+            burst.follows_closely()
+        });
+        assert!(seen, "immediate rewrites were never seen as a burst");
+    }
+
+    #[test]
+    fn a_write_after_a_pause_is_no_burst() {
+        let burst = Burst::default();
+        burst.returned();
+        std::thread::sleep(Duration::from_millis(2));
+        assert!(!burst.follows_closely());
+    }
+
+    #[test]
+    fn writes_from_different_threads_are_no_burst() {
+        let burst = Burst::default();
+        for _ in 0..100 {
+            burst.returned();
+            let other = std::thread::scope(|scope| scope.spawn(|| burst.follows_closely()).join());
+            assert!(!other.unwrap(), "another thread's write counted as this thread's burst");
+        }
+    }
 }

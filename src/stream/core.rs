@@ -259,7 +259,7 @@ impl Connection for StreamCore {
                 break;
             }
             let len: usize = message.chunks.iter().map(Bytes::len).sum();
-            small.extend_from_slice(&frames::data(remote, local, len)?);
+            frames::append_data_header(&mut small, remote, local, len)?;
             if len <= frames::COPY_LIMIT {
                 message.chunks.iter().for_each(|c| small.extend_from_slice(c));
             } else {

@@ -3,7 +3,9 @@
 
 use bytes::{Bytes, BytesMut};
 
-use crate::protocol::{pack_stream_header, Feedback, FrameType, StreamFrameMeta};
+use prost::Message;
+
+use crate::protocol::{pack_stream_header, Feedback, FrameType, RawFrame, StreamFrameMeta};
 use crate::socket::Chunks;
 
 fn pack(meta: &StreamFrameMeta, payload_len: usize) -> Result<Bytes, i32> {
@@ -12,16 +14,20 @@ fn pack(meta: &StreamFrameMeta, payload_len: usize) -> Result<Bytes, i32> {
     Ok(out.freeze())
 }
 
-/// The header and meta of a DATA frame; the message follows it uncopied.
-pub(super) fn data(remote: i64, local: i64, payload_len: usize) -> Result<Bytes, i32> {
-    let meta = StreamFrameMeta {
+fn data_meta(remote: i64, local: i64) -> StreamFrameMeta {
+    StreamFrameMeta {
         stream_id: Some(remote),
         source_stream_id: Some(local),
         frame_type: Some(FrameType::Data as i32),
         has_continuation: Some(false),
         feedback: None,
-    };
-    pack(&meta, payload_len)
+    }
+}
+
+/// Appends the header and meta of a DATA frame whose message of
+/// `payload_len` bytes is to follow.
+pub(super) fn append_data_header(out: &mut BytesMut, remote: i64, local: i64, payload_len: usize) -> Result<(), i32> {
+    pack_stream_header(out, &data_meta(remote, local), payload_len).map_err(|e| e.code)
 }
 
 pub(super) fn close(remote: i64, local: i64) -> Result<Bytes, i32> {
@@ -57,17 +63,21 @@ pub(super) fn feedback(remote: i64, local: i64, consumed: u64) -> Result<Bytes, 
 /// their header into one buffer, larger ones follow it uncopied.
 pub(super) fn data_message(remote: i64, local: i64, parts: &[&[u8]], owned: Option<&[Bytes]>) -> Result<Chunks, i32> {
     let len: usize = parts.iter().map(|p| p.len()).sum();
-    let header = data(remote, local, len)?;
     Ok(match owned {
         Some(payload) if len > COPY_LIMIT => {
+            let mut header = BytesMut::new();
+            append_data_header(&mut header, remote, local, len)?;
             let mut chunks = Vec::with_capacity(1 + payload.len());
-            chunks.push(header);
+            chunks.push(header.freeze());
             chunks.extend(payload.iter().cloned());
             Chunks::from(chunks)
         }
         _ => {
-            let mut frame = BytesMut::with_capacity(header.len() + len);
-            frame.extend_from_slice(&header);
+            let meta = data_meta(remote, local);
+            // Exactly the frame's size: freezing a full buffer allocates
+            // nothing more, so a small frame costs one allocation.
+            let mut frame = BytesMut::with_capacity(RawFrame::HEADER_LEN + meta.encoded_len() + len);
+            pack_stream_header(&mut frame, &meta, len).map_err(|e| e.code)?;
             parts.iter().for_each(|p| frame.extend_from_slice(p));
             Chunks::One(frame.freeze())
         }

@@ -75,7 +75,9 @@ fn answer_unknown(host: &Socket, frame: &StreamFrame) {
 fn on_data(socket: &Socket, core: &StreamCore, payload: Bytes, continues: bool) {
     let start = {
         let mut receiver = core.receiver.lock();
-        receiver.last_data = Some(Instant::now());
+        if core.options.idle_timeout.is_some() {
+            receiver.last_data = Some(Instant::now());
+        }
         if too_large(&receiver, &payload) {
             drop(receiver);
             let text = "a message in DATA segments grew past the 64 MiB body limit";
