@@ -67,7 +67,8 @@ fn deliver(socket: &Socket, buf: &mut BytesMut) -> bool {
     if buf.is_empty() {
         return true;
     }
-    match user.on_input(socket, buf) {
+    // What the input makes this thread write leaves once it is handled.
+    match super::write::while_handling_input(|| user.on_input(socket, buf)) {
         Ok(()) => true,
         Err((code, text)) => {
             socket.set_failed(code, &text);

@@ -8,7 +8,10 @@
 //! the next EPOLLOUT edge. A socket that is not connected parks its owner in
 //! a connection attempt instead. Failing the socket takes a parked owner
 //! wherever it is and fails its writes, so no write is ever left waiting.
+//! Writes the dispatcher makes while handling input are held until that
+//! input is handled, then leave together ([`while_handling_input`]).
 
+use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::io::IoSlice;
 use std::os::fd::{AsRawFd, IntoRawFd, RawFd};
@@ -166,10 +169,14 @@ impl Socket {
     }
 
     /// Queues `chunks` as one write, in order after every write queued before
-    /// it by any thread. The writing thread writes into the fd itself unless a
-    /// burst is under way (writes following each other closely): then a
-    /// worker drains the queue, so many messages leave per syscall. `done` (if any) runs exactly once, also when this
-    /// returns an error (a failed socket takes no writes: `EFAILEDSOCKET`).
+    /// it by any thread. The writing thread writes into the fd itself, except
+    /// - in a burst (this thread wrote to the socket a moment ago): a worker
+    ///   drains the queue, so many messages leave per syscall;
+    /// - while the thread handles a socket's input (the dispatcher): the
+    ///   write leaves once that input is handled, with the others it caused.
+    ///
+    /// `done` (if any) runs exactly once, also when this returns an error (a
+    /// failed socket takes no writes: `EFAILEDSOCKET`).
     pub fn write(&self, chunks: impl Into<Chunks>, done: Option<WriteDone>) -> Result<(), i32> {
         self.write_with(chunks, WriteOptions::default(), done)
     }
@@ -200,6 +207,13 @@ impl Socket {
         }
         let in_burst = self.owns_fd() && self.burst.follows_closely();
         let Some(owner) = self.queue.push(request) else { return Ok(()) };
+        let owner = match options.background || !self.owns_fd() {
+            true => owner,
+            false => match held_until_input_handled(self, owner) {
+                Some(owner) => owner,
+                None => return Ok(()),
+            },
+        };
         if !options.background && !in_burst {
             drain(self, owner, VecDeque::new());
             if self.owns_fd() {
@@ -220,6 +234,49 @@ impl Socket {
         }
         Ok(())
     }
+}
+
+thread_local! {
+    /// Queue owners whose writes were started while this thread handled a
+    /// socket's input (see [`while_handling_input`]); `None` otherwise.
+    static HELD: RefCell<Option<Vec<(SocketRef, Owner)>>> = const { RefCell::new(None) };
+}
+
+/// Runs `handle_input` (the dispatcher handling what one read brought) with
+/// the writes it starts held back, then writes them when it returns, also
+/// when it panics. Answers to many frames of one read (CLOSE for CLOSE, RST
+/// for unknown streams) then leave in one sendmsg per connection instead of
+/// one each, and the dispatcher never wakes a worker to write them.
+pub(super) fn while_handling_input<R>(handle_input: impl FnOnce() -> R) -> R {
+    struct Flush(Option<Vec<(SocketRef, Owner)>>);
+    impl Drop for Flush {
+        fn drop(&mut self) {
+            let held = HELD.with(|held| held.try_borrow_mut().ok().and_then(|mut held| held.take()));
+            let _ = HELD.with(|slot| slot.try_borrow_mut().map(|mut slot| *slot = self.0.take()));
+            for (socket, owner) in held.into_iter().flatten() {
+                drain(&socket, owner, VecDeque::new());
+            }
+        }
+    }
+    let outer = HELD.with(|held| held.try_borrow_mut().ok().and_then(|mut held| held.replace(Vec::new())));
+    let _flush = Flush(outer);
+    handle_input()
+}
+
+/// Holds `owner` for the write at the end of the input this thread is
+/// handling; gives it back when the thread handles none.
+fn held_until_input_handled(socket: &Socket, owner: Owner) -> Option<Owner> {
+    HELD.with(|held| {
+        let Ok(mut held) = held.try_borrow_mut() else { return Some(owner) };
+        let Some(list) = held.as_mut() else { return Some(owner) };
+        match Socket::address_failed_as_well(socket.id) {
+            Some(socket) => {
+                list.push((socket, owner));
+                None
+            }
+            None => Some(owner),
+        }
+    })
 }
 
 enum Flush {
@@ -508,8 +565,64 @@ pub fn pending_attempts() -> usize {
 
 #[cfg(test)]
 mod tests {
-    use super::Burst;
+    use super::{while_handling_input, Burst};
+    use crate::socket::{Socket, SocketOptions};
+    use std::io::Read;
+    use std::net::{TcpListener, TcpStream};
     use std::time::Duration;
+
+    /// A socket on one end of a loopback connection, and the other end.
+    fn connected_socket() -> (crate::socket::SocketRef, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let ours = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (peer, _) = listener.accept().unwrap();
+        peer.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let id = Socket::create(SocketOptions { fd: Some(ours.into()), ..Default::default() }).unwrap();
+        (Socket::address(id).unwrap(), peer)
+    }
+
+    fn nothing_readable(peer: &TcpStream) -> bool {
+        peer.set_nonblocking(true).unwrap();
+        let empty = matches!((&*peer).read(&mut [0u8; 16]), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock);
+        peer.set_nonblocking(false).unwrap();
+        empty
+    }
+
+    fn read_exactly(mut peer: &TcpStream, n: usize) -> Vec<u8> {
+        let mut got = vec![0u8; n];
+        peer.read_exact(&mut got).unwrap();
+        got
+    }
+
+    #[test]
+    fn writes_made_while_handling_input_leave_when_it_is_handled() {
+        let (socket, peer) = connected_socket();
+        while_handling_input(|| {
+            socket.write(bytes::Bytes::from_static(b"one,"), None).unwrap();
+            socket.write(bytes::Bytes::from_static(b"two"), None).unwrap();
+            std::thread::sleep(Duration::from_millis(20));
+            assert!(nothing_readable(&peer), "a held write left before the input was handled");
+        });
+        assert_eq!(read_exactly(&peer, 7), b"one,two");
+        socket.set_failed(crate::errno::ECLOSE, "test over");
+    }
+
+    #[test]
+    fn held_writes_leave_even_when_handling_input_panics() {
+        let (socket, peer) = connected_socket();
+        let handled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            while_handling_input(|| {
+                socket.write(bytes::Bytes::from_static(b"kept"), None).unwrap();
+                panic!("deliberate test panic while handling input");
+            })
+        }));
+        assert!(handled.is_err());
+        assert_eq!(read_exactly(&peer, 4), b"kept");
+        // Nothing is held any more: the next write leaves at once.
+        socket.write(bytes::Bytes::from_static(b"!"), None).unwrap();
+        assert_eq!(read_exactly(&peer, 1), b"!");
+        socket.set_failed(crate::errno::ECLOSE, "test over");
+    }
 
     #[test]
     fn a_thread_writing_again_at_once_is_a_burst() {
