@@ -37,13 +37,14 @@ use crate::stats;
 pub type WriteDone = Box<dyn FnOnce(i32) + Send>;
 
 /// Tells a burst (one thread writing again less than [`Burst::WINDOW`]
-/// after its previous write to the socket returned) from sparse writes, so a
-/// burst is written in batches by a worker while a lone request still leaves
-/// from the writer's own thread without a hand-off. The gap is measured from
-/// the previous write's return, not its start: a slow inline write must not
-/// hide that its writer is back at once. Writes from different threads in
-/// quick succession are no burst: each finds the queue owned (and returns at
-/// once) or idle (and a hand-off would only add a wake-up).
+/// after its previous write to the socket returned, and not a large write)
+/// from sparse writes, so a burst is written in batches by a worker while a
+/// lone request still leaves from the writer's own thread without a
+/// hand-off. The gap is measured from the previous write's return, not its
+/// start: a slow inline write must not hide that its writer is back at once.
+/// Writes from different threads in quick succession are no burst: each
+/// finds the queue owned (and returns at once) or idle (and a hand-off would
+/// only add a wake-up).
 #[derive(Default)]
 pub(super) struct Burst {
     /// The previous write's return: ns since [`BURST_EPOCH`] (low 48 bits)
@@ -55,6 +56,9 @@ static BURST_EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
 
 impl Burst {
     const WINDOW: std::time::Duration = std::time::Duration::from_micros(20);
+    /// A write this large fills a syscall by itself: handing it to a worker
+    /// would only add a wake-up, so it always leaves from its writer.
+    const BATCH_BY_ITSELF: usize = 64 * 1024;
     const TAG_BITS: u32 = 16;
 
     fn stamp() -> u64 {
@@ -205,7 +209,7 @@ impl Socket {
             }
             return Err(errno::EFAILEDSOCKET);
         }
-        let in_burst = self.owns_fd() && self.burst.follows_closely();
+        let in_burst = self.owns_fd() && request.chunks.len() < Burst::BATCH_BY_ITSELF && self.burst.follows_closely();
         let Some(owner) = self.queue.push(request) else { return Ok(()) };
         let owner = match options.background || !self.owns_fd() {
             true => owner,
