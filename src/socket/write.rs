@@ -209,22 +209,31 @@ impl Socket {
             }
             return Err(errno::EFAILEDSOCKET);
         }
-        let in_burst = self.owns_fd() && request.chunks.len() < Burst::BATCH_BY_ITSELF && self.burst.follows_closely();
+        let own_fd = self.owns_fd();
+        // Stamped by every write, owner or not, so a writer that keeps
+        // finding the queue owned is still seen as bursting.
+        let in_burst = own_fd && request.chunks.len() < Burst::BATCH_BY_ITSELF && self.burst.follows_closely();
         let Some(owner) = self.queue.push(request) else { return Ok(()) };
-        let owner = match options.background || !self.owns_fd() {
-            true => owner,
-            false => match held_until_input_handled(self, owner) {
-                Some(owner) => owner,
-                None => return Ok(()),
-            },
-        };
-        if !options.background && !in_burst {
-            drain(self, owner, VecDeque::new());
-            if self.owns_fd() {
-                self.burst.returned();
-            }
+        if options.background {
+            self.hand_off(owner);
             return Ok(());
         }
+        if !own_fd {
+            drain(self, owner, VecDeque::new());
+            return Ok(());
+        }
+        let Some(owner) = held_until_input_handled(self, owner) else { return Ok(()) };
+        if in_burst {
+            self.hand_off(owner);
+        } else {
+            drain(self, owner, VecDeque::new());
+            self.burst.returned();
+        }
+        Ok(())
+    }
+
+    /// A worker drains the queue for `owner`.
+    fn hand_off(&self, owner: Owner) {
         match Socket::address_failed_as_well(self.id) {
             Some(socket) => {
                 let writer = ParkedWriter { owner, batch: VecDeque::new() };
@@ -236,7 +245,6 @@ impl Socket {
             }
             None => drain(self, owner, VecDeque::new()),
         }
-        Ok(())
     }
 }
 
@@ -252,35 +260,44 @@ thread_local! {
 /// for unknown streams) then leave in one sendmsg per connection instead of
 /// one each, and the dispatcher never wakes a worker to write them.
 pub(super) fn while_handling_input<R>(handle_input: impl FnOnce() -> R) -> R {
-    struct Flush(Option<Vec<(SocketRef, Owner)>>);
-    impl Drop for Flush {
+    /// Puts the outer state back and writes what was held, also on unwind.
+    struct WriteHeld {
+        outer: Option<Vec<(SocketRef, Owner)>>,
+    }
+    impl Drop for WriteHeld {
         fn drop(&mut self) {
-            let held = HELD.with(|held| held.try_borrow_mut().ok().and_then(|mut held| held.take()));
-            let _ = HELD.with(|slot| slot.try_borrow_mut().map(|mut slot| *slot = self.0.take()));
+            let outer = self.outer.take();
+            let held = swap_held(outer);
             for (socket, owner) in held.into_iter().flatten() {
                 drain(&socket, owner, VecDeque::new());
             }
         }
     }
-    let outer = HELD.with(|held| held.try_borrow_mut().ok().and_then(|mut held| held.replace(Vec::new())));
-    let _flush = Flush(outer);
+    let _write_held = WriteHeld { outer: swap_held(Some(Vec::new())) };
     handle_input()
+}
+
+/// Replaces this thread's held owners, returning what was there.
+fn swap_held(with: Option<Vec<(SocketRef, Owner)>>) -> Option<Vec<(SocketRef, Owner)>> {
+    HELD.try_with(|held| held.try_borrow_mut().ok().and_then(|mut held| std::mem::replace(&mut *held, with)))
+        .ok()
+        .flatten()
 }
 
 /// Holds `owner` for the write at the end of the input this thread is
 /// handling; gives it back when the thread handles none.
 fn held_until_input_handled(socket: &Socket, owner: Owner) -> Option<Owner> {
-    HELD.with(|held| {
-        let Ok(mut held) = held.try_borrow_mut() else { return Some(owner) };
-        let Some(list) = held.as_mut() else { return Some(owner) };
-        match Socket::address_failed_as_well(socket.id) {
-            Some(socket) => {
-                list.push((socket, owner));
-                None
-            }
-            None => Some(owner),
+    let holding = HELD.try_with(|held| held.try_borrow().is_ok_and(|held| held.is_some())).unwrap_or(false);
+    let Some(holder) = holding.then(|| Socket::address_failed_as_well(socket.id)).flatten() else {
+        return Some(owner);
+    };
+    let mut owner = Some(owner);
+    let _ = HELD.try_with(|held| {
+        if let Some(list) = held.try_borrow_mut().ok().as_mut().and_then(|held| held.as_mut()) {
+            list.extend(owner.take().map(|owner| (holder, owner)));
         }
-    })
+    });
+    owner
 }
 
 enum Flush {
