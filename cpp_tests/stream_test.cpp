@@ -660,6 +660,18 @@ TEST(Stream, CreateIntoANonEmptyStreamIdsFails) {
     EXPECT_EQ(-1, brpc::StreamCreate(NULL, cntl, NULL));
 }
 
+TEST(Stream, CreatingMoreStreamsThanACallMaySetUpFails) {
+    brpc::Controller cntl;
+    brpc::StreamIds ids;
+    EXPECT_EQ(-1, brpc::StreamCreate(ids, BRPC_MAX_STREAMS_PER_CALL + 1, cntl, NULL));
+    EXPECT_TRUE(ids.empty());
+    EXPECT_EQ(0, brpc::StreamCreate(ids, BRPC_MAX_STREAMS_PER_CALL, cntl, NULL));
+    EXPECT_EQ((size_t)BRPC_MAX_STREAMS_PER_CALL, ids.size());
+    for (size_t i = 0; i < ids.size(); ++i) {
+        EXPECT_EQ(0, brpc::StreamClose(ids[i]));
+    }
+}
+
 TEST(Stream, AcceptWithoutAStreamInTheRequestFails) {
     std::atomic<int> accept_result{0};
     std::atomic<int> had_remote_stream{-1};

@@ -9,6 +9,11 @@
 #include <sys/types.h>
 #include <sys/uio.h>
 
+// Most streams one call may set up (`brpc_stream_create`'s `n`, the ids
+// `brpc_stream_accept` can return); a request asking for more is answered
+// with `EREQUEST` before its method runs.
+#define BRPC_MAX_STREAMS_PER_CALL 1024
+
 #define BRPC_ENOSERVICE 1001
 
 #define BRPC_ENOMETHOD 1002
@@ -494,15 +499,17 @@ void brpc_stream_options_init(brpc_stream_options *options);
 
 // Client: creates `n` streams that the next `brpc_channel_call` with `cntl`
 // sets up, ids into `out_ids[0..n)`. `EINVAL` when `cntl` already has
-// request streams. Writes before the call connects them are queued.
+// request streams, or `n` is 0 or more than `BRPC_MAX_STREAMS_PER_CALL`.
+// Writes before the call connects them are queued.
 int brpc_stream_create(brpc_controller *cntl,
                        size_t n,
                        const brpc_stream_options *options,
                        brpc_stream_id *out_ids);
 
-// Server, before responding: accepts every stream the request carries,
-// ids into `out_ids[0..cap)`, their number in `*n_out`. `EINVAL` when the
-// request carries none or they were accepted already.
+// Server, before responding: accepts every stream the request carries (at
+// most `BRPC_MAX_STREAMS_PER_CALL`), ids into `out_ids[0..cap)`, their
+// number in `*n_out`. `EINVAL` when the request carries none or they were
+// accepted already.
 int brpc_stream_accept(brpc_controller *cntl,
                        const brpc_stream_options *options,
                        brpc_stream_id *out_ids,

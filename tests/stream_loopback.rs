@@ -326,3 +326,10 @@ fn a_destroyed_channels_connection_serves_its_streams_until_they_close() {
     assert_eq!(messages(&server_events), vec![Bytes::from_static(b"after the channel")]);
     assert_eq!(until_closed(&rx), vec![Event::Closed]);
 }
+
+#[test]
+fn creating_no_streams_or_more_than_a_call_may_set_up_fails_with_einval() {
+    let options = StreamOptions::default();
+    assert_eq!(stream::create(0, &options), Err(libc::EINVAL));
+    assert_eq!(stream::create(stream::MAX_STREAMS_PER_CALL + 1, &options), Err(libc::EINVAL));
+}

@@ -402,3 +402,70 @@ fn a_frame_for_a_stream_of_another_connection_is_answered_with_rst() {
     assert!(messages.recv_timeout(Duration::from_millis(200)).is_err(), "the stream took a stranger's data");
     server.join();
 }
+
+/// The captured request, asking to set up `n` streams (ids 1..=n).
+fn request_with_streams(n: i64) -> Vec<u8> {
+    let script = capture("open_write_close.client_to_server.bin");
+    let mut message = RpcMessage::decode(&script[0]).unwrap();
+    if let Some(settings) = message.meta.stream_settings.as_mut() {
+        settings.extra_stream_ids = (2..=n).collect();
+    }
+    let mut out = BytesMut::new();
+    pack_rpc_header(&mut out, &message.meta, message.payload.len()).unwrap();
+    out.extend_from_slice(&message.payload);
+    out.to_vec()
+}
+
+/// A server whose `Open` accepts every stream; counts the calls it ran.
+fn accepting_server() -> (Server, Arc<Mutex<usize>>) {
+    let runs = Arc::new(Mutex::new(0));
+    let counted = Arc::clone(&runs);
+    let server = Server::new();
+    server
+        .add_method(
+            "bench.StreamService",
+            "Open",
+            Arc::new(move |call: ServerCall| {
+                *counted.lock().unwrap() += 1;
+                let settings = call.stream_settings().cloned().unwrap();
+                let ids = stream::accept(call.host(), &settings, &StreamOptions::default()).unwrap();
+                call.respond_with_streams(Ok((Bytes::new(), Bytes::new())), &ids);
+            }),
+        )
+        .unwrap();
+    server.start("127.0.0.1:0", ServerOptions::default()).unwrap();
+    (server, runs)
+}
+
+/// The RPC response a server sent inside the DATA frame to stream 1.
+fn embedded_response(frame: &RawFrame) -> RpcMessage {
+    let data = StreamFrame::decode(frame).unwrap();
+    assert_eq!((data.meta.frame_type(), data.meta.stream_id()), (FrameType::Data, 1));
+    RpcMessage::decode(&RawFrame::from_embedded(data.payload).unwrap()).unwrap()
+}
+
+#[test]
+fn a_request_setting_up_more_streams_than_a_call_may_is_refused_before_its_method_runs() {
+    let (server, runs) = accepting_server();
+    let mut peer = FrameReader::new(TcpStream::connect(server.listen_address().unwrap()).unwrap());
+    peer.send(&request_with_streams(stream::MAX_STREAMS_PER_CALL as i64 + 1));
+    let response = embedded_response(&peer.read_until(|frames| !frames.is_empty())[0]);
+    let error = response.meta.response.unwrap();
+    assert_eq!(error.error_code, Some(brpc_stream::errno::EREQUEST), "{:?}", error.error_text);
+    assert!(response.meta.stream_settings.is_none());
+    assert_eq!(*runs.lock().unwrap(), 0, "the method ran");
+    server.join();
+}
+
+#[test]
+fn a_request_setting_up_as_many_streams_as_a_call_may_gets_them_all() {
+    let (server, runs) = accepting_server();
+    let mut peer = FrameReader::new(TcpStream::connect(server.listen_address().unwrap()).unwrap());
+    peer.send(&request_with_streams(stream::MAX_STREAMS_PER_CALL as i64));
+    let response = embedded_response(&peer.read_until(|frames| !frames.is_empty())[0]);
+    assert_eq!(response.meta.response.and_then(|r| r.error_code).unwrap_or(0), 0);
+    let settings = response.meta.stream_settings.unwrap();
+    assert_eq!(1 + settings.extra_stream_ids.len(), stream::MAX_STREAMS_PER_CALL);
+    assert_eq!(*runs.lock().unwrap(), 1);
+    server.join();
+}

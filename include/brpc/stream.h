@@ -151,8 +151,6 @@ struct StreamIdTraits {
 
 // ---- implementation ----
 
-// Most streams StreamAccept takes from one request.
-const size_t kMaxAcceptedStreams = 1024;
 
 // The C callbacks, bound to the StreamInputHandler in handler_arg. noexcept:
 // an exception must not unwind into the library (it terminates, as an
@@ -266,9 +264,8 @@ inline int StreamAccept(StreamIds& response_streams, Controller& cntl, const Str
         return -1;
     }
     const brpc_stream_options c = detail::ToCOptions(options);
-    // The C ABI accepts them all but reports only `cap` ids: room for more
-    // streams than a call carries in practice.
-    StreamIds ids(detail::kMaxAcceptedStreams, INVALID_STREAM_ID);
+    // No request reaches a method with more streams than a call may set up.
+    StreamIds ids(BRPC_MAX_STREAMS_PER_CALL, INVALID_STREAM_ID);
     size_t n = 0;
     if (brpc_stream_accept(cntl.c_controller(), &c, ids.data(), ids.size(), &n) != 0) {
         return -1;

@@ -20,6 +20,12 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use crate::errno;
 
+/// Most streams one call may set up (`brpc_stream_create`'s `n`, the ids
+/// `brpc_stream_accept` can return); a request asking for more is answered
+/// with `EREQUEST` before its method runs.
+pub const BRPC_MAX_STREAMS_PER_CALL: usize = 1024;
+const _: () = assert!(BRPC_MAX_STREAMS_PER_CALL == crate::stream::MAX_STREAMS_PER_CALL);
+
 /// Runs `f`, turning a panic into `EINTERNAL` so none crosses into C.
 pub(crate) fn guard(f: impl FnOnce() -> i32) -> i32 {
     match catch_unwind(AssertUnwindSafe(f)) {

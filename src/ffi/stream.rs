@@ -180,7 +180,8 @@ fn options_from(options: *const brpc_stream_options) -> StreamOptions {
 
 /// Client: creates `n` streams that the next `brpc_channel_call` with `cntl`
 /// sets up, ids into `out_ids[0..n)`. `EINVAL` when `cntl` already has
-/// request streams. Writes before the call connects them are queued.
+/// request streams, or `n` is 0 or more than `BRPC_MAX_STREAMS_PER_CALL`.
+/// Writes before the call connects them are queued.
 #[no_mangle]
 pub unsafe extern "C" fn brpc_stream_create(
     cntl: *mut brpc_controller,
@@ -210,9 +211,10 @@ pub unsafe extern "C" fn brpc_stream_create(
     })
 }
 
-/// Server, before responding: accepts every stream the request carries,
-/// ids into `out_ids[0..cap)`, their number in `*n_out`. `EINVAL` when the
-/// request carries none or they were accepted already.
+/// Server, before responding: accepts every stream the request carries (at
+/// most `BRPC_MAX_STREAMS_PER_CALL`), ids into `out_ids[0..cap)`, their
+/// number in `*n_out`. `EINVAL` when the request carries none or they were
+/// accepted already.
 #[no_mangle]
 pub unsafe extern "C" fn brpc_stream_accept(
     cntl: *mut brpc_controller,

@@ -408,6 +408,13 @@ impl ServerConnection {
             Ok(_) => return reject(socket, &meta, (errno::EREQUEST, "the request has no request meta".into())),
             Err(err) => return reject(socket, &meta, (errno::EREQUEST, format!("Fail to parse the request: {err}"))),
         };
+        if let Some(settings) = &request.meta.stream_settings {
+            let asked = 1 + settings.extra_stream_ids.len();
+            if asked > stream::MAX_STREAMS_PER_CALL {
+                let text = format!("the request sets up {asked} streams, more than {}", stream::MAX_STREAMS_PER_CALL);
+                return reject(socket, &request.meta, (errno::EREQUEST, text));
+            }
+        }
         let Some(server) = self.server.upgrade() else {
             return reject(socket, &request.meta, (errno::ELOGOFF, "Server is stopping".into()));
         };

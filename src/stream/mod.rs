@@ -72,8 +72,17 @@ impl Default for StreamOptions {
     }
 }
 
-/// Creates `n` client streams for a call that is yet to be made.
+/// Most streams one call may set up. A request asking for more is refused
+/// before its method runs, so a peer cannot make this side create streams
+/// without bound (brpc sets no bound; calls carry a handful).
+pub const MAX_STREAMS_PER_CALL: usize = 1024;
+
+/// Creates `n` client streams for a call that is yet to be made; `EINVAL`
+/// for 0 or more than [`MAX_STREAMS_PER_CALL`].
 pub fn create(n: usize, options: &StreamOptions) -> Result<Vec<StreamId>, i32> {
+    if n == 0 || n > MAX_STREAMS_PER_CALL {
+        return Err(libc::EINVAL);
+    }
     let mut ids = Vec::with_capacity(n);
     for _ in 0..n {
         match StreamCore::spawn(options.clone()) {
