@@ -93,6 +93,8 @@ public:
         brpc::Controller* cntl = static_cast<brpc::Controller*>(cntl_base);
         ++calls;
         last_log_id = cntl->log_id();
+        last_local_port = cntl->local_side().port;
+        last_remote_port = cntl->remote_side().port;
         if (request->sleep_ms() > 0) {
             std::this_thread::sleep_for(std::chrono::milliseconds(request->sleep_ms()));
         }
@@ -131,6 +133,9 @@ public:
 
     std::atomic<int> calls{0};
     std::atomic<uint64_t> last_log_id{0};
+    // The ends of the last call's connection, as the server saw them.
+    std::atomic<int> last_local_port{0};
+    std::atomic<int> last_remote_port{0};
     // Responses deferred by respond_later go out once this is true.
     std::atomic<bool> release_later_responses{false};
     brpc::Channel* nested_channel = NULL;
@@ -243,6 +248,9 @@ TEST_F(RpcTest, SyncEchoReturnsTheRequestMessage) {
     EXPECT_EQ(port_, cntl.remote_side().port);
     EXPECT_EQ("127.0.0.1", std::string(butil::ip2str(cntl.local_side().ip).c_str()));
     EXPECT_GT(cntl.local_side().port, 0);
+    // The server saw the same connection from its end.
+    EXPECT_EQ(port_, service_.last_local_port.load());
+    EXPECT_EQ(cntl.local_side().port, service_.last_remote_port.load());
 }
 
 TEST_F(RpcTest, AsyncEchoRunsDoneOnceOnAnotherThread) {

@@ -332,7 +332,7 @@ fn finish(id: Id, result: Result<RpcMessage, (i32, String)>) {
         socket = Some(socket_id);
         if let Some(socket) = Socket::address_failed_as_well(socket_id) {
             remote = socket.remote().or(remote);
-            local = socket.local();
+            local = connection.local(&socket);
         }
     }
     drop(call);
@@ -346,6 +346,18 @@ fn finish(id: Id, result: Result<RpcMessage, (i32, String)>) {
 struct ClientConnection {
     cutter: Mutex<Option<Cutter>>,
     pending: Mutex<HashSet<Id>>,
+    /// This side's address once connected, read once rather than per call.
+    local: std::sync::OnceLock<SocketAddr>,
+}
+
+impl ClientConnection {
+    fn local(&self, socket: &Socket) -> Option<SocketAddr> {
+        if let Some(local) = self.local.get() {
+            return Some(*local);
+        }
+        let local = socket.local()?;
+        Some(*self.local.get_or_init(|| local))
+    }
 }
 
 impl SocketUser for ClientConnection {

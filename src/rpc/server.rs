@@ -193,11 +193,13 @@ impl ServerInner {
 
     fn adopt(self: &Arc<Self>, stream: std::net::TcpStream) {
         let _ = stream.set_nodelay(true);
+        let local = stream.local_addr().ok();
         // SAFETY: into_raw_fd hands over the descriptor's only owner.
         let fd = unsafe { OwnedFd::from_raw_fd(std::os::fd::IntoRawFd::into_raw_fd(stream)) };
         let connection = Arc::new(ServerConnection {
             server: Arc::downgrade(self),
             cutter: Mutex::new(Cutter::new(*self.limits.lock())),
+            local,
         });
         let liveness = *self.liveness.lock();
         match Socket::create(SocketOptions { fd: Some(fd), user: Some(connection), liveness, ..Default::default() }) {
@@ -369,6 +371,8 @@ fn send_response(
 struct ServerConnection {
     server: std::sync::Weak<ServerInner>,
     cutter: Mutex<Cutter>,
+    /// This side's address, read once at accept rather than per call.
+    local: Option<SocketAddr>,
 }
 
 impl SocketUser for ServerConnection {
@@ -439,7 +443,7 @@ impl ServerConnection {
             correlation_id,
             request,
             remote: socket.remote(),
-            local: socket.local(),
+            local: self.local,
             answered: false,
         };
         // A refused spawn drops the call, which answers EINTERNAL.
