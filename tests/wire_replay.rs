@@ -340,21 +340,8 @@ impl StreamHandler for Collect {
 /// that opened a stream on it: (server, peer, our stream id, messages).
 fn opened_by_raw_peer() -> (Server, FrameReader, i64, mpsc::Receiver<Bytes>) {
     let (tx, rx) = mpsc::channel();
-    let handler = Arc::new(Collect(Mutex::new(tx)));
-    let server = Server::new();
-    server
-        .add_method(
-            "bench.StreamService",
-            "Open",
-            Arc::new(move |call: ServerCall| {
-                let options = StreamOptions { handler: Some(handler.clone()), ..Default::default() };
-                let settings = call.stream_settings().cloned().unwrap();
-                let ids = stream::accept(call.host(), &settings, &options).unwrap();
-                call.respond_with_streams(Ok((Bytes::new(), Bytes::new())), &ids);
-            }),
-        )
-        .unwrap();
-    server.start("127.0.0.1:0", ServerOptions::default()).unwrap();
+    let options = StreamOptions { handler: Some(Arc::new(Collect(Mutex::new(tx)))), ..Default::default() };
+    let (server, _) = accepting_server(options);
     let mut peer = FrameReader::new(TcpStream::connect(server.listen_address().unwrap()).unwrap());
     let script = capture("open_write_close.client_to_server.bin");
     peer.send(&rewrite(&script[0], &|id| id, CAPTURED_CORRELATION_ID));
@@ -416,8 +403,9 @@ fn request_with_streams(n: i64) -> Vec<u8> {
     out.to_vec()
 }
 
-/// A server whose `Open` accepts every stream; counts the calls it ran.
-fn accepting_server() -> (Server, Arc<Mutex<usize>>) {
+/// A server whose `Open` accepts every stream with `options`; counts the
+/// calls it ran.
+fn accepting_server(options: StreamOptions) -> (Server, Arc<Mutex<usize>>) {
     let runs = Arc::new(Mutex::new(0));
     let counted = Arc::clone(&runs);
     let server = Server::new();
@@ -428,7 +416,7 @@ fn accepting_server() -> (Server, Arc<Mutex<usize>>) {
             Arc::new(move |call: ServerCall| {
                 *counted.lock().unwrap() += 1;
                 let settings = call.stream_settings().cloned().unwrap();
-                let ids = stream::accept(call.host(), &settings, &StreamOptions::default()).unwrap();
+                let ids = stream::accept(call.host(), &settings, &options).unwrap();
                 call.respond_with_streams(Ok((Bytes::new(), Bytes::new())), &ids);
             }),
         )
@@ -446,7 +434,7 @@ fn embedded_response(frame: &RawFrame) -> RpcMessage {
 
 #[test]
 fn a_request_setting_up_more_streams_than_a_call_may_is_refused_before_its_method_runs() {
-    let (server, runs) = accepting_server();
+    let (server, runs) = accepting_server(StreamOptions::default());
     let mut peer = FrameReader::new(TcpStream::connect(server.listen_address().unwrap()).unwrap());
     peer.send(&request_with_streams(stream::MAX_STREAMS_PER_CALL as i64 + 1));
     let response = embedded_response(&peer.read_until(|frames| !frames.is_empty())[0]);
@@ -459,7 +447,7 @@ fn a_request_setting_up_more_streams_than_a_call_may_is_refused_before_its_metho
 
 #[test]
 fn a_request_setting_up_as_many_streams_as_a_call_may_gets_them_all() {
-    let (server, runs) = accepting_server();
+    let (server, runs) = accepting_server(StreamOptions::default());
     let mut peer = FrameReader::new(TcpStream::connect(server.listen_address().unwrap()).unwrap());
     peer.send(&request_with_streams(stream::MAX_STREAMS_PER_CALL as i64));
     let response = embedded_response(&peer.read_until(|frames| !frames.is_empty())[0]);
