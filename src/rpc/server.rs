@@ -16,7 +16,7 @@ use crate::protocol::{
     pack_rpc_header, pack_stream_header, Cutter, FrameType, Limits, RawFrame, RpcMessage, RpcMeta, RpcResponseMeta,
     StreamFrameMeta, StreamSettings,
 };
-use crate::runtime::{dispatcher, spawn, Interest, Token};
+use crate::runtime::{dispatcher, spawn, timers, Interest, Token};
 use crate::socket::{log, Liveness, Socket, SocketId, SocketOptions, SocketUser};
 use crate::stream::{self, StreamId};
 
@@ -45,7 +45,14 @@ struct ServerInner {
     idle: Condvar,
     limits: Mutex<Limits>,
     liveness: Mutex<Liveness>,
+    /// Failed accept rounds since the last connection was accepted.
+    accept_retries: AtomicUsize,
+    /// A retry is on the timer (one at a time).
+    accept_retry_due: AtomicBool,
 }
+
+/// How soon accepting is tried again after it failed.
+const ACCEPT_RETRY: std::time::Duration = std::time::Duration::from_millis(20);
 
 struct Listener {
     socket: TcpListener,
@@ -72,6 +79,8 @@ impl Server {
                 idle: Condvar::new(),
                 limits: Mutex::new(Limits::default()),
                 liveness: Mutex::new(Liveness::default()),
+                accept_retries: AtomicUsize::new(0),
+                accept_retry_due: AtomicBool::new(false),
             }),
         }
     }
@@ -179,16 +188,37 @@ impl ServerInner {
                 None => return,
             };
             match accepted {
-                Ok((stream, _)) => self.adopt(stream),
+                Ok((stream, _)) => {
+                    let retries = self.accept_retries.swap(0, Ordering::AcqRel);
+                    if retries > 0 {
+                        log(&format!("accepting again after {retries} retries"));
+                    }
+                    self.adopt(stream);
+                }
                 Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => return,
                 Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(err) => {
-                    // EMFILE and friends: the next edge retries.
-                    log(&format!("fail to accept: {err}"));
-                    return;
-                }
+                Err(err) => return self.accept_later(&err),
             }
         }
+    }
+
+    /// Accepting failed (EMFILE and friends): the connections waiting in the
+    /// backlog raise no new edge, so a timer tries again.
+    fn accept_later(self: &Arc<Self>, err: &std::io::Error) {
+        if self.accept_retries.fetch_add(1, Ordering::AcqRel) == 0 {
+            log(&format!("fail to accept: {err}; retrying every {} ms", ACCEPT_RETRY.as_millis()));
+        }
+        if self.accept_retry_due.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let server = Arc::downgrade(self);
+        let retry = Box::new(move || {
+            if let Some(server) = server.upgrade() {
+                server.accept_retry_due.store(false, Ordering::Release);
+                server.accept_all();
+            }
+        });
+        timers().schedule(std::time::Instant::now() + ACCEPT_RETRY, retry);
     }
 
     fn adopt(self: &Arc<Self>, stream: std::net::TcpStream) {
