@@ -35,14 +35,21 @@ impl SerialExecutor {
 
     /// Queues `task` after every task submitted before it.
     pub fn submit(&self, task: impl FnOnce() + Send + 'static) {
+        drop(self.enqueue(task));
+    }
+
+    /// Queues `task` after every task submitted before it, like
+    /// [`SerialExecutor::submit`], but starts a worker for the queue only
+    /// when the returned [`Queued`] is dropped. A caller may fix a task's
+    /// place in the order while holding a lock of its own (the task itself
+    /// may take that lock) and start the worker once the lock is released.
+    pub fn enqueue(&self, task: impl FnOnce() + Send + 'static) -> Queued {
         let start = {
             let mut queue = self.inner.lock();
             queue.tasks.push_back(Box::new(task));
             !std::mem::replace(&mut queue.running, true)
         };
-        if start {
-            self.schedule();
-        }
+        Queued { to_start: start.then(|| self.clone()) }
     }
 
     fn schedule(&self) {
@@ -50,6 +57,21 @@ impl SerialExecutor {
         if spawn(move || run(&inner)).is_err() {
             // No worker at all: run here rather than lose the tasks.
             run(&self.inner);
+        }
+    }
+}
+
+/// A task queued by [`SerialExecutor::enqueue`]; dropping this starts a
+/// worker for its queue if none runs it yet.
+#[must_use = "dropping it starts the task's worker; drop it once your locks are released"]
+pub struct Queued {
+    to_start: Option<SerialExecutor>,
+}
+
+impl Drop for Queued {
+    fn drop(&mut self) {
+        if let Some(executor) = self.to_start.take() {
+            executor.schedule();
         }
     }
 }

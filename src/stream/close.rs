@@ -81,6 +81,9 @@ pub(super) fn fail(id: StreamId, code: i32, text: &str) {
 
 /// The stream's socket failed: the one place a stream ends.
 pub(super) fn finished(socket: &Socket, core: &Arc<StreamCore>, code: i32, text: &str) {
+    // Before the last callbacks are queued: a message still arriving is
+    // dropped, one that arrived already is delivered before them.
+    core.receiver.lock().end();
     let host = {
         let mut link = core.link.lock();
         link.set_phase(Phase::Closed);

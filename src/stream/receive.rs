@@ -1,5 +1,6 @@
 //! Frames arriving for streams, on the dispatcher thread: DATA is queued for
-//! ordered delivery on the stream's executor, FEEDBACK opens the window at
+//! ordered delivery on the stream's executor (and dropped once the stream
+//! ended, so nothing follows `on_closed`), FEEDBACK opens the window at
 //! once (so a blocked writer wakes even when every worker is busy), CLOSE
 //! and RST end the stream. Frames for streams this side does not have are
 //! answered with RST, except RST and FEEDBACK, which may legitimately
@@ -29,6 +30,17 @@ pub(super) struct Receiver {
     /// Bytes handed to the handler so far (what FEEDBACK reports).
     consumed: u64,
     last_data: Option<Instant>,
+    /// The stream ended: what arrives from now on is dropped, and nothing
+    /// more is queued for its handler after its last callbacks.
+    ended: bool,
+}
+
+impl Receiver {
+    /// The stream ended (see [`Receiver::ended`]).
+    pub(super) fn end(&mut self) {
+        self.ended = true;
+        self.partial = None;
+    }
 }
 
 /// Routes a STRM frame that arrived on `host`.
@@ -73,8 +85,13 @@ fn answer_unknown(host: &Socket, frame: &StreamFrame) {
 }
 
 fn on_data(socket: &Socket, core: &StreamCore, payload: Bytes, continues: bool) {
-    let start = {
+    let queued = {
         let mut receiver = core.receiver.lock();
+        if receiver.ended {
+            // The stream ended while the frame was on its way: it would
+            // arrive after on_closed.
+            return;
+        }
         if core.options.idle_timeout.is_some() {
             receiver.last_data = Some(Instant::now());
         }
@@ -102,13 +119,17 @@ fn on_data(socket: &Socket, core: &StreamCore, payload: Bytes, continues: bool) 
         crate::stats::STREAM_MESSAGES_IN.inc();
         crate::stats::STREAM_BYTES_IN.add(message.len() as u64);
         receiver.queue.push_back(message);
-        !std::mem::replace(&mut receiver.delivering, true)
-    };
-    if start {
-        if let Some(core) = find_core(socket) {
-            core.executor.clone().submit(move || deliver(&core));
+        if receiver.delivering {
+            return;
         }
-    }
+        // The core `socket` provides, owned for the task.
+        let Some(owned) = find_core(socket) else { return };
+        receiver.delivering = true;
+        // Its place among the stream's callbacks is fixed under the lock,
+        // so the last ones, queued once the stream ended, come after it.
+        core.executor.enqueue(move || deliver(&owned))
+    };
+    drop(queued);
 }
 
 /// A message reassembled from DATA segments may not exceed what one frame
@@ -166,11 +187,74 @@ fn check_idle(id: StreamId, idle: Duration) {
     match last.map(|last| last + idle).filter(|due| *due > now) {
         Some(due) => schedule_idle_check(id, due, idle),
         None => {
-            if let Some(handler) = core.options.handler.clone() {
-                core.executor.submit(move || handler.on_idle_timeout(id));
-            }
-            core.receiver.lock().last_data = Some(now);
+            let queued = {
+                let mut receiver = core.receiver.lock();
+                if receiver.ended {
+                    return;
+                }
+                receiver.last_data = Some(now);
+                let handler = core.options.handler.clone();
+                handler.map(|handler| core.executor.enqueue(move || handler.on_idle_timeout(id)))
+            };
+            drop(queued);
             schedule_idle_check(id, now + idle, idle);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stream::{close, StreamHandler, StreamOptions};
+    use std::sync::mpsc;
+
+    /// Tells the test every callback, in the order they ran.
+    struct Events(parking_lot::Mutex<mpsc::Sender<&'static str>>);
+
+    impl StreamHandler for Events {
+        fn on_received_messages(&self, _id: StreamId, _messages: &[Bytes]) {
+            let _ = self.0.lock().send("message");
+        }
+        fn on_idle_timeout(&self, _id: StreamId) {
+            let _ = self.0.lock().send("idle");
+        }
+        fn on_closed(&self, _id: StreamId) {
+            let _ = self.0.lock().send("closed");
+        }
+        fn on_failed(&self, _id: StreamId, _code: i32, _text: &str) {
+            let _ = self.0.lock().send("failed");
+        }
+    }
+
+    #[test]
+    fn data_that_reaches_a_stream_as_it_ends_never_follows_on_closed() {
+        let (sender, events) = mpsc::channel();
+        let handler = Arc::new(Events(parking_lot::Mutex::new(sender)));
+        let options = StreamOptions { handler: Some(handler), ..Default::default() };
+        let (id, core) = StreamCore::spawn(options).unwrap();
+        // The dispatcher found the stream, then a user closed it before the
+        // frame's message was queued.
+        let socket = Socket::address(id).unwrap();
+        close(id).unwrap();
+        on_data(&socket, &core, Bytes::from_static(b"late"), false);
+        drop(socket);
+        let wait = Duration::from_secs(5);
+        assert_eq!(events.recv_timeout(wait), Ok("closed"));
+        assert!(events.recv_timeout(Duration::from_millis(200)).is_err(), "a callback after on_closed");
+    }
+
+    #[test]
+    fn data_that_arrived_before_a_stream_ended_is_delivered_before_on_closed() {
+        let (sender, events) = mpsc::channel();
+        let handler = Arc::new(Events(parking_lot::Mutex::new(sender)));
+        let options = StreamOptions { handler: Some(handler), ..Default::default() };
+        let (id, core) = StreamCore::spawn(options).unwrap();
+        let socket = Socket::address(id).unwrap();
+        on_data(&socket, &core, Bytes::from_static(b"in time"), false);
+        close(id).unwrap();
+        drop(socket);
+        let wait = Duration::from_secs(5);
+        assert_eq!(events.recv_timeout(wait), Ok("message"));
+        assert_eq!(events.recv_timeout(wait), Ok("closed"));
     }
 }
