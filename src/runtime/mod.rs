@@ -9,7 +9,7 @@ pub mod timer;
 pub mod workers;
 
 pub use dispatcher::{dispatcher, Dispatcher, Events, Interest, Token};
-pub use serial::{Queued, SerialExecutor};
+pub use serial::SerialExecutor;
 pub use timer::{timers, TimerId, TimerService};
 pub use workers::{spawn, worker_stats, WorkerStats};
 

@@ -65,10 +65,8 @@ pub(super) fn data_message(remote: i64, local: i64, parts: &[&[u8]], owned: Opti
     let len: usize = parts.iter().map(|p| p.len()).sum();
     Ok(match owned {
         Some(payload) if len > COPY_LIMIT => {
-            let mut header = BytesMut::new();
-            append_data_header(&mut header, remote, local, len)?;
             let mut chunks = Vec::with_capacity(1 + payload.len());
-            chunks.push(header.freeze());
+            chunks.push(pack(&data_meta(remote, local), len)?);
             chunks.extend(payload.iter().cloned());
             Chunks::from(chunks)
         }
