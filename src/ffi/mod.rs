@@ -45,6 +45,20 @@ pub(crate) fn guard_value<T>(fallback: T, f: impl FnOnce() -> T) -> T {
     })
 }
 
+/// Frees a handle this library boxed for C. NULL is ignored; a panic in
+/// the value's drop is contained like any other.
+///
+/// # Safety
+/// `handle` is NULL or came from `Box::into_raw` of a `T`, and is freed once.
+pub(crate) unsafe fn free_boxed<T>(handle: *mut T) {
+    guard_value((), || {
+        if !handle.is_null() {
+            // SAFETY: per this function's contract.
+            drop(unsafe { Box::from_raw(handle) });
+        }
+    })
+}
+
 /// A C callback's context pointer, moved to the thread that calls back.
 /// The C side promises the pointee may be used from any thread.
 #[derive(Clone, Copy)]

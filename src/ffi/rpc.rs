@@ -133,12 +133,8 @@ pub extern "C" fn brpc_controller_new() -> *mut brpc_controller {
 /// Frees a controller from `brpc_controller_new`; NULL is ignored.
 #[no_mangle]
 pub unsafe extern "C" fn brpc_controller_destroy(cntl: *mut brpc_controller) {
-    guard_value((), || {
-        if !cntl.is_null() {
-            // SAFETY: from brpc_controller_new, freed once.
-            drop(unsafe { Box::from_raw(cntl) });
-        }
-    })
+    // SAFETY: from brpc_controller_new, freed once.
+    unsafe { super::free_boxed(cntl) }
 }
 
 /// Runs `f` on the controller, `fallback` for NULL.
@@ -318,12 +314,8 @@ pub unsafe extern "C" fn brpc_channel_create(
 /// the connection closes when the last of them ended.
 #[no_mangle]
 pub unsafe extern "C" fn brpc_channel_destroy(channel: *mut brpc_channel) {
-    guard_value((), || {
-        if !channel.is_null() {
-            // SAFETY: from brpc_channel_create, freed once.
-            drop(unsafe { Box::from_raw(channel) });
-        }
-    })
+    // SAFETY: from brpc_channel_create, freed once.
+    unsafe { super::free_boxed(channel) }
 }
 
 /// Calls `service_full_name.method_name` with a serialized request. The
@@ -637,12 +629,8 @@ pub unsafe extern "C" fn brpc_server_is_running(server: *const brpc_server) -> b
 /// Stops, joins and frees the server; NULL is ignored.
 #[no_mangle]
 pub unsafe extern "C" fn brpc_server_destroy(server: *mut brpc_server) {
-    guard_value((), || {
-        if !server.is_null() {
-            // SAFETY: from brpc_server_new, freed once.
-            drop(unsafe { Box::from_raw(server) });
-        }
-    })
+    // SAFETY: from brpc_server_new, freed once.
+    unsafe { super::free_boxed(server) }
 }
 
 /// The call's controller (log id, remote and local side; fail it to answer

@@ -240,13 +240,8 @@ pub unsafe extern "C" fn brpc_socket_clone(socket: *const brpc_socket) -> *mut b
 /// last reference goes. NULL is ignored.
 #[no_mangle]
 pub unsafe extern "C" fn brpc_socket_dereference(socket: *mut brpc_socket) {
-    let _ = guard(|| {
-        if !socket.is_null() {
-            // SAFETY: the handle came from Box::into_raw and is released once.
-            drop(unsafe { Box::from_raw(socket) });
-        }
-        0
-    });
+    // SAFETY: the handle came from Box::into_raw and is released once.
+    unsafe { super::free_boxed(socket) }
 }
 
 /// Fails the socket with `code` (0 means `EFAILEDSOCKET`) and `text` (may be

@@ -316,12 +316,8 @@ pub unsafe extern "C" fn brpc_bytes_retain(bytes: *const brpc_bytes) -> *mut brp
 /// Releases a reference from `brpc_bytes_retain`; NULL is ignored.
 #[no_mangle]
 pub unsafe extern "C" fn brpc_bytes_release(bytes: *mut brpc_bytes) {
-    guard_value((), || {
-        if !bytes.is_null() {
-            // SAFETY: from brpc_bytes_retain (a boxed Bytes), released once.
-            drop(unsafe { Box::from_raw(bytes.cast::<Bytes>()) });
-        }
-    })
+    // SAFETY: from brpc_bytes_retain (a boxed Bytes), released once.
+    unsafe { super::free_boxed(bytes.cast::<Bytes>()) }
 }
 
 /// Lent memory: released through the caller's callback when the last
