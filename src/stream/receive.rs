@@ -226,12 +226,18 @@ mod tests {
         }
     }
 
-    #[test]
-    fn data_that_reaches_a_stream_as_it_ends_never_follows_on_closed() {
+    /// A new stream whose handler reports to the returned receiver.
+    fn stream_telling_events() -> (StreamId, Arc<StreamCore>, mpsc::Receiver<&'static str>) {
         let (sender, events) = mpsc::channel();
         let handler = Arc::new(Events(parking_lot::Mutex::new(sender)));
         let options = StreamOptions { handler: Some(handler), ..Default::default() };
         let (id, core) = StreamCore::spawn(options).unwrap();
+        (id, core, events)
+    }
+
+    #[test]
+    fn data_that_reaches_a_stream_as_it_ends_never_follows_on_closed() {
+        let (id, core, events) = stream_telling_events();
         // The dispatcher found the stream, then a user closed it before the
         // frame's message was queued.
         let socket = Socket::address(id).unwrap();
@@ -245,10 +251,7 @@ mod tests {
 
     #[test]
     fn data_that_arrived_before_a_stream_ended_is_delivered_before_on_closed() {
-        let (sender, events) = mpsc::channel();
-        let handler = Arc::new(Events(parking_lot::Mutex::new(sender)));
-        let options = StreamOptions { handler: Some(handler), ..Default::default() };
-        let (id, core) = StreamCore::spawn(options).unwrap();
+        let (id, core, events) = stream_telling_events();
         let socket = Socket::address(id).unwrap();
         on_data(&socket, &core, Bytes::from_static(b"in time"), false);
         close(id).unwrap();
