@@ -57,6 +57,16 @@ typedef struct brpc_server_call brpc_server_call;
 // with `brpc_socket_dereference`, exactly once.
 typedef struct brpc_socket brpc_socket;
 
+// A log sink: `level` is brpc's severity (-1 verbose, 0 info, 1 notice,
+// 2 warning, 3 error, 4 fatal), `file` a NUL-terminated path, `message`
+// `len` bytes without a trailing newline; all valid only during the call.
+typedef void (*brpc_log_sink)(int level,
+                              const char *file,
+                              int line,
+                              const uint8_t *message,
+                              size_t len,
+                              void *user);
+
 // Dead-peer detection for a connection (see `brpc_channel_options` and
 // `brpc_server_options`). The defaults change nothing.
 typedef struct {
@@ -266,6 +276,23 @@ extern "C" {
 // brpc's description of `code` (or the C library's for errno values) into
 // `buf[0..cap)`, NUL-terminated and truncated; returns the full length.
 size_t brpc_error_text(int code, char *buf, size_t cap);
+
+// Sends every later message to `sink`, with `user` passed back; NULL
+// restores the default (one line per message on stderr, brpc's format).
+// The sink is called on any thread, possibly concurrently, and must not
+// log itself; `user` must stay valid until another sink replaces it.
+void brpc_log_set_sink(brpc_log_sink sink, void *user);
+
+// Drops messages below `level` from now on (default 0, info).
+void brpc_log_set_min_level(int level);
+
+// The current minimum level.
+int brpc_log_min_level(void);
+
+// Writes one message: `file` is NULL or NUL-terminated, `message` points
+// to `len` bytes (NULL when `len` is 0); both are only read during the
+// call. Returns 0, or EINVAL for a NULL message with a non-zero length.
+int brpc_log_write(int level, const char *file, int line, const uint8_t *message, size_t len);
 
 brpc_controller *brpc_controller_new(void);
 

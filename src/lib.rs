@@ -2,13 +2,19 @@
 //! place of brpc's own.
 //!
 //! Layers, bottom up; each uses only the ones above it in this list:
+//! - [`log`]: the one logging path (level, program-set sink, brpc's format).
+//! - [`errno`]: brpc's error numbers and their texts.
 //! - [`id`]: the versioned, reference-counted registry behind SocketId.
 //! - [`stats`]: live counters (alive objects, bytes, messages, failures).
 //! - [`runtime`]: the epoll dispatcher, timers and worker threads.
 //! - [`socket`]: fd ownership, connect, the write queue, reading, failing.
 //! - [`protocol`]: PRPC and STRM framing, the protobuf metas, the cutter.
+//! - [`stream`]: the stream state machine, flow control, delivery, closing.
+//! - [`rpc`]: channels, calls, the server and the call that sets up streams.
 //! - [`ffi`]: the C ABI (`include/brpc_stream.h`) over all of the above.
 
+#[macro_use]
+pub mod log;
 pub mod errno;
 pub mod id;
 pub mod protocol;

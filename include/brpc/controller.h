@@ -10,10 +10,14 @@
 #ifndef BRPC_CONTROLLER_H
 #define BRPC_CONTROLLER_H
 
+#include <signal.h>
+
+#include <csignal>
 #include <cstdarg>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
+#include <mutex>
 #include <string>
 
 #include <google/protobuf/descriptor.h>
@@ -221,6 +225,55 @@ inline void Controller::RunCancelCallback() {
     if (callback != NULL) {
         callback->Run();
     }
+}
+
+// True once SIGINT or SIGTERM arrived (the handlers are installed by the
+// first call of IsAskedToQuit, AskToQuit or Server::RunUntilAskedToQuit).
+// Handlers the program had before are still called after ours.
+namespace quit_internal {
+
+inline volatile std::sig_atomic_t& QuitFlag() {
+    static volatile std::sig_atomic_t asked = 0;
+    return asked;
+}
+
+// The handlers SIGINT and SIGTERM had before ours, called after ours.
+inline struct sigaction* PreviousQuitHandlers() {
+    static struct sigaction previous[2];
+    return previous;
+}
+
+inline void OnQuitSignal(int signo) {
+    QuitFlag() = 1;
+    const struct sigaction& previous = PreviousQuitHandlers()[signo == SIGINT ? 0 : 1];
+    if ((previous.sa_flags & SA_SIGINFO) == 0 && previous.sa_handler != SIG_DFL &&
+        previous.sa_handler != SIG_IGN && previous.sa_handler != NULL) {
+        previous.sa_handler(signo);
+    }
+}
+
+inline void InstallQuitHandlers() {
+    static std::once_flag installed;
+    std::call_once(installed, [] {
+        struct sigaction action;
+        action.sa_handler = &OnQuitSignal;
+        sigemptyset(&action.sa_mask);
+        action.sa_flags = 0;
+        sigaction(SIGINT, &action, &PreviousQuitHandlers()[0]);
+        sigaction(SIGTERM, &action, &PreviousQuitHandlers()[1]);
+    });
+}
+
+}  // namespace quit_internal
+
+inline bool IsAskedToQuit() {
+    quit_internal::InstallQuitHandlers();
+    return quit_internal::QuitFlag() != 0;
+}
+
+inline void AskToQuit() {
+    quit_internal::InstallQuitHandlers();
+    raise(SIGINT);
 }
 
 }  // namespace brpc

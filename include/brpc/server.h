@@ -64,11 +64,7 @@ struct ServerOptions {
     int tcp_user_timeout_ms;
 };
 
-// True once SIGINT or SIGTERM arrived (the handlers are installed by the
-// first call of IsAskedToQuit, AskToQuit or Server::RunUntilAskedToQuit).
-bool IsAskedToQuit();
-// Makes IsAskedToQuit() true, as a SIGINT would.
-void AskToQuit();
+// IsAskedToQuit() and AskToQuit() are in brpc/controller.h, as in brpc.
 
 namespace server_internal {
 struct Method;
@@ -175,54 +171,12 @@ private:
     std::unique_ptr<google::protobuf::Message> response_;
 };
 
-inline volatile std::sig_atomic_t& QuitFlag() {
-    static volatile std::sig_atomic_t asked = 0;
-    return asked;
-}
-
-// The handlers SIGINT and SIGTERM had before ours, called after ours.
-inline struct sigaction* PreviousQuitHandlers() {
-    static struct sigaction previous[2];
-    return previous;
-}
-
-inline void OnQuitSignal(int signo) {
-    QuitFlag() = 1;
-    const struct sigaction& previous = PreviousQuitHandlers()[signo == SIGINT ? 0 : 1];
-    if ((previous.sa_flags & SA_SIGINFO) == 0 && previous.sa_handler != SIG_DFL &&
-        previous.sa_handler != SIG_IGN && previous.sa_handler != NULL) {
-        previous.sa_handler(signo);
-    }
-}
-
-inline void InstallQuitHandlers() {
-    static std::once_flag installed;
-    std::call_once(installed, [] {
-        struct sigaction action;
-        action.sa_handler = &OnQuitSignal;
-        sigemptyset(&action.sa_mask);
-        action.sa_flags = 0;
-        sigaction(SIGINT, &action, &PreviousQuitHandlers()[0]);
-        sigaction(SIGTERM, &action, &PreviousQuitHandlers()[1]);
-    });
-}
-
 inline int Fail(int code) {
     errno = code;
     return -1;
 }
 
 }  // namespace server_internal
-
-inline bool IsAskedToQuit() {
-    server_internal::InstallQuitHandlers();
-    return server_internal::QuitFlag() != 0;
-}
-
-inline void AskToQuit() {
-    server_internal::InstallQuitHandlers();
-    raise(SIGINT);
-}
 
 inline Server::Server() : handle_(brpc_server_new()) {}
 

@@ -11,6 +11,7 @@
 #![allow(clippy::missing_safety_doc)]
 
 pub mod errors;
+pub mod log;
 pub mod rpc;
 pub mod socket;
 pub mod stats;
@@ -31,7 +32,7 @@ pub(crate) fn guard(f: impl FnOnce() -> i32) -> i32 {
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(code) => code,
         Err(_) => {
-            crate::socket::log("internal error: a panic was caught at the C boundary");
+            log_error!("internal error: a panic was caught at the C boundary");
             errno::EINTERNAL
         }
     }
@@ -40,7 +41,7 @@ pub(crate) fn guard(f: impl FnOnce() -> i32) -> i32 {
 /// Like [`guard`] for functions returning a value: `fallback` on panic.
 pub(crate) fn guard_value<T>(fallback: T, f: impl FnOnce() -> T) -> T {
     catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|_| {
-        crate::socket::log("internal error: a panic was caught at the C boundary");
+        log_error!("internal error: a panic was caught at the C boundary");
         fallback
     })
 }

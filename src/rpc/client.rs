@@ -18,7 +18,7 @@ use crate::protocol::{
     pack_rpc_header, Cutter, FrameType, Limits, RpcMessage, RpcMeta, RpcRequestMeta, StreamFrame, StreamSettings,
 };
 use crate::runtime::{timers, TimerId};
-use crate::socket::{log, Liveness, Socket, SocketId, SocketOptions, SocketRef, SocketUser};
+use crate::socket::{Liveness, Socket, SocketId, SocketOptions, SocketRef, SocketUser};
 use crate::stream;
 
 #[derive(Debug, Clone, Copy)]
@@ -388,14 +388,14 @@ impl SocketUser for ClientConnection {
 fn on_response(message: RpcMessage) {
     match message.meta.correlation_id {
         Some(id) => finish(id as Id, Ok(message)),
-        None => log("dropped a response without correlation_id"),
+        None => log_warning!("dropped a response without correlation_id"),
     }
 }
 
 fn on_bad_response(frame: &crate::protocol::RawFrame, why: &str) {
     match frame.decode_rpc().ok().and_then(|meta| meta.correlation_id) {
         Some(id) => finish(id as Id, Err((errno::ERESPONSE, format!("fail to parse the response: {why}")))),
-        None => log(&format!("dropped a response that does not parse: {why}")),
+        None => log_warning!("dropped a response that does not parse: {why}"),
     }
 }
 

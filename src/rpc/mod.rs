@@ -18,7 +18,6 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use bytes::BytesMut;
 
 use crate::protocol::{Cut, Cutter, Magic, RawFrame, RpcMessage, StreamFrame};
-use crate::socket::log;
 
 /// Resolves "host:port" (an IPv4 address or a host name such as
 /// `localhost`), preferring IPv4 as brpc does.
@@ -48,9 +47,9 @@ pub(crate) fn cut_frames(
             Cut::Frame(frame) if frame.magic == Magic::Rpc => on_rpc(frame),
             Cut::Frame(frame) => match StreamFrame::decode(&frame) {
                 Ok(frame) => on_stream(frame),
-                Err(err) => log(&format!("dropped a stream frame whose meta does not parse: {err}")),
+                Err(err) => log_warning!("dropped a stream frame whose meta does not parse: {err}"),
             },
-            Cut::Dropped { magic, reason } => log(&format!("dropped a {} frame: {reason}", magic.name())),
+            Cut::Dropped { magic, reason } => log_warning!("dropped a {} frame: {reason}", magic.name()),
             Cut::NeedMore { at_least } => {
                 buf.reserve(at_least);
                 return Ok(());

@@ -17,7 +17,7 @@ use crate::protocol::{
     StreamFrameMeta, StreamSettings,
 };
 use crate::runtime::{dispatcher, spawn, timers, Interest, Token};
-use crate::socket::{log, Liveness, Socket, SocketId, SocketOptions, SocketUser};
+use crate::socket::{Liveness, Socket, SocketId, SocketOptions, SocketUser};
 use crate::stream::{self, StreamId};
 
 /// Runs on a worker thread for each request of its method.
@@ -191,7 +191,7 @@ impl ServerInner {
                 Ok((stream, _)) => {
                     let retries = self.accept_retries.swap(0, Ordering::AcqRel);
                     if retries > 0 {
-                        log(&format!("accepting again after {retries} retries"));
+                        log_info!("accepting again after {retries} retries");
                     }
                     self.adopt(stream);
                 }
@@ -206,7 +206,7 @@ impl ServerInner {
     /// backlog raise no new edge, so a timer tries again.
     fn accept_later(self: &Arc<Self>, err: &std::io::Error) {
         if self.accept_retries.fetch_add(1, Ordering::AcqRel) == 0 {
-            log(&format!("fail to accept: {err}; retrying every {} ms", ACCEPT_RETRY.as_millis()));
+            log_warning!("fail to accept: {err}; retrying every {} ms", ACCEPT_RETRY.as_millis());
         }
         if self.accept_retry_due.swap(true, Ordering::AcqRel) {
             return;
@@ -241,7 +241,7 @@ impl ServerInner {
                     Socket::set_failed_by_id(id, errno::ELOGOFF, "the server stopped");
                 }
             }
-            Err(code) => log(&format!("fail to create a socket for an accepted connection: {}", errno::describe(code))),
+            Err(code) => log_warning!("fail to create a socket for an accepted connection: {}", errno::describe(code)),
         }
     }
 
@@ -374,7 +374,7 @@ fn send_response(
     };
     let mut head = BytesMut::new();
     if let Err(err) = pack_rpc_header(&mut head, &meta, payload.len() + attachment.len()) {
-        log(&format!("fail to pack a response: {}", err.text));
+        log_warning!("fail to pack a response: {}", err.text);
         return;
     }
     let mut chunks = vec![head.freeze(), payload, attachment];
@@ -389,7 +389,7 @@ fn send_response(
         };
         let mut strm = BytesMut::new();
         if let Err(err) = pack_stream_header(&mut strm, &frame, len) {
-            log(&format!("fail to pack a response frame: {}", err.text));
+            log_warning!("fail to pack a response frame: {}", err.text);
             return;
         }
         chunks.insert(0, strm.freeze());
@@ -434,7 +434,7 @@ impl ServerConnection {
     fn on_request(&self, socket: &Socket, frame: &RawFrame) {
         let meta = match frame.decode_rpc() {
             Ok(meta) => meta,
-            Err(err) => return log(&format!("dropped a request whose meta does not parse: {err}")),
+            Err(err) => return log_warning!("dropped a request whose meta does not parse: {err}"),
         };
         let correlation_id = meta.correlation_id.unwrap_or(0);
         let request = match RpcMessage::decode(frame) {

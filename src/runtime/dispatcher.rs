@@ -244,7 +244,7 @@ impl EventLoop {
                 Ok(ready) => ready,
                 Err(Errno::EINTR) => continue,
                 Err(errno) => {
-                    eprintln!("brpc_stream: the epoll dispatcher stopped: epoll_wait failed: {errno}");
+                    log_error!("the epoll dispatcher stopped: epoll_wait failed: {errno}");
                     self.failure.store(errno as i32, Ordering::Release);
                     return;
                 }

@@ -38,7 +38,7 @@ pub fn spawn_or_run(task: impl FnOnce() + Send + 'static) {
 /// letting it end a runtime thread that other sockets and callbacks share.
 pub(crate) fn run_contained(what: &str, work: impl FnOnce()) {
     if let Err(payload) = catch_unwind(AssertUnwindSafe(work)) {
-        eprintln!("brpc_stream: {what} panicked: {}", panic_message(payload.as_ref()));
+        log_error!("{what} panicked: {}", panic_message(payload.as_ref()));
     }
 }
 

@@ -109,7 +109,7 @@ impl TimerService {
         match thread::Builder::new().name("brpc_timer".into()).spawn(move || shared.run()) {
             Ok(thread) => state.thread = Some(thread),
             // Tasks stay queued; the next schedule tries again.
-            Err(err) => eprintln!("brpc_stream: cannot start the timer thread: {err}"),
+            Err(err) => log_error!("cannot start the timer thread: {err}"),
         }
     }
 }

@@ -65,8 +65,8 @@ impl WorkerConfig {
             Ok(text) => match text.trim().parse::<usize>() {
                 Ok(bound) if bound > 0 => bound,
                 _ => {
-                    eprintln!(
-                        "brpc_stream: ignoring {MAX_THREADS_VARIABLE}={text:?} (not a positive number); \
+                    log_warning!(
+                        "ignoring {MAX_THREADS_VARIABLE}={text:?} (not a positive number); \
                          using {DEFAULT_MAX_THREADS}"
                     );
                     DEFAULT_MAX_THREADS
@@ -136,8 +136,8 @@ impl WorkerPool {
         if state.threads >= self.shared.config.max_threads {
             if !state.bound_reported {
                 state.bound_reported = true;
-                eprintln!(
-                    "brpc_stream: worker pool at its bound of {} threads; callbacks are queued",
+                log_warning!(
+                    "worker pool at its bound of {} threads; callbacks are queued",
                     self.shared.config.max_threads
                 );
             }
@@ -178,7 +178,7 @@ impl WorkerPool {
         state.threads -= 1;
         state.starting -= 1;
         if state.threads > 0 {
-            eprintln!("brpc_stream: cannot start a worker thread ({err}); the task waits for a running one");
+            log_error!("cannot start a worker thread ({err}); the task waits for a running one");
             return Ok(());
         }
         let position = state.queue.iter().position(|(queued, _)| *queued == sequence);
@@ -229,14 +229,11 @@ impl Shared {
             if let Err(err) = thread::Builder::new().name("brpc_worker".into()).spawn(move || worker.work()) {
                 state.threads -= 1;
                 state.starting -= 1;
-                eprintln!("brpc_stream: cannot start a worker thread ({err}); the task waits for a running one");
+                log_error!("cannot start a worker thread ({err}); the task waits for a running one");
             }
         } else if stuck && !state.bound_reported {
             state.bound_reported = true;
-            eprintln!(
-                "brpc_stream: worker pool at its bound of {} threads; callbacks are queued",
-                shared.config.max_threads
-            );
+            log_warning!("worker pool at its bound of {} threads; callbacks are queued", shared.config.max_threads);
         }
         if state.queue.len() > state.idle + state.starting {
             Shared::check_growth_later(shared, &mut state);

@@ -279,7 +279,7 @@ impl Socket {
             stats::CONNECTIONS_BROKEN.inc();
         }
         if !orderly {
-            log(&format!("Socket{{id={} fd={}}} failed: [E{}] {}", self.id, self.fd(), code, text));
+            log_warning!("Socket{{id={} fd={}}} failed: [E{}] {}", self.id, self.fd(), code, text);
         }
         if let Some(token) = self.registration.lock().take() {
             dispatcher().deregister(token, self.fd());
@@ -390,12 +390,4 @@ fn to_std_addr(addr: SockaddrStorage) -> Option<SocketAddr> {
         return Some(SocketAddr::V4((*v4).into()));
     }
     addr.as_sockaddr_in6().map(|v6| SocketAddr::V6((*v6).into()))
-}
-
-/// One line on stderr for events a user may want to know about.
-pub(crate) fn log(line: &str) {
-    use std::io::Write;
-    // One write per line, so lines from several threads do not interleave.
-    let line = format!("[brpc_stream] {line}\n");
-    let _ = std::io::stderr().write_all(line.as_bytes());
 }

@@ -17,7 +17,7 @@ use super::core::{core_of, find, find_core, Phase, StreamCore};
 use super::{close, frames, StreamId};
 use crate::protocol::{FrameType, Limits, StreamFrame};
 use crate::runtime::timers;
-use crate::socket::{log, Socket};
+use crate::socket::Socket;
 
 /// Messages waiting for the handler.
 #[derive(Default)]
@@ -68,7 +68,7 @@ pub fn on_frame(host: &Socket, frame: StreamFrame) {
         FrameType::Rst => {
             socket.set_failed(libc::ECONNRESET, "the peer reset the stream");
         }
-        FrameType::Unknown => log(&format!("dropped a stream frame of unknown type for stream {id}")),
+        FrameType::Unknown => log_warning!("dropped a stream frame of unknown type for stream {id}"),
     }
 }
 

@@ -1,0 +1,171 @@
+// <butil/logging.h>: LOG, PLOG, VLOG, the _IF/_EVERY_N/_FIRST_N forms, noflush
+// and CHECK, all through the library's one logging path and its sink.
+#include <butil/logging.h>
+
+#include <cerrno>
+#include <cstring>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <butil/endpoint.h>
+#include <butil/iobuf.h>
+#include <gtest/gtest.h>
+
+namespace {
+
+struct Line {
+    int level;
+    std::string file;
+    int line;
+    std::string text;
+};
+
+std::mutex g_mutex;
+std::vector<Line> g_lines;
+
+void Collect(int level, const char* file, int line, const uint8_t* message, size_t len, void*) {
+    std::lock_guard<std::mutex> lock(g_mutex);
+    g_lines.push_back(Line{level, file, line, std::string(reinterpret_cast<const char*>(message), len)});
+}
+
+class LoggingTest : public ::testing::Test {
+protected:
+    void SetUp() override {
+        g_lines.clear();
+        brpc_log_set_sink(&Collect, nullptr);
+        logging::SetMinLogLevel(logging::BLOG_INFO);
+    }
+    void TearDown() override {
+        brpc_log_set_sink(nullptr, nullptr);
+        logging::SetMinLogLevel(logging::BLOG_INFO);
+        FLAGS_v = 0;
+    }
+    static std::vector<std::string> Texts() {
+        std::lock_guard<std::mutex> lock(g_mutex);
+        std::vector<std::string> texts;
+        for (const Line& l : g_lines) {
+            texts.push_back(l.text);
+        }
+        return texts;
+    }
+};
+
+TEST_F(LoggingTest, LogReachesTheSinkWithLevelFileAndLine) {
+    const int line = __LINE__ + 1;
+    LOG(WARNING) << "value=" << 42;
+    ASSERT_EQ(g_lines.size(), 1u);
+    EXPECT_EQ(g_lines[0].level, logging::BLOG_WARNING);
+    EXPECT_NE(g_lines[0].file.find("logging_test.cpp"), std::string::npos);
+    EXPECT_EQ(g_lines[0].line, line);
+    EXPECT_EQ(g_lines[0].text, "value=42");
+}
+
+TEST_F(LoggingTest, LinesBelowTheMinimumLevelAreNotWrittenNorEvaluated) {
+    logging::SetMinLogLevel(logging::BLOG_ERROR);
+    int evaluated = 0;
+    LOG(INFO) << "hidden" << ++evaluated;
+    LOG(ERROR) << "shown";
+    EXPECT_EQ(evaluated, 0);
+    EXPECT_EQ(Texts(), std::vector<std::string>{"shown"});
+}
+
+TEST_F(LoggingTest, LogIfWritesOnlyWhenTheConditionHolds) {
+    LOG_IF(INFO, false) << "no";
+    LOG_IF(INFO, true) << "yes";
+    EXPECT_EQ(Texts(), std::vector<std::string>{"yes"});
+}
+
+TEST_F(LoggingTest, PlogAppendsTheErrnoText) {
+    errno = ENOENT;
+    PLOG(ERROR) << "open";
+    ASSERT_EQ(g_lines.size(), 1u);
+    EXPECT_EQ(g_lines[0].text, std::string("open: ") + strerror(ENOENT) + " [" + std::to_string(ENOENT) + "]");
+}
+
+TEST_F(LoggingTest, VlogFollowsTheVerboseLevel) {
+    VLOG(1) << "off";
+    FLAGS_v = 1;
+    logging::SetMinLogLevel(logging::BLOG_VERBOSE);
+    VLOG(1) << "on";
+    VLOG(2) << "too verbose";
+    EXPECT_EQ(Texts(), std::vector<std::string>{"on"});
+}
+
+TEST_F(LoggingTest, EveryNFirstNAndOnceCountPerCallSite) {
+    for (int i = 0; i < 10; ++i) {
+        LOG_EVERY_N(INFO, 4) << "every " << i;
+    }
+    for (int i = 0; i < 10; ++i) {
+        LOG_FIRST_N(INFO, 2) << "first " << i;
+    }
+    for (int i = 0; i < 3; ++i) {
+        LOG_ONCE(INFO) << "once";
+    }
+    for (int i = 0; i < 3; ++i) {
+        LOG_EVERY_SECOND(INFO) << "second";
+    }
+    EXPECT_EQ(Texts(), (std::vector<std::string>{"every 0", "every 4", "every 8", "first 0", "first 1", "once",
+                                                  "second"}));
+}
+
+TEST_F(LoggingTest, NoflushJoinsTheThreadsNextLine) {
+    LOG(INFO) << "part one, " << noflush;
+    LOG(INFO) << "part two";
+    EXPECT_EQ(Texts(), std::vector<std::string>{"part one, part two"});
+}
+
+TEST_F(LoggingTest, IobufAndEndpointStreamIntoALine) {
+    butil::IOBuf buf;
+    buf.append("payload");
+    butil::EndPoint point;
+    ASSERT_EQ(butil::str2endpoint("127.0.0.1:8000", &point), 0);
+    LOG(INFO) << buf << " from " << point;
+    EXPECT_EQ(Texts(), std::vector<std::string>{"payload from 127.0.0.1:8000"});
+}
+
+TEST_F(LoggingTest, PassingChecksWriteNothing) {
+    int calls = 0;
+    CHECK(++calls == 1) << "never shown";
+    CHECK_EQ(1 + 1, 2);
+    CHECK_NE(1, 2);
+    CHECK_LT(1, 2);
+    CHECK_LE(2, 2);
+    CHECK_GT(3, 2);
+    CHECK_GE(3, 3);
+    DCHECK(true);
+    EXPECT_EQ(calls, 1);
+    EXPECT_TRUE(Texts().empty());
+}
+
+TEST_F(LoggingTest, ConcurrentLinesArriveWholeAndNoneIsLost) {
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 4; ++t) {
+        threads.emplace_back([t] {
+            for (int i = 0; i < 500; ++i) {
+                LOG(INFO) << "thread " << t << " line " << i << " end";
+            }
+        });
+    }
+    for (std::thread& th : threads) {
+        th.join();
+    }
+    const std::vector<std::string> texts = Texts();
+    ASSERT_EQ(texts.size(), 2000u);
+    for (const std::string& text : texts) {
+        EXPECT_EQ(text.rfind("thread ", 0), 0u);
+        EXPECT_EQ(text.substr(text.size() - 4), " end");
+    }
+}
+
+TEST(LoggingDeathTest, AFailedCheckLogsTheValuesAndAborts) {
+    const int two = 2;
+    EXPECT_DEATH({ CHECK_EQ(two, 3) << "extra"; }, "Check failed: two == 3 \\(2 vs 3\\)\\. extra");
+}
+
+TEST(LoggingDeathTest, LogFatalAborts) {
+    EXPECT_DEATH({ LOG(FATAL) << "fatal here"; }, "fatal here");
+}
+
+}  // namespace

@@ -1,0 +1,7 @@
+// Not provided by this library (see the #error below).
+// This header exists so that a program including it stops here with a clear
+// message instead of an error deep inside another header.
+#ifndef BRPC_STREAM_NOT_PROVIDED_BRPC_PARTITION_CHANNEL_H
+#define BRPC_STREAM_NOT_PROVIDED_BRPC_PARTITION_CHANNEL_H
+#error "brpc_stream: <brpc/partition_channel.h> is not provided: combo channels are not part of this library; use several brpc::Channel objects. This library implements brpc's Socket, Stream, Channel, Server and Controller over the baidu_std protocol; see README.md for the supported API."
+#endif

@@ -1,0 +1,7 @@
+// Not provided by this library (see the #error below).
+// This header exists so that a program including it stops here with a clear
+// message instead of an error deep inside another header.
+#ifndef BRPC_STREAM_NOT_PROVIDED_BTHREAD_COUNTDOWN_EVENT_H
+#define BRPC_STREAM_NOT_PROVIDED_BTHREAD_COUNTDOWN_EVENT_H
+#error "brpc_stream: <bthread/countdown_event.h> is not provided: bthread (brpc's M:N threads) is not part of this library; use std::thread and std::mutex (user callbacks run on the library's worker threads). This library implements brpc's Socket, Stream, Channel, Server and Controller over the baidu_std protocol; see README.md for the supported API."
+#endif

@@ -1,0 +1,7 @@
+// Not provided by this library (see the #error below).
+// This header exists so that a program including it stops here with a clear
+// message instead of an error deep inside another header.
+#ifndef BRPC_STREAM_NOT_PROVIDED_BVAR_BVAR_H
+#define BRPC_STREAM_NOT_PROVIDED_BVAR_BVAR_H
+#error "brpc_stream: <bvar/bvar.h> is not provided: bvar is not part of this library; the library's counters are in <brpc/stream_stats.h> (brpc::GetStreamStats). This library implements brpc's Socket, Stream, Channel, Server and Controller over the baidu_std protocol; see README.md for the supported API."
+#endif

@@ -1,0 +1,74 @@
+//! The logging entry points: where the library's messages and the C++
+//! facade's `LOG(...)` lines go (`butil/logging.h` is built on these).
+
+#![allow(non_camel_case_types)]
+
+use std::ffi::{c_char, c_int, c_void, CStr};
+
+use super::{guard, guard_value};
+use crate::log::{self, Level};
+
+/// A log sink: `level` is brpc's severity (-1 verbose, 0 info, 1 notice,
+/// 2 warning, 3 error, 4 fatal), `file` a NUL-terminated path, `message`
+/// `len` bytes without a trailing newline; all valid only during the call.
+pub type brpc_log_sink = Option<
+    extern "C" fn(level: c_int, file: *const c_char, line: c_int, message: *const u8, len: usize, user: *mut c_void),
+>;
+
+/// Sends every later message to `sink`, with `user` passed back; NULL
+/// restores the default (one line per message on stderr, brpc's format).
+/// The sink is called on any thread, possibly concurrently, and must not
+/// log itself; `user` must stay valid until another sink replaces it.
+#[no_mangle]
+pub extern "C" fn brpc_log_set_sink(sink: brpc_log_sink, user: *mut c_void) {
+    guard_value((), || log::set_sink(sink.map(|sink| (sink, user))))
+}
+
+/// Drops messages below `level` from now on (default 0, info).
+#[no_mangle]
+pub extern "C" fn brpc_log_set_min_level(level: c_int) {
+    guard_value((), || log::set_min_level(Level::from_c(level)))
+}
+
+/// The current minimum level.
+#[no_mangle]
+pub extern "C" fn brpc_log_min_level() -> c_int {
+    guard_value(Level::Info as c_int, || log::min_level() as c_int)
+}
+
+/// Writes one message: `file` is NULL or NUL-terminated, `message` points
+/// to `len` bytes (NULL when `len` is 0); both are only read during the
+/// call. Returns 0, or EINVAL for a NULL message with a non-zero length.
+#[no_mangle]
+pub unsafe extern "C" fn brpc_log_write(
+    level: c_int,
+    file: *const c_char,
+    line: c_int,
+    message: *const u8,
+    len: usize,
+) -> c_int {
+    guard(|| {
+        if message.is_null() && len != 0 {
+            return libc::EINVAL;
+        }
+        let level = Level::from_c(level);
+        if !log::enabled(level) {
+            return 0;
+        }
+        let file = if file.is_null() {
+            std::borrow::Cow::Borrowed("?")
+        } else {
+            // SAFETY: the caller passes a NUL-terminated string valid for the call.
+            unsafe { CStr::from_ptr(file) }.to_string_lossy()
+        };
+        let bytes: &[u8] = if len == 0 {
+            &[]
+        } else {
+            // SAFETY: the caller passes `len` readable bytes at `message`.
+            unsafe { std::slice::from_raw_parts(message, len) }
+        };
+        let text = String::from_utf8_lossy(bytes);
+        log::write_str(level, &file, u32::try_from(line).unwrap_or(0), &text);
+        0
+    })
+}
