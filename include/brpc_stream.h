@@ -533,10 +533,12 @@ int brpc_stream_create(brpc_controller *cntl,
                        const brpc_stream_options *options,
                        brpc_stream_id *out_ids);
 
-// Server, before responding: accepts every stream the request carries (at
-// most `BRPC_MAX_STREAMS_PER_CALL`), ids into `out_ids[0..cap)`, their
-// number in `*n_out`. `EINVAL` when the request carries none or they were
-// accepted already.
+// Server, before responding: accepts every stream the request carries,
+// ids into `out_ids[0..n)`, their number `n` in `*n_out`. `EINVAL` when the
+// request carries none, they were accepted already, or it carries more
+// than `cap`: then none is accepted, nothing of `options` (its handler) is
+// kept or called, and the client's streams fail when the response goes
+// without them.
 int brpc_stream_accept(brpc_controller *cntl,
                        const brpc_stream_options *options,
                        brpc_stream_id *out_ids,

@@ -141,7 +141,7 @@ fn a_server_stopping_ends_a_thousand_streams_on_each_side_once() {
                         };
                         let options =
                             StreamOptions { handler: Some(Arc::new(Handler(counts.clone()))), ..Default::default() };
-                        stream::accept(call.host(), &single, &options).unwrap()[0]
+                        stream::accept(call.host(), &single, &options, 1).unwrap()[0]
                     })
                     .collect();
                 let _ = accepted_tx.lock().unwrap().send(ids.len());

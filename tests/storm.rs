@@ -199,7 +199,7 @@ fn healthy_server(server_side: Arc<ServerSide>, seed: u64) -> Server {
                     };
                     // One accept per stream so each has its own tracker; the
                     // ids pair with the client's by position.
-                    let id = stream::accept(call.host(), &single, &options).unwrap()[0];
+                    let id = stream::accept(call.host(), &single, &options, 1).unwrap()[0];
                     tracker.id.store(id, Ordering::Release);
                     ids.push(id);
                 }

@@ -85,7 +85,7 @@ fn stream_server(handler: Arc<Recorder>, accepted: mpsc::Sender<Vec<StreamId>>) 
             Arc::new(move |call: ServerCall| {
                 let settings = call.stream_settings().cloned().expect("the request carries streams");
                 let options = StreamOptions { handler: Some(handler.clone()), ..Default::default() };
-                let ids = stream::accept(call.host(), &settings, &options).unwrap();
+                let ids = stream::accept(call.host(), &settings, &options, stream::MAX_STREAMS_PER_CALL).unwrap();
                 let _ = accepted.lock().unwrap().send(ids.clone());
                 call.respond_with_streams(Ok((Bytes::from_static(b"accepted"), Bytes::new())), &ids);
             }),

@@ -214,7 +214,7 @@ fn our_server_answers_a_brpc_clients_bytes_like_a_brpc_server() {
                 let handler = Arc::new(DoneAfterThree { seen: Mutex::new(0) });
                 let options = StreamOptions { handler: Some(handler), ..Default::default() };
                 let settings = call.stream_settings().cloned().unwrap();
-                let ids = stream::accept(call.host(), &settings, &options).unwrap();
+                let ids = stream::accept(call.host(), &settings, &options, stream::MAX_STREAMS_PER_CALL).unwrap();
                 call.respond_with_streams(Ok((Bytes::from_static(b"\n\x08accepted"), Bytes::new())), &ids);
             }),
         )
@@ -416,7 +416,7 @@ fn accepting_server(options: StreamOptions) -> (Server, Arc<Mutex<usize>>) {
             Arc::new(move |call: ServerCall| {
                 *counted.lock().unwrap() += 1;
                 let settings = call.stream_settings().cloned().unwrap();
-                let ids = stream::accept(call.host(), &settings, &options).unwrap();
+                let ids = stream::accept(call.host(), &settings, &options, stream::MAX_STREAMS_PER_CALL).unwrap();
                 call.respond_with_streams(Ok((Bytes::new(), Bytes::new())), &ids);
             }),
         )

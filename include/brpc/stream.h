@@ -108,7 +108,11 @@ int StreamCreate(StreamIds& request_streams, int request_stream_size, Controller
 
 // [Server] Accepts the one stream the request carries, before responding.
 // -1 when there is none (cntl.has_remote_stream() is false), it was
-// accepted already, or the client sent several (they are all closed).
+// accepted already, or the client sent several (none is accepted; the
+// client's streams fail when the response goes without them).
+//
+// A StreamCreate or StreamAccept that returns -1 keeps nothing of
+// `options`: its handler is never called, so the program may delete it.
 int StreamAccept(StreamId* response_stream, Controller& cntl, const StreamOptions* options);
 
 // [Server] Accepts every stream the request carries, appended in the
@@ -259,41 +263,38 @@ inline int StreamCreate(StreamId* request_stream, Controller& cntl, const Stream
     return 0;
 }
 
-inline int StreamAccept(StreamIds& response_streams, Controller& cntl, const StreamOptions* options) {
+namespace detail {
+// Accepts at most `cap` streams; a request carrying more is refused whole,
+// with nothing of `options` kept (the caller may free its handler).
+inline int AcceptUpTo(StreamIds& response_streams, size_t cap, Controller& cntl, const StreamOptions* options) {
     if (!response_streams.empty()) {
         return -1;
     }
-    const brpc_stream_options c = detail::ToCOptions(options);
-    // No request reaches a method with more streams than a call may set up.
-    StreamIds ids(BRPC_MAX_STREAMS_PER_CALL, INVALID_STREAM_ID);
+    const brpc_stream_options c = ToCOptions(options);
+    StreamIds ids(cap, INVALID_STREAM_ID);
     size_t n = 0;
     if (brpc_stream_accept(cntl.c_controller(), &c, ids.data(), ids.size(), &n) != 0) {
-        return -1;
-    }
-    if (n > ids.size()) {
-        for (size_t i = 0; i < ids.size(); ++i) {
-            StreamClose(ids[i]);
-        }
         return -1;
     }
     ids.resize(n);
     response_streams.swap(ids);
     return 0;
 }
+}  // namespace detail
 
+inline int StreamAccept(StreamIds& response_streams, Controller& cntl, const StreamOptions* options) {
+    // No request reaches a method with more streams than a call may set up.
+    return detail::AcceptUpTo(response_streams, BRPC_MAX_STREAMS_PER_CALL, cntl, options);
+}
+
+// brpc's rule: the single form cannot accept a request's several streams;
+// then it fails and the handler is never used.
 inline int StreamAccept(StreamId* response_stream, Controller& cntl, const StreamOptions* options) {
     if (response_stream == NULL) {
         return -1;
     }
     StreamIds ids;
-    if (StreamAccept(ids, cntl, options) != 0) {
-        return -1;
-    }
-    if (ids.size() != 1) {
-        // brpc's rule: the single form cannot accept several streams.
-        for (size_t i = 0; i < ids.size(); ++i) {
-            StreamClose(ids[i]);
-        }
+    if (detail::AcceptUpTo(ids, 1, cntl, options) != 0) {
         return -1;
     }
     *response_stream = ids[0];

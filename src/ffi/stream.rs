@@ -211,10 +211,12 @@ pub unsafe extern "C" fn brpc_stream_create(
     })
 }
 
-/// Server, before responding: accepts every stream the request carries (at
-/// most `BRPC_MAX_STREAMS_PER_CALL`), ids into `out_ids[0..cap)`, their
-/// number in `*n_out`. `EINVAL` when the request carries none or they were
-/// accepted already.
+/// Server, before responding: accepts every stream the request carries,
+/// ids into `out_ids[0..n)`, their number `n` in `*n_out`. `EINVAL` when the
+/// request carries none, they were accepted already, or it carries more
+/// than `cap`: then none is accepted, nothing of `options` (its handler) is
+/// kept or called, and the client's streams fail when the response goes
+/// without them.
 #[no_mangle]
 pub unsafe extern "C" fn brpc_stream_accept(
     cntl: *mut brpc_controller,
@@ -233,12 +235,14 @@ pub unsafe extern "C" fn brpc_stream_accept(
         if !controller.streams.is_empty() {
             return libc::EINVAL;
         }
-        match stream::accept(host, &settings, &options_from(options)) {
+        if out_ids.is_null() {
+            return libc::EINVAL;
+        }
+        match stream::accept(host, &settings, &options_from(options), cap) {
             Ok(ids) => {
-                if !out_ids.is_null() {
-                    // SAFETY: room for `cap` ids per the contract.
-                    unsafe { std::ptr::copy_nonoverlapping(ids.as_ptr(), out_ids, ids.len().min(cap)) };
-                }
+                // SAFETY: room for `cap` ids per the contract, and accept
+                // made at most `cap`.
+                unsafe { std::ptr::copy_nonoverlapping(ids.as_ptr(), out_ids, ids.len()) };
                 if !n_out.is_null() {
                     // SAFETY: writable per the contract.
                     unsafe { *n_out = ids.len() };

@@ -74,6 +74,18 @@ pub(super) fn closed_by_peer(socket: &Socket, core: &StreamCore) {
     let _ = close_locally(socket, core, "the stream was closed by the peer");
 }
 
+/// Ends the streams of a call that failed before it was made (create,
+/// accept), with no callback: the caller was told the call failed and may
+/// free the handler at once. Not yet connected, they send nothing.
+pub(super) fn discard(ids: &[StreamId]) {
+    for id in ids {
+        if let Some((socket, core)) = find(*id) {
+            core.link.lock().silenced = true;
+            let _ = close_locally(&socket, &core, "the call that created the stream failed");
+        }
+    }
+}
+
 /// Fails a stream by id (setup failure, host failure).
 pub(super) fn fail(id: StreamId, code: i32, text: &str) {
     Socket::set_failed_by_id(id, code, text);
@@ -104,10 +116,17 @@ pub(super) fn finished(socket: &Socket, core: &Arc<StreamCore>, code: i32, text:
 /// ended and every write it accepted was sent or dropped, so the count of
 /// dropped writes is final.
 pub(super) fn report_end(socket: &Socket, core: &Arc<StreamCore>) {
-    let Some((code, text)) = core.link.lock().ending.take() else { return };
+    let (ending, silenced) = {
+        let mut link = core.link.lock();
+        (link.ending.take(), link.silenced)
+    };
+    let Some((code, text)) = ending else { return };
     let (messages, bytes) = socket.dropped_writes();
     stats::STREAM_WRITES_DROPPED.add(messages);
     stats::STREAM_BYTES_DROPPED.add(bytes);
+    if silenced {
+        return;
+    }
     let Some(handler) = core.options.handler.clone() else { return };
     let id = core.id();
     core.executor.submit(move || {

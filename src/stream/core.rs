@@ -74,6 +74,9 @@ pub(super) struct Link {
     pub direct: bool,
     /// How the stream ended, until its last callbacks are scheduled.
     pub ending: Option<(i32, String)>,
+    /// The call that made the stream failed: its end runs no callback
+    /// (the handler is no longer the library's to call).
+    pub(super) silenced: bool,
 }
 
 impl Link {
@@ -119,6 +122,7 @@ impl StreamCore {
                 used_queue: false,
                 direct: false,
                 ending: None,
+                silenced: false,
             }),
             direct_writers: AtomicUsize::new(0),
             host_id: AtomicU64::new(crate::id::INVALID_ID),

@@ -88,9 +88,7 @@ pub fn create(n: usize, options: &StreamOptions) -> Result<Vec<StreamId>, i32> {
         match StreamCore::spawn(options.clone()) {
             Ok((id, _)) => ids.push(id),
             Err(code) => {
-                for id in ids {
-                    let _ = close(id);
-                }
+                close::discard(&ids);
                 return Err(code);
             }
         }
@@ -156,8 +154,20 @@ pub fn on_setup_response(
 /// request's connection. They become connected when the response is about
 /// to go ([`before_response`]) and write once it is queued
 /// ([`after_response`]), so nothing they write overtakes it.
-pub fn accept(host: SocketId, request: &StreamSettings, options: &StreamOptions) -> Result<Vec<StreamId>, i32> {
+///
+/// A request carrying more than `max` streams is refused with `EINVAL`
+/// before any is made: the peer's streams then fail when the response
+/// carries no stream settings, and nothing here calls the handler.
+pub fn accept(
+    host: SocketId,
+    request: &StreamSettings,
+    options: &StreamOptions,
+    max: usize,
+) -> Result<Vec<StreamId>, i32> {
     let remotes = remote_ids(request);
+    if remotes.len() > max {
+        return Err(libc::EINVAL);
+    }
     let mut accepted = Vec::with_capacity(remotes.len());
     for remote in remotes {
         match StreamCore::spawn(options.clone()) {
@@ -179,9 +189,7 @@ pub fn accept(host: SocketId, request: &StreamSettings, options: &StreamOptions)
                 accepted.push(id);
             }
             Err(code) => {
-                for id in accepted {
-                    let _ = close(id);
-                }
+                close::discard(&accepted);
                 return Err(code);
             }
         }
