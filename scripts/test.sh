@@ -50,6 +50,18 @@ else
     echo "== cargo fmt is not installed: skipping the format check"
 fi
 
+# Lints and docs are part of the build: clippy's warnings (undocumented
+# unsafe blocks among them) and rustdoc's fail the run, where the toolchain
+# has the tools.
+if cargo clippy --version >/dev/null 2>&1; then
+    echo "== cargo clippy --release --all-targets -- -D warnings"
+    cargo clippy --release --all-targets -- -D warnings
+else
+    echo "== cargo clippy is not installed: skipping the lint check"
+fi
+echo "== cargo doc --no-deps (warnings denied)"
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps
+
 echo "== cargo test --release"
 cargo test --release
 

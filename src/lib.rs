@@ -13,6 +13,8 @@
 //! - [`rpc`]: channels, calls, the server and the call that sets up streams.
 //! - [`ffi`]: the C ABI (`include/brpc_stream.h`) over all of the above.
 
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 #[macro_use]
 pub mod log;
 pub mod errno;

@@ -1,5 +1,5 @@
 //! The library's one logging path. Every message, the library's own and
-//! the C++ facade's `LOG(...)`, goes through [`write`]: a minimum level
+//! the C++ facade's `LOG(...)`, goes through [`fn@write`]: a minimum level
 //! filters it, then the sink the program set receives it whole, or the
 //! default sink writes it to stderr as one line in brpc's format
 //! (`I1201 09:30:00.123456  4242 file.cpp:42] text`).
@@ -71,6 +71,7 @@ struct InstalledSink {
 // SAFETY: the program that installs a sink promises (brpc_log_set_sink's
 // contract) that it and its `user` pointer may be used from any thread.
 unsafe impl Send for InstalledSink {}
+// SAFETY: as for Send: the sink is callable from any thread at once.
 unsafe impl Sync for InstalledSink {}
 
 static MIN_LEVEL: AtomicI32 = AtomicI32::new(Level::Info as i32);
@@ -108,7 +109,7 @@ pub fn write(level: Level, file: &str, line: u32, args: fmt::Arguments<'_>) {
     write_str(level, file, line, &message);
 }
 
-/// [`write`] for a message already formatted (the C entry point's path).
+/// [`fn@write`] for a message already formatted (the C entry point's path).
 pub fn write_str(level: Level, file: &str, line: u32, message: &str) {
     if !enabled(level) {
         return;
@@ -182,19 +183,19 @@ fn format_line(level: Level, file: &str, line: u32, message: &str, at: &Stamp, t
     )
 }
 
-/// Logs at error level through [`write`].
+/// Logs at error level through [`fn@write`].
 macro_rules! log_error {
     ($($arg:tt)*) => { $crate::log::write($crate::log::Level::Error, file!(), line!(), format_args!($($arg)*)) };
 }
-/// Logs at warning level through [`write`].
+/// Logs at warning level through [`fn@write`].
 macro_rules! log_warning {
     ($($arg:tt)*) => { $crate::log::write($crate::log::Level::Warning, file!(), line!(), format_args!($($arg)*)) };
 }
-/// Logs at info level through [`write`].
+/// Logs at info level through [`fn@write`].
 macro_rules! log_info {
     ($($arg:tt)*) => { $crate::log::write($crate::log::Level::Info, file!(), line!(), format_args!($($arg)*)) };
 }
-/// Logs at verbose (brpc's DEBUG) level through [`write`].
+/// Logs at verbose (brpc's DEBUG) level through [`fn@write`].
 #[allow(unused_macros)]
 macro_rules! log_debug {
     ($($arg:tt)*) => { $crate::log::write($crate::log::Level::Verbose, file!(), line!(), format_args!($($arg)*)) };

@@ -75,6 +75,7 @@ impl SendPtr {
 // SAFETY: the pointer is only handed back to C code, which documents that
 // its callbacks may run on library threads.
 unsafe impl Send for SendPtr {}
+// SAFETY: as for Send: the pointee is only used by C code, which allows it.
 unsafe impl Sync for SendPtr {}
 
 /// Copies a Rust string into a C buffer of `cap` bytes, NUL-terminated and

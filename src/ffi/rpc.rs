@@ -145,11 +145,9 @@ fn with_controller<T>(cntl: *const brpc_controller, fallback: T, f: impl FnOnce(
     })
 }
 
+/// `fallback` for a NULL controller or a panic (logged, as every guard does).
 fn guard_value_ref<T>(fallback: T, f: impl FnOnce() -> Option<T>) -> T {
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
-        Ok(Some(value)) => value,
-        _ => fallback,
-    }
+    super::guard_value(None, f).unwrap_or(fallback)
 }
 
 /// Back to the state of a new controller.
@@ -637,8 +635,8 @@ pub unsafe extern "C" fn brpc_server_destroy(server: *mut brpc_server) {
 /// an error). Borrowed: valid until the call is responded to.
 #[no_mangle]
 pub unsafe extern "C" fn brpc_server_call_controller(call: *mut brpc_server_call) -> *mut brpc_controller {
-    // SAFETY: a live call or NULL.
     guard_value(std::ptr::null_mut(), || {
+        // SAFETY: a live call or NULL.
         unsafe { call.as_mut() }.map_or(std::ptr::null_mut(), |c| &mut c.controller as *mut _)
     })
 }

@@ -136,6 +136,8 @@ pub unsafe extern "C" fn brpc_socket_create(options: *const brpc_socket_options,
         // SAFETY: the caller gives readable options (or NULL).
         let Some(options) = (unsafe { options.as_ref() }) else { return libc::EINVAL };
         // Take the fd first so it is closed on every error path below.
+        // SAFETY: the caller hands over an fd it owns (the contract), closed
+        // exactly once by the OwnedFd.
         let fd = (options.fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(options.fd) });
         let remote = (options.remote_port > 0).then(|| {
             let ip = Ipv4Addr::from(u32::from_be(options.remote_ip));
@@ -336,6 +338,7 @@ pub unsafe extern "C" fn brpc_socket_write(
             let iovs = unsafe { std::slice::from_raw_parts(iov, iovcnt as usize) };
             let mut data = BytesMut::with_capacity(iovs.iter().map(|v| v.iov_len).sum());
             for v in iovs.iter().filter(|v| !v.iov_base.is_null()) {
+                // SAFETY: each iovec's buffer is readable for iov_len bytes (the contract).
                 data.extend_from_slice(unsafe { std::slice::from_raw_parts(v.iov_base as *const u8, v.iov_len) });
             }
             chunks.push(data.freeze());

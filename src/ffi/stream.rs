@@ -282,6 +282,7 @@ pub unsafe extern "C" fn brpc_stream_write(
         let parts = iovs
             .iter()
             .filter(|v| !v.iov_base.is_null() && v.iov_len > 0)
+            // SAFETY: each iovec's buffer is readable for iov_len bytes during the call.
             .map(|v| unsafe { std::slice::from_raw_parts(v.iov_base as *const u8, v.iov_len) });
         // The usual message is a block or two: no list allocated for it.
         const INLINE_PARTS: usize = 8;
@@ -381,6 +382,7 @@ pub unsafe extern "C" fn brpc_stream_write_blocks(
                         _lender: Arc::clone(lender),
                     }),
                     // Nothing tells when the memory may go: copy it.
+                    // SAFETY: the block is readable for `len` bytes during the call (the contract).
                     None => Bytes::copy_from_slice(unsafe { std::slice::from_raw_parts(block.data, block.len) }),
                 };
                 chunks.push(chunk);

@@ -1,7 +1,7 @@
 //! The pool that runs user callbacks. Callbacks may block (brpc's users
 //! block freely on bthreads), so the pool grows past its core size when
 //! queued work stops moving: if the task at the front of the queue is still
-//! there a moment ([`GROWTH_DELAY`]) later, every worker is stuck and one
+//! there a moment (`GROWTH_DELAY`) later, every worker is stuck and one
 //! more starts. Busy workers that keep taking tasks get no extra threads
 //! (on two cores they would only add context switches). Growth stops at a
 //! bound, reported once on stderr, past which tasks wait in the queue;

@@ -4,9 +4,9 @@
 //! connected on first write), a wait-free write queue, and a read buffer fed
 //! by the dispatcher. Where things happen:
 //! - [`connect`]: non-blocking TCP connect with a timeout, result exactly once.
-//! - [`write`]: the write queue's owner loop, KeepWrite on EPOLLOUT, and
+//! - `write`: the write queue's owner loop, KeepWrite on EPOLLOUT, and
 //!   `check_connected_and_keep_write`, the end of every connection attempt.
-//! - [`read`]: edge-triggered reads handed to the socket's [`SocketUser`].
+//! - `read`: edge-triggered reads handed to the socket's [`SocketUser`].
 //! - this file: creation, addressing and failing.
 
 mod chunks;

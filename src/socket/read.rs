@@ -54,6 +54,7 @@ fn read_some(fd: i32, buf: &mut BytesMut) -> Result<usize, i32> {
     }
     let n = n as usize;
     crate::stats::SOCKET_BYTES_READ.add(n as u64);
+    // SAFETY: read() initialized `n` bytes of the spare capacity it was given.
     unsafe { buf.set_len(buf.len() + n) };
     Ok(n)
 }

@@ -9,7 +9,7 @@
 //! a connection attempt instead. Failing the socket takes a parked owner
 //! wherever it is and fails its writes, so no write is ever left waiting.
 //! Writes the dispatcher makes while handling input are held until that
-//! input is handled, then leave together ([`while_handling_input`]).
+//! input is handled, then leave together (`while_handling_input`).
 
 use std::cell::RefCell;
 use std::collections::VecDeque;

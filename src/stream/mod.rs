@@ -1,11 +1,11 @@
 //! Streams, as brpc has them: ordered messages both ways over the
 //! connection of the call that set them up, with flow control.
 //!
-//! - [`core`]: the stream object (a socket with a stream-provided connection).
-//! - [`receive`]: frames coming in, ordered batched delivery, feedback, idle.
-//! - [`flow`]: the window and `StreamWait`.
-//! - [`close`]: every way a stream ends, and its last callbacks.
-//! - [`hosts`]: streams per host connection.
+//! - `core`: the stream object (a socket with a stream-provided connection).
+//! - `receive`: frames coming in, ordered batched delivery, feedback, idle.
+//! - `flow`: the window and `StreamWait`.
+//! - `close`: every way a stream ends, and its last callbacks.
+//! - `hosts`: streams per host connection.
 //! - this file: the operations the call layer and users reach.
 
 mod close;
@@ -238,12 +238,12 @@ pub fn write(id: StreamId, message: Bytes, background: bool) -> Result<(), i32> 
     write_message(id, &[&message[..]], Some(std::slice::from_ref(&message)), background)
 }
 
-/// [`write`] for a message given in parts (copied), as the C ABI has it.
+/// [`fn@write`] for a message given in parts (copied), as the C ABI has it.
 pub fn write_parts(id: StreamId, parts: &[&[u8]], background: bool) -> Result<(), i32> {
     write_message(id, parts, None, background)
 }
 
-/// [`write`] for a message in several chunks, kept as they are (not copied
+/// [`fn@write`] for a message in several chunks, kept as they are (not copied
 /// unless small).
 pub fn write_chunks(id: StreamId, chunks: Vec<Bytes>, background: bool) -> Result<(), i32> {
     let parts: Vec<&[u8]> = chunks.iter().map(|c| &c[..]).collect();
