@@ -1,5 +1,6 @@
-//! Generates `include/brpc_stream.h` from the `extern "C"` items in `src/ffi`.
-//! The header is committed; `.ci/run` fails when a build changes it.
+//! Generates `include/brpc_stream.h` from the `extern "C"` items in `src/ffi`
+//! (the header is committed; `.ci/run` fails when a build changes it), and
+//! gives the shared library its SONAME and its export list.
 
 use std::path::PathBuf;
 
@@ -7,6 +8,13 @@ fn main() {
     println!("cargo:rerun-if-changed=src/ffi");
     println!("cargo:rerun-if-changed=cbindgen.toml");
     let crate_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| ".".into()));
+    // The SONAME's number is the crate's major version: programs linked to
+    // libbrpc_stream.so.0 load any 0.x. The version script keeps every
+    // symbol but the C ABI's `brpc_*` local.
+    let major = std::env::var("CARGO_PKG_VERSION_MAJOR").unwrap_or_else(|_| "0".into());
+    println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,libbrpc_stream.so.{major}");
+    let exports = crate_dir.join("src").join("ffi").join("exports.map");
+    println!("cargo:rustc-cdylib-link-arg=-Wl,--version-script={}", exports.display());
     let config = match cbindgen::Config::from_file(crate_dir.join("cbindgen.toml")) {
         Ok(config) => config,
         Err(err) => {

@@ -105,4 +105,10 @@ echo "== C++ tests under ASan + UBSan"
     run_cpp_tests build/cpp_tests_sanitize ON
 )
 
+# The library as a package: add_subdirectory, FetchContent, find_package
+# after `cmake --install`, and a Makefile with pkg-config (reuses
+# target/release).
+echo "== package consumers"
+bash cpp_tests/consumers/run.sh build/consumers
+
 echo "== all tests passed"
