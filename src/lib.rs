@@ -10,6 +10,7 @@
 //! - [`socket`]: fd ownership, connect, the write queue, reading, failing.
 //! - [`protocol`]: PRPC and STRM framing, the protobuf metas, the cutter.
 //! - [`stream`]: the stream state machine, flow control, delivery, closing.
+//! - [`etcd`]: an etcd v3 client (JSON gateway) for discovery and registration.
 //! - [`rpc`]: channels, calls, the server and the call that sets up streams.
 //! - [`ffi`]: the C ABI (`include/brpc_stream.h`) over all of the above.
 
@@ -18,6 +19,7 @@
 #[macro_use]
 pub mod log;
 pub mod errno;
+pub mod etcd;
 pub mod id;
 pub mod protocol;
 pub mod rpc;
