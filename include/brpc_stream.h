@@ -109,11 +109,36 @@ typedef struct {
 
 typedef void (*brpc_call_done_fn)(void *arg, const brpc_call_result *result);
 
+// Registration of a server in etcd. With a `url`, `brpc_server_start`
+// puts the key `<prefix>/<ip:port>` holding `ip:port[ tag]` under a lease
+// it keeps alive, before it returns (an etcd it cannot reach fails the
+// start), and `brpc_server_stop` revokes the lease, deleting the key. A
+// process that dies without stopping leaves its key until the lease
+// lapses (`ttl_s`). Clients find the servers with the naming service
+// `etcd://host:port/prefix`. The strings are read during
+// `brpc_server_start` only; the caller keeps owning them.
+typedef struct {
+  // "etcd://host:port[,host:port...]/prefix"; NULL or "" (default): the
+  // server does not register.
+  const char *url;
+  // The "ip:port" clients should call; NULL or "" (default): the address
+  // listened on, or when that is 0.0.0.0, the local address that
+  // reaches etcd.
+  const char *address;
+  // brpc's optional tag written after the address; NULL or "": none.
+  const char *tag;
+  // The lease's TTL in seconds; default 5 (etcd raises values below its
+  // minimum, about 2). Values below 1 fail the start with `EINVAL`.
+  int32_t ttl_s;
+} brpc_etcd_registration_options;
+
 typedef struct {
   // Default 64 MiB: a larger frame fails its connection.
   int64_t max_body_size;
   // For accepted connections. Default: off.
   brpc_liveness_options liveness;
+  // Registration in etcd. Default: none.
+  brpc_etcd_registration_options etcd_registration;
 } brpc_server_options;
 
 // Handles one request of a method, on a worker thread; the call must be
@@ -394,12 +419,17 @@ int brpc_server_add_method(brpc_server *server,
                            void *arg);
 
 // Listens on "ip:port" (port 0 picks one) and serves. `options` may be NULL.
+// With `options->etcd_registration.url` set, the server is in etcd when
+// this returns 0; when registering fails (`ECONNREFUSED`, `ETIMEDOUT`,
+// `EINVAL` for a bad url or TTL, ...) the server is not started.
 int brpc_server_start(brpc_server *server, const char *ip_port, const brpc_server_options *options);
 
 // The port listened on, -1 when not started.
 int brpc_server_listen_port(const brpc_server *server);
 
-// Stops accepting; requests from now on get `ELOGOFF`.
+// Stops accepting; requests from now on get `ELOGOFF`. A server
+// registered in etcd first withdraws its entry (waiting for etcd at most
+// the registration's request timeout: half the TTL, 0.5 to 3 s).
 int brpc_server_stop(brpc_server *server);
 
 // Waits for the calls in flight, then closes every connection.

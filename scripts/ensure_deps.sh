@@ -15,6 +15,10 @@ ensure_deps() {
     [ -d /usr/include/gflags ] || missing+=(gflags)
     command -v valgrind >/dev/null 2>&1 || missing+=(valgrind)
     command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
+    # The etcd tests start their own etcd (3.4 in Debian 12); etcdctl is
+    # for the README's etcd walk-through.
+    command -v etcd >/dev/null 2>&1 || missing+=(etcd)
+    command -v etcdctl >/dev/null 2>&1 || missing+=(etcdctl)
 
     if [ "${#missing[@]}" -gt 0 ]; then
         echo "ensure_deps: missing ${missing[*]}; installing with apt-get" >&2
@@ -22,14 +26,16 @@ ensure_deps() {
         if [ "$(id -u)" -ne 0 ]; then
             if ! command -v sudo >/dev/null 2>&1; then
                 echo "ensure_deps: error: not root and no sudo; install: cmake make g++" \
-                     "libgtest-dev libprotobuf-dev protobuf-compiler libgflags-dev valgrind pkg-config" >&2
+                     "libgtest-dev libprotobuf-dev protobuf-compiler libgflags-dev valgrind pkg-config" \
+                     "etcd-server etcd-client" >&2
                 return 1
             fi
             sudo=(sudo)
         fi
         "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q || return 1
         "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
-            cmake make g++ libgtest-dev libprotobuf-dev protobuf-compiler libgflags-dev valgrind pkg-config || return 1
+            cmake make g++ libgtest-dev libprotobuf-dev protobuf-compiler libgflags-dev valgrind pkg-config \
+            etcd-server etcd-client || return 1
     fi
 
     if ! command -v cargo >/dev/null 2>&1 && [ -x "$HOME/.cargo/bin/cargo" ]; then

@@ -9,6 +9,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use brpc_stream::etcd::{ErrorKind, PrefixWatcher, Registration, RegistrationOptions, WatchEvent};
+use brpc_stream::rpc::{Server, ServerOptions};
 use etcd_process::Etcd;
 
 /// Generous bound for anything that should take milliseconds.
@@ -200,4 +201,58 @@ fn a_server_on_any_address_registers_the_address_that_reaches_etcd() {
     assert_eq!(registration.key(), "/any/127.0.0.1:8123");
     let (_, kvs) = etcd.client().range_prefix(b"/any/").unwrap();
     assert_eq!(kvs.first().map(|kv| kv.value.clone()), Some(b"127.0.0.1:8123".to_vec()));
+}
+
+fn registered_server(etcd: &Etcd, prefix: &str) -> Server {
+    let server = Server::new();
+    let options = ServerOptions {
+        etcd_registration: Some(RegistrationOptions { url: etcd.url(prefix), ttl_s: 2, ..Default::default() }),
+        ..Default::default()
+    };
+    server.start("127.0.0.1:0", options).unwrap();
+    server
+}
+
+#[test]
+fn a_server_registers_at_start_and_withdraws_at_stop() {
+    let etcd = Etcd::start();
+    let (_watcher, rx) = watch(&etcd, "/echo/");
+    let servers: Vec<Server> = (0..3).map(|_| registered_server(&etcd, "/echo")).collect();
+    let mut addresses: Vec<String> = servers.iter().map(|s| s.listen_address().unwrap().to_string()).collect();
+    addresses.sort();
+    let want: Vec<&str> = addresses.iter().map(String::as_str).collect();
+    wait_for(&rx, &want, SOON);
+    let gone = servers[1].listen_address().unwrap().to_string();
+    servers[1].stop();
+    let left: Vec<&str> = want.iter().copied().filter(|a| *a != gone).collect();
+    let took = wait_for(&rx, &left, SOON);
+    assert!(took < Duration::from_secs(2), "a stopped server is gone at once ({took:?})");
+    drop(servers);
+    wait_for(&rx, &[], SOON);
+}
+
+#[test]
+fn a_server_that_cannot_register_does_not_start() {
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let server = Server::new();
+    let options = ServerOptions {
+        etcd_registration: Some(RegistrationOptions {
+            url: format!("etcd://127.0.0.1:{closed}/echo"),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    assert_eq!(server.start("127.0.0.1:0", options), Err(libc::ECONNREFUSED));
+    assert!(!server.is_running());
+    assert_eq!(server.listen_address(), None, "the listener was closed again");
+    let bad = ServerOptions {
+        etcd_registration: Some(RegistrationOptions { url: "etcd://127.0.0.1:1".into(), ..Default::default() }),
+        ..Default::default()
+    };
+    assert_eq!(server.start("127.0.0.1:0", bad), Err(libc::EINVAL));
+    server.start("127.0.0.1:0", ServerOptions::default()).unwrap();
+    assert!(server.is_running());
 }

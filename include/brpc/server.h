@@ -50,6 +50,7 @@ struct ServerOptions {
         keepalive_interval_s = defaults.liveness.keepalive_interval_s;
         keepalive_count = defaults.liveness.keepalive_count;
         tcp_user_timeout_ms = defaults.liveness.tcp_user_timeout_ms;
+        etcd_registration_ttl_s = defaults.etcd_registration.ttl_s;
     }
 
     // Largest request accepted, in bytes (brpc's -max_body_size flag;
@@ -62,6 +63,24 @@ struct ServerOptions {
     int keepalive_interval_s;
     int keepalive_count;
     int tcp_user_timeout_ms;
+
+    // Registration in etcd (brpc has none; the client side is the naming
+    // service "etcd://host:port/prefix", see README "Service discovery with
+    // etcd"). This is the whole API: no brpc/etcd.h. With a url, Start()
+    // puts the key "<prefix>/<ip:port>" holding "ip:port[ tag]" into etcd
+    // under a lease it keeps alive, before returning (an etcd it cannot
+    // reach fails Start with errno set); Stop() withdraws it (revokes the
+    // lease) before refusing calls. A killed process's entry goes when its
+    // lease lapses, etcd_registration_ttl_s after its last renewal.
+    // "etcd://host:port[,host:port...]/prefix"; empty (default): none.
+    std::string etcd_registration_url;
+    // The "ip:port" clients should call; empty (default): the listen
+    // address, or for 0.0.0.0 the local address that reaches etcd.
+    std::string etcd_registration_address;
+    // brpc's optional tag after the address; empty (default): none.
+    std::string etcd_registration_tag;
+    // The lease's TTL in seconds (default 5; etcd's minimum is about 2).
+    int etcd_registration_ttl_s;
 };
 
 // IsAskedToQuit() and AskToQuit() are in brpc/controller.h, as in brpc.
@@ -238,6 +257,10 @@ inline int Server::Start(const butil::EndPoint& endpoint, const ServerOptions* o
     c.liveness.keepalive_interval_s = chosen.keepalive_interval_s;
     c.liveness.keepalive_count = chosen.keepalive_count;
     c.liveness.tcp_user_timeout_ms = chosen.tcp_user_timeout_ms;
+    c.etcd_registration.url = chosen.etcd_registration_url.c_str();
+    c.etcd_registration.address = chosen.etcd_registration_address.c_str();
+    c.etcd_registration.tag = chosen.etcd_registration_tag.c_str();
+    c.etcd_registration.ttl_s = chosen.etcd_registration_ttl_s;
     const int rc = brpc_server_start(handle_, butil::endpoint2str(endpoint).c_str(), &c);
     if (rc != 0) {
         return server_internal::Fail(rc);

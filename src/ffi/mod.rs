@@ -11,6 +11,7 @@
 #![allow(clippy::missing_safety_doc)]
 
 pub mod errors;
+pub mod etcd;
 pub mod log;
 pub mod rpc;
 pub mod socket;

@@ -12,6 +12,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use parking_lot::Mutex;
 
+use super::etcd::brpc_etcd_registration_options;
 use super::{c_string, guard, guard_value, on_worker, write_c_string, SendPtr};
 use crate::rpc::{CallOutcome, CallRequest, Channel, ChannelOptions, Controller, Server, ServerCall, ServerOptions};
 use crate::socket::Liveness;
@@ -100,6 +101,8 @@ pub struct brpc_server_options {
     pub max_body_size: i64,
     /// For accepted connections. Default: off.
     pub liveness: brpc_liveness_options,
+    /// Registration in etcd. Default: none.
+    pub etcd_registration: brpc_etcd_registration_options,
 }
 
 /// How a call ended; every pointer is valid only during the callback.
@@ -503,6 +506,7 @@ pub unsafe extern "C" fn brpc_server_options_init(options: *mut brpc_server_opti
         options.write(brpc_server_options {
             max_body_size: defaults.limits.max_body_size as i64,
             liveness: brpc_liveness_options::from_rust(&defaults.liveness),
+            etcd_registration: brpc_etcd_registration_options::defaults(),
         })
     };
 }
@@ -554,6 +558,9 @@ pub unsafe extern "C" fn brpc_server_add_method(
 }
 
 /// Listens on "ip:port" (port 0 picks one) and serves. `options` may be NULL.
+/// With `options->etcd_registration.url` set, the server is in etcd when
+/// this returns 0; when registering fails (`ECONNREFUSED`, `ETIMEDOUT`,
+/// `EINVAL` for a bad url or TTL, ...) the server is not started.
 #[no_mangle]
 pub unsafe extern "C" fn brpc_server_start(
     server: *mut brpc_server,
@@ -573,6 +580,7 @@ pub unsafe extern "C" fn brpc_server_start(
                 opts.limits.max_body_size = o.max_body_size as usize;
             }
             opts.liveness = o.liveness.to_rust();
+            opts.etcd_registration = o.etcd_registration.to_rust();
         }
         match server.inner.start(&c_string(ip_port), opts) {
             Ok(()) => 0,
@@ -604,7 +612,9 @@ unsafe fn with_server(server: *mut brpc_server, f: impl FnOnce(&Server)) -> c_in
     })
 }
 
-/// Stops accepting; requests from now on get `ELOGOFF`.
+/// Stops accepting; requests from now on get `ELOGOFF`. A server
+/// registered in etcd first withdraws its entry (waiting for etcd at most
+/// the registration's request timeout: half the TTL, 0.5 to 3 s).
 #[no_mangle]
 pub unsafe extern "C" fn brpc_server_stop(server: *mut brpc_server) -> c_int {
     // SAFETY: a live server or NULL.

@@ -12,6 +12,7 @@ use bytes::{Bytes, BytesMut};
 use parking_lot::{Condvar, Mutex, RwLock};
 
 use crate::errno;
+use crate::etcd::{Registration, RegistrationOptions};
 use crate::protocol::{
     pack_rpc_header, pack_stream_header, Cutter, FrameType, Limits, RawFrame, RpcMessage, RpcMeta, RpcResponseMeta,
     StreamFrameMeta, StreamSettings,
@@ -23,11 +24,15 @@ use crate::stream::{self, StreamId};
 /// Runs on a worker thread for each request of its method.
 pub type Handler = Arc<dyn Fn(ServerCall) + Send + Sync>;
 
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct ServerOptions {
     pub limits: Limits,
     /// Keepalive and TCP_USER_TIMEOUT for accepted connections.
     pub liveness: Liveness,
+    /// When set, `start` registers the server in etcd (the entry is there
+    /// when it returns; an etcd that cannot be reached fails the start) and
+    /// `stop` withdraws it before refusing calls.
+    pub etcd_registration: Option<RegistrationOptions>,
 }
 
 pub struct Server {
@@ -49,6 +54,8 @@ struct ServerInner {
     accept_retries: AtomicUsize,
     /// A retry is on the timer (one at a time).
     accept_retry_due: AtomicBool,
+    /// The server's entry in etcd, from start to stop.
+    registration: Mutex<Option<Registration>>,
 }
 
 /// How soon accepting is tried again after it failed.
@@ -81,6 +88,7 @@ impl Server {
                 liveness: Mutex::new(Liveness::default()),
                 accept_retries: AtomicUsize::new(0),
                 accept_retry_due: AtomicBool::new(false),
+                registration: Mutex::new(None),
             }),
         }
     }
@@ -104,14 +112,15 @@ impl Server {
         if self.inner.running.swap(true, Ordering::AcqRel) {
             return Err(libc::EPERM);
         }
-        let started = self.listen(address, options);
+        let started = self.listen(address, &options).and_then(|()| self.register(&options));
         if started.is_err() {
+            self.stop_listening();
             self.inner.running.store(false, Ordering::Release);
         }
         started
     }
 
-    fn listen(&self, address: &str, options: ServerOptions) -> Result<(), i32> {
+    fn listen(&self, address: &str, options: &ServerOptions) -> Result<(), i32> {
         let address = super::resolve(address)?;
         let socket = TcpListener::bind(address).map_err(|e| e.raw_os_error().unwrap_or(libc::EINVAL))?;
         socket.set_nonblocking(true).map_err(|e| e.raw_os_error().unwrap_or(libc::EINVAL))?;
@@ -133,6 +142,22 @@ impl Server {
         Ok(())
     }
 
+    /// Puts the server's entry into etcd when the options ask for it.
+    fn register(&self, options: &ServerOptions) -> Result<(), i32> {
+        let Some(registration) = &options.etcd_registration else { return Ok(()) };
+        let Some(listening) = self.listen_address() else { return Err(libc::EINVAL) };
+        match Registration::start(registration, listening) {
+            Ok(registration) => {
+                *self.inner.registration.lock() = Some(registration);
+                Ok(())
+            }
+            Err(err) => {
+                log_error!("fail to register the server in etcd: {err}");
+                Err(err.code())
+            }
+        }
+    }
+
     /// The address listened on, with the chosen port.
     pub fn listen_address(&self) -> Option<SocketAddr> {
         self.inner.listener.lock().as_ref().map(|l| l.address)
@@ -144,8 +169,20 @@ impl Server {
 
     /// Stops accepting; requests arriving from now on get ELOGOFF, calls in
     /// flight go on.
+    /// A server registered in etcd first withdraws its entry, so clients
+    /// stop choosing it before it refuses them.
     pub fn stop(&self) {
+        let registration = self.inner.registration.lock().take();
+        if let Some(registration) = registration {
+            if let Err(err) = registration.withdraw() {
+                log_warning!("the server's entry stays in etcd until its lease lapses: {err}");
+            }
+        }
         self.inner.stopping.store(true, Ordering::Release);
+        self.stop_listening();
+    }
+
+    fn stop_listening(&self) {
         if let Some(listener) = self.inner.listener.lock().take() {
             dispatcher().deregister(listener.token, listener.socket.as_raw_fd());
         }
