@@ -26,6 +26,10 @@
 #include <google/protobuf/stubs/callback.h>
 
 #include "brpc_stream.h"
+// As in brpc, a program that includes channel.h or server.h has
+// brpc::NewCallback and brpc::ClosureGuard through this header.
+#include "brpc/callback.h"
+#include "brpc/closure_guard.h"
 #include "brpc/errno.h"
 #include "butil/endpoint.h"
 #include "butil/iobuf.h"
