@@ -52,10 +52,9 @@ fn a_watch_reports_puts_and_deletes_from_its_start_revision() {
     client.put(b"/w/a", b"1", 0).unwrap();
     client.put(b"/other", b"x", 0).unwrap();
     client.delete(b"/w/a").unwrap();
-    let stop = std::sync::atomic::AtomicBool::new(false);
     let mut events = Vec::new();
     while events.len() < 2 {
-        let (_, batch) = watch.next(&stop).unwrap();
+        let (_, batch) = watch.next(&|| false).unwrap();
         events.extend(batch);
     }
     assert!(matches!(&events[0], WatchEvent::Put(kv) if kv.key == b"/w/a" && kv.value == b"1"), "{events:?}");

@@ -5,7 +5,7 @@
 //! holding their default (a PUT event has no `type`, an expired lease no
 //! `TTL`); the types here read both spellings and take absence as the default.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -296,12 +296,12 @@ pub struct WatchStream {
 
 impl WatchStream {
     /// The next batch of events and the revision it brings the range to.
-    /// Waits until there is one, or `stop` is set ([`ErrorKind::Stopped`]).
+    /// Waits until there is one, or `stopped()` ([`ErrorKind::Stopped`]).
     /// A watch etcd cancels (its start revision was compacted away) is an
     /// error: read the range again and watch from there.
-    pub fn next(&mut self, stop: &AtomicBool) -> Result<(i64, Vec<WatchEvent>), Error> {
+    pub fn next(&mut self, stopped: &dyn Fn() -> bool) -> Result<(i64, Vec<WatchEvent>), Error> {
         loop {
-            let line = self.lines.next_line(stop)?;
+            let line = self.lines.next_line(stopped)?;
             if line.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }

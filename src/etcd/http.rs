@@ -10,7 +10,6 @@
 
 use std::io::{ErrorKind as IoKind, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use super::{Error, ErrorKind};
@@ -218,9 +217,9 @@ impl LineStream {
     }
 
     /// The next line (without its newline), waiting as long as it takes
-    /// unless `stop` is set ([`ErrorKind::Stopped`]); the end of the body or
+    /// unless `stopped()` ([`ErrorKind::Stopped`], looked at every 100 ms); the end of the body or
     /// a broken connection is [`ErrorKind::Unreachable`].
-    pub fn next_line(&mut self, stop: &AtomicBool) -> Result<Vec<u8>, Error> {
+    pub fn next_line(&mut self, stopped: &dyn Fn() -> bool) -> Result<Vec<u8>, Error> {
         let endpoint = self.endpoint.as_str();
         let mut scanned = 0;
         loop {
@@ -236,7 +235,7 @@ impl LineStream {
                     format!("etcd {endpoint}: a streamed message larger than {MAX_BODY} bytes"),
                 ));
             }
-            if stop.load(Ordering::Acquire) {
+            if stopped() {
                 return Err(Error::new(ErrorKind::Stopped, "stopped"));
             }
             match read_some(&self.stream, &mut self.buf, Instant::now() + STOP_POLL, endpoint) {
@@ -331,7 +330,7 @@ mod tests {
     fn a_stream_yields_lines_and_stops_when_asked() {
         let endpoint = answer_once(b"HTTP/1.0 200 OK\r\n\r\n{\"n\":1}\n{\"n\":2}\n{\"n\"");
         let mut lines = LineStream::open(&endpoint, "/v3/watch", b"{}", soon()).unwrap();
-        let go = AtomicBool::new(false);
+        let go = || false;
         assert_eq!(lines.next_line(&go).unwrap(), b"{\"n\":1}");
         assert_eq!(lines.next_line(&go).unwrap(), b"{\"n\":2}");
         // The server closed mid-line.
@@ -348,7 +347,7 @@ mod tests {
             let _ = conn.read(&mut buf);
         });
         let mut lines = LineStream::open(&endpoint, "/v3/watch", b"{}", soon()).unwrap();
-        let stop = AtomicBool::new(true);
+        let stop = || true;
         assert_eq!(lines.next_line(&stop).unwrap_err().kind, ErrorKind::Stopped);
         drop(lines);
         server.join().unwrap();

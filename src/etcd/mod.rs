@@ -6,8 +6,8 @@
 //! - [`http`]: one request per connection (HTTP/1.0, so bodies are never
 //!   chunked), every step bounded in time, and the streaming body of a watch.
 //! - [`client`]: [`Client`], the typed operations.
-//! - [`watch`]: [`PrefixWatcher`], the values under a prefix, kept current
-//!   on a thread of its own that reconnects with backoff.
+//! - [`watch`]: [`follow`], the values under a prefix, kept current with
+//!   reconnects and backoff, on the caller's thread or a [`PrefixWatcher`]'s.
 //! - [`registration`]: [`Registration`], a key under a lease kept alive on a
 //!   thread of its own, withdrawn by revoking the lease.
 //!
@@ -21,7 +21,7 @@ pub mod watch;
 
 pub use client::{Client, ClientOptions, KeyValue, WatchEvent, WatchStream};
 pub use registration::{Registration, RegistrationOptions};
-pub use watch::PrefixWatcher;
+pub use watch::{follow, PrefixWatcher, Report};
 
 use std::fmt;
 
