@@ -7,6 +7,7 @@
 #![allow(dead_code)]
 
 use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -26,7 +27,19 @@ fn spawn(dir: &std::path::Path, client_port: u16, peer_port: u16) -> Child {
     let client_url = format!("http://127.0.0.1:{client_port}");
     let peer_url = format!("http://127.0.0.1:{peer_port}");
     let log = std::fs::File::create(dir.join("etcd.log")).expect("create the etcd log");
-    let spawned = Command::new(etcd_binary())
+    let mut command = Command::new(etcd_binary());
+    // SAFETY: prctl is async-signal-safe, and the closure touches nothing
+    // else between fork and exec.
+    unsafe {
+        // A test process killed outright (a harness timeout) takes etcd with
+        // it: the guard's drop never runs then. (The signal follows the
+        // thread that spawned etcd, which is the test's, owning the guard.)
+        command.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+    let spawned = command
         .arg("--name=test")
         .arg(format!("--data-dir={}", dir.join("data").display()))
         .arg(format!("--listen-client-urls={client_url}"))
