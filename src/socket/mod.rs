@@ -319,7 +319,9 @@ impl Socket {
                     socket.notify_writable();
                 }
                 if events.readable || events.hangup || events.error {
-                    read::on_readable(&socket);
+                    // Without a hangup or error in the edge, a short read
+                    // ends it: the next bytes bring their own edge.
+                    read::on_readable(&socket, !(events.hangup || events.error));
                 }
             }
         });

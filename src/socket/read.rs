@@ -1,6 +1,14 @@
-//! Reading: on each input edge the dispatcher reads until EAGAIN (the fd is
-//! edge-triggered) and hands the bytes to the socket's user after every read,
-//! so a protocol can act on (or refuse) a frame before all of it arrived.
+//! Reading: on each input edge the dispatcher reads until the socket is
+//! empty (the fd is edge-triggered) and hands the bytes to the socket's user
+//! after every read, so a protocol can act on (or refuse) a frame before all
+//! of it arrived.
+//!
+//! "Empty" is EAGAIN, or, for an edge that reported no hangup or error, a
+//! read that returned less than it asked for: a stream socket's read takes
+//! everything queued up to the size asked, and bytes arriving later raise a
+//! new edge (epoll(7), "for stream-oriented files"). That saves one read
+//! per edge, which is a third of the reads of a request/response exchange.
+//! An edge with a hangup reads on to EOF, as the FIN raises no further edge.
 
 use bytes::BytesMut;
 
@@ -10,7 +18,7 @@ use crate::errno;
 /// Bytes asked of the kernel per read.
 const READ_CHUNK: usize = 64 * 1024;
 
-pub(super) fn on_readable(socket: &Socket) {
+pub(super) fn on_readable(socket: &Socket, short_read_ends: bool) {
     let fd = socket.fd();
     if fd < 0 {
         return;
@@ -20,13 +28,13 @@ pub(super) fn on_readable(socket: &Socket) {
     let mut buf = socket.read_buf.lock();
     loop {
         match read_some(fd, &mut buf) {
-            Ok(0) => {
+            Ok(ReadSome { read: 0, .. }) => {
                 deliver(socket, &mut buf);
                 socket.set_failed(errno::EEOF, "the remote side closed the connection");
                 return;
             }
-            Ok(_) => {
-                if !deliver(socket, &mut buf) {
+            Ok(ReadSome { read, asked }) => {
+                if !deliver(socket, &mut buf) || (short_read_ends && read < asked) {
                     return;
                 }
             }
@@ -41,7 +49,13 @@ pub(super) fn on_readable(socket: &Socket) {
     }
 }
 
-fn read_some(fd: i32, buf: &mut BytesMut) -> Result<usize, i32> {
+/// Bytes one read returned, and how many it asked for.
+struct ReadSome {
+    read: usize,
+    asked: usize,
+}
+
+fn read_some(fd: i32, buf: &mut BytesMut) -> Result<ReadSome, i32> {
     if buf.capacity() - buf.len() < READ_CHUNK / 4 {
         buf.reserve(READ_CHUNK);
     }
@@ -54,9 +68,10 @@ fn read_some(fd: i32, buf: &mut BytesMut) -> Result<usize, i32> {
     }
     let n = n as usize;
     crate::stats::SOCKET_BYTES_READ.add(n as u64);
+    let asked = spare.len();
     // SAFETY: read() initialized `n` bytes of the spare capacity it was given.
     unsafe { buf.set_len(buf.len() + n) };
-    Ok(n)
+    Ok(ReadSome { read: n, asked })
 }
 
 /// Hands buffered input to the user; false when the socket failed.
