@@ -204,8 +204,29 @@ pub fn pack_stream(out: &mut BytesMut, meta: &StreamFrameMeta, payload: &[u8]) -
     Ok(())
 }
 
+/// [`pack_stream_header`] with the meta already encoded (`encoded_meta`),
+/// for a sender that packs many frames with the same meta.
+pub fn pack_stream_header_encoded(
+    out: &mut BytesMut,
+    encoded_meta: &[u8],
+    payload_len: usize,
+) -> Result<(), PackError> {
+    put_header(out, Magic::Stream, encoded_meta.len(), payload_len)?;
+    out.put_slice(encoded_meta);
+    Ok(())
+}
+
 fn pack_header(out: &mut BytesMut, magic: Magic, meta: &impl Message, payload_len: usize) -> Result<(), PackError> {
     let meta_len = meta.encoded_len();
+    put_header(out, magic, meta_len, payload_len)?;
+    // A BytesMut grows on demand, so this only fails if memory is gone.
+    meta.encode(out)
+        .map_err(|e| PackError { code: libc::ENOMEM, text: format!("fail to encode the {} meta: {e}", magic.name()) })
+}
+
+/// The 12-byte header of a frame whose meta of `meta_len` bytes follows,
+/// with room reserved for that meta.
+fn put_header(out: &mut BytesMut, magic: Magic, meta_len: usize, payload_len: usize) -> Result<(), PackError> {
     let sizes = meta_len
         .checked_add(payload_len)
         .and_then(|body_len| Some((u32::try_from(body_len).ok()?, u32::try_from(meta_len).ok()?)));
@@ -219,7 +240,5 @@ fn pack_header(out: &mut BytesMut, magic: Magic, meta: &impl Message, payload_le
     out.put_slice(&magic.bytes());
     out.put_u32(body_size);
     out.put_u32(meta_size);
-    // A BytesMut grows on demand, so this only fails if memory is gone.
-    meta.encode(out)
-        .map_err(|e| PackError { code: libc::ENOMEM, text: format!("fail to encode the {} meta: {e}", magic.name()) })
+    Ok(())
 }

@@ -66,7 +66,8 @@ pub mod meta;
 
 pub use cutter::{Cut, Cutter, DropReason, FatalError, FatalKind, Limits};
 pub use frame::{
-    pack_rpc, pack_rpc_header, pack_stream, pack_stream_header, Magic, PackError, RawFrame, RpcMessage, StreamFrame,
+    pack_rpc, pack_rpc_header, pack_stream, pack_stream_header, pack_stream_header_encoded, Magic, PackError, RawFrame,
+    RpcMessage, StreamFrame,
 };
 pub use meta::{
     decode_rpc_meta, decode_stream_meta, DecodeError, Feedback, FrameType, RpcMeta, RpcRequestMeta, RpcResponseMeta,
