@@ -887,10 +887,14 @@ int Drive(int argc, char** argv) {
     std::map<std::string, std::map<std::string, std::vector<Measurement> > > results;
     const int max_runs = std::max(runs, runs_64);
     for (int run = 0; run < max_runs; ++run) {
-        fprintf(stderr, "[run %d] load average %s\n", run + 1, LoadAverage().c_str());
+        bool announced = false;
         for (const std::string& scenario : chosen) {
             if (run >= (scenario == "64" ? runs_64 : runs)) {
                 continue;
+            }
+            if (!announced) {
+                fprintf(stderr, "[run %d] load average %s\n", run + 1, LoadAverage().c_str());
+                announced = true;
             }
             std::vector<std::pair<std::string, std::string> > sides;  // (label, program)
             if (scenario == "1m" || scenario == "4k" || scenario == "64") {
