@@ -139,6 +139,9 @@ typedef struct {
   brpc_liveness_options liveness;
   // Registration in etcd. Default: none.
   brpc_etcd_registration_options etcd_registration;
+  // Calls in flight on the whole server; beyond it a request is answered
+  // `ELIMIT` and its method never runs. 0 (default): unlimited.
+  int max_concurrency;
 } brpc_server_options;
 
 // Handles one request of a method, on a worker thread; the call must be
@@ -423,6 +426,15 @@ int brpc_server_add_method(brpc_server *server,
 // this returns 0; when registering fails (`ECONNREFUSED`, `ETIMEDOUT`,
 // `EINVAL` for a bad url or TTL, ...) the server is not started.
 int brpc_server_start(brpc_server *server, const char *ip_port, const brpc_server_options *options);
+
+// Limits the calls in flight of one method, `full_method_name` being
+// "package.Service.Method" (brpc's `MaxConcurrencyOf`); beyond it a request
+// is answered `ELIMIT`. 0 removes the limit. Only before start: `EPERM`
+// after; `ENOENT` for an unknown method, `EINVAL` for NULL or `max < 0`.
+int brpc_server_set_max_concurrency_of(brpc_server *server, const char *full_method_name, int max);
+
+// The limit of one method (0: none), or -1 for an unknown method or NULL.
+int brpc_server_max_concurrency_of(const brpc_server *server, const char *full_method_name);
 
 // The port listened on, -1 when not started.
 int brpc_server_listen_port(const brpc_server *server);

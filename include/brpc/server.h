@@ -16,6 +16,7 @@
 #include <csignal>
 #include <cstddef>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -27,10 +28,12 @@
 #include <google/protobuf/stubs/callback.h>
 
 #include "brpc_stream.h"
+#include "brpc/adaptive_max_concurrency.h"
 #include "brpc/closure_guard.h"
 #include "brpc/controller.h"
 #include "brpc/errno.h"
 #include "butil/endpoint.h"
+#include "butil/logging.h"
 
 namespace brpc {
 
@@ -51,6 +54,7 @@ struct ServerOptions {
         keepalive_count = defaults.liveness.keepalive_count;
         tcp_user_timeout_ms = defaults.liveness.tcp_user_timeout_ms;
         etcd_registration_ttl_s = defaults.etcd_registration.ttl_s;
+        max_concurrency = defaults.max_concurrency;
     }
 
     // Largest request accepted, in bytes (brpc's -max_body_size flag;
@@ -81,6 +85,15 @@ struct ServerOptions {
     std::string etcd_registration_tag;
     // The lease's TTL in seconds (default 5; etcd's minimum is about 2).
     int etcd_registration_ttl_s;
+    // Calls in flight on the whole server; beyond it a request is answered
+    // ELIMIT ("Reached server's max_concurrency=N") and its method never
+    // runs. 0 (default): unlimited.
+    int max_concurrency;
+
+    // The limit of every method that Server::MaxConcurrencyOf does not set
+    // (beyond it: ELIMIT, "Reached method's max_concurrency=N"). Default:
+    // unlimited. brpc's adaptive limiters ("auto", "timeout") make Start fail.
+    AdaptiveMaxConcurrency method_max_concurrency;
 };
 
 // IsAskedToQuit() and AskToQuit() are in brpc/controller.h, as in brpc.
@@ -119,6 +132,22 @@ public:
     // The address listened on, with the chosen port.
     butil::EndPoint listen_address() const { return listen_address_; }
 
+    // The limit on calls in flight of one method ("package.Service.Method",
+    // or the service's full name and the method's), as in brpc:
+    //   server.MaxConcurrencyOf("example.EchoService.Echo") = 10;
+    // Set it after AddService and before Start (later changes are refused
+    // with an error in the log); beyond it a request is answered ELIMIT. An
+    // unknown method is logged and given a placeholder, as brpc does.
+    AdaptiveMaxConcurrency& MaxConcurrencyOf(const butil::StringPiece& full_method_name);
+    int MaxConcurrencyOf(const butil::StringPiece& full_method_name) const;
+    AdaptiveMaxConcurrency& MaxConcurrencyOf(const butil::StringPiece& full_service_name,
+                                             const butil::StringPiece& method_name);
+    int MaxConcurrencyOf(const butil::StringPiece& full_service_name,
+                         const butil::StringPiece& method_name) const;
+    AdaptiveMaxConcurrency& MaxConcurrencyOf(google::protobuf::Service* service,
+                                             const butil::StringPiece& method_name);
+    int MaxConcurrencyOf(google::protobuf::Service* service, const butil::StringPiece& method_name) const;
+
 private:
     Server(const Server&);
     Server& operator=(const Server&);
@@ -127,6 +156,10 @@ private:
     butil::EndPoint listen_address_;
     std::vector<std::unique_ptr<server_internal::Method> > methods_;
     std::vector<google::protobuf::Service*> owned_services_;
+    // Set by MaxConcurrencyOf, by full method name; applied at Start.
+    std::map<std::string, AdaptiveMaxConcurrency> method_limits_;
+    // What MaxConcurrencyOf hands out for a method that does not exist.
+    AdaptiveMaxConcurrency unknown_method_limit_;
 };
 
 // ---- implementation ----
@@ -261,12 +294,84 @@ inline int Server::Start(const butil::EndPoint& endpoint, const ServerOptions* o
     c.etcd_registration.address = chosen.etcd_registration_address.c_str();
     c.etcd_registration.tag = chosen.etcd_registration_tag.c_str();
     c.etcd_registration.ttl_s = chosen.etcd_registration_ttl_s;
+    c.max_concurrency = chosen.max_concurrency;
+    if (chosen.max_concurrency < 0) {
+        LOG(ERROR) << "Fail to start the server: ServerOptions.max_concurrency=" << chosen.max_concurrency
+                   << " is negative (0 means unlimited)";
+        return server_internal::Fail(EINVAL);
+    }
+    for (size_t i = 0; i < methods_.size(); ++i) {
+        const std::string& name = methods_[i]->descriptor->full_name();
+        std::map<std::string, AdaptiveMaxConcurrency>::const_iterator set = method_limits_.find(name);
+        const AdaptiveMaxConcurrency& limit =
+            set != method_limits_.end() ? set->second : chosen.method_max_concurrency;
+        if (static_cast<int>(limit) < 0) {
+            LOG(ERROR) << "Fail to start the server: the concurrency limiter \"" << limit.value() << "\" of "
+                       << name << " is not implemented here (a number or \"unlimited\" is)";
+            return server_internal::Fail(EINVAL);
+        }
+        const int limit_rc = brpc_server_set_max_concurrency_of(handle_, name.c_str(), static_cast<int>(limit));
+        if (limit_rc != 0) {
+            return server_internal::Fail(limit_rc);
+        }
+    }
     const int rc = brpc_server_start(handle_, butil::endpoint2str(endpoint).c_str(), &c);
     if (rc != 0) {
         return server_internal::Fail(rc);
     }
     listen_address_ = butil::EndPoint(endpoint.ip, brpc_server_listen_port(handle_));
     return 0;
+}
+
+inline AdaptiveMaxConcurrency& Server::MaxConcurrencyOf(const butil::StringPiece& full_method_name) {
+    const std::string name(full_method_name.data(), full_method_name.size());
+    if (IsRunning()) {
+        LOG(ERROR) << "MaxConcurrencyOf(" << name << ") is only allowed before the server started";
+        return unknown_method_limit_;
+    }
+    for (size_t i = 0; i < methods_.size(); ++i) {
+        if (methods_[i]->descriptor->full_name() == name) {
+            return method_limits_[name];
+        }
+    }
+    LOG(ERROR) << "Fail to find method=" << name << " for MaxConcurrencyOf";
+    return unknown_method_limit_;
+}
+
+inline int Server::MaxConcurrencyOf(const butil::StringPiece& full_method_name) const {
+    const std::string name(full_method_name.data(), full_method_name.size());
+    const int running = brpc_server_max_concurrency_of(handle_, name.c_str());
+    if (IsRunning() || running < 0) {
+        return running < 0 ? 0 : running;
+    }
+    std::map<std::string, AdaptiveMaxConcurrency>::const_iterator set = method_limits_.find(name);
+    return set == method_limits_.end() ? 0 : static_cast<int>(set->second);
+}
+
+inline AdaptiveMaxConcurrency& Server::MaxConcurrencyOf(const butil::StringPiece& full_service_name,
+                                                        const butil::StringPiece& method_name) {
+    return MaxConcurrencyOf(full_service_name.as_string() + "." + method_name.as_string());
+}
+
+inline int Server::MaxConcurrencyOf(const butil::StringPiece& full_service_name,
+                                    const butil::StringPiece& method_name) const {
+    return MaxConcurrencyOf(full_service_name.as_string() + "." + method_name.as_string());
+}
+
+inline AdaptiveMaxConcurrency& Server::MaxConcurrencyOf(google::protobuf::Service* service,
+                                                        const butil::StringPiece& method_name) {
+    if (service == NULL) {
+        return unknown_method_limit_;
+    }
+    return MaxConcurrencyOf(service->GetDescriptor()->full_name(), method_name);
+}
+
+inline int Server::MaxConcurrencyOf(google::protobuf::Service* service,
+                                    const butil::StringPiece& method_name) const {
+    if (service == NULL) {
+        return 0;
+    }
+    return MaxConcurrencyOf(service->GetDescriptor()->full_name(), method_name);
 }
 
 inline int Server::Stop(int /*closewait_ms*/) {

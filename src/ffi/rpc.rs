@@ -103,6 +103,9 @@ pub struct brpc_server_options {
     pub liveness: brpc_liveness_options,
     /// Registration in etcd. Default: none.
     pub etcd_registration: brpc_etcd_registration_options,
+    /// Calls in flight on the whole server; beyond it a request is answered
+    /// `ELIMIT` and its method never runs. 0 (default): unlimited.
+    pub max_concurrency: c_int,
 }
 
 /// How a call ended; every pointer is valid only during the callback.
@@ -507,6 +510,7 @@ pub unsafe extern "C" fn brpc_server_options_init(options: *mut brpc_server_opti
             max_body_size: defaults.limits.max_body_size as i64,
             liveness: brpc_liveness_options::from_rust(&defaults.liveness),
             etcd_registration: brpc_etcd_registration_options::defaults(),
+            max_concurrency: defaults.max_concurrency as c_int,
         })
     };
 }
@@ -581,11 +585,56 @@ pub unsafe extern "C" fn brpc_server_start(
             }
             opts.liveness = o.liveness.to_rust();
             opts.etcd_registration = o.etcd_registration.to_rust();
+            if o.max_concurrency < 0 {
+                log_error!("ServerOptions.max_concurrency={} is negative; 0 means unlimited", o.max_concurrency);
+                return libc::EINVAL;
+            }
+            opts.max_concurrency = o.max_concurrency as usize;
         }
         match server.inner.start(&c_string(ip_port), opts) {
             Ok(()) => 0,
             Err(code) => code,
         }
+    })
+}
+
+/// Limits the calls in flight of one method, `full_method_name` being
+/// "package.Service.Method" (brpc's `MaxConcurrencyOf`); beyond it a request
+/// is answered `ELIMIT`. 0 removes the limit. Only before start: `EPERM`
+/// after; `ENOENT` for an unknown method, `EINVAL` for NULL or `max < 0`.
+#[no_mangle]
+pub unsafe extern "C" fn brpc_server_set_max_concurrency_of(
+    server: *mut brpc_server,
+    full_method_name: *const c_char,
+    max: c_int,
+) -> c_int {
+    guard(|| {
+        // SAFETY: a live server or NULL.
+        let Some(server) = (unsafe { server.as_ref() }) else { return libc::EINVAL };
+        if full_method_name.is_null() || max < 0 {
+            return libc::EINVAL;
+        }
+        match server.inner.set_max_concurrency_of(&c_string(full_method_name), max as usize) {
+            Ok(()) => 0,
+            Err(code) => code,
+        }
+    })
+}
+
+/// The limit of one method (0: none), or -1 for an unknown method or NULL.
+#[no_mangle]
+pub unsafe extern "C" fn brpc_server_max_concurrency_of(
+    server: *const brpc_server,
+    full_method_name: *const c_char,
+) -> c_int {
+    guard_value(-1, || {
+        // SAFETY: a live server or NULL.
+        let Some(server) = (unsafe { server.as_ref() }) else { return -1 };
+        if full_method_name.is_null() {
+            return -1;
+        }
+        let limit = server.inner.max_concurrency_of(&c_string(full_method_name));
+        limit.map_or(-1, |n| c_int::try_from(n).unwrap_or(c_int::MAX))
     })
 }
 

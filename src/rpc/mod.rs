@@ -7,10 +7,12 @@
 
 pub mod client;
 pub mod controller;
+pub mod method_status;
 pub mod server;
 
 pub use client::{CallDone, CallOutcome, CallRequest, Channel, ChannelOptions};
 pub use controller::Controller;
+pub use method_status::{MethodSnapshot, MethodStatus, Percentiles};
 pub use server::{Handler, Server, ServerCall, ServerOptions};
 
 use std::net::{SocketAddr, ToSocketAddrs};

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 use parking_lot::{Condvar, Mutex, RwLock};
 
+use super::method_status::{MethodSnapshot, MethodStatus};
 use crate::errno;
 use crate::etcd::{Registration, RegistrationOptions};
 use crate::protocol::{
@@ -33,6 +34,16 @@ pub struct ServerOptions {
     /// when it returns; an etcd that cannot be reached fails the start) and
     /// `stop` withdraws it before refusing calls.
     pub etcd_registration: Option<RegistrationOptions>,
+    /// Calls in flight on the whole server (brpc's `max_concurrency`);
+    /// a request beyond it is answered `ELIMIT` and its method never runs.
+    /// 0: unlimited (brpc's default).
+    pub max_concurrency: usize,
+}
+
+/// A registered method: its handler and its figures.
+struct Method {
+    handler: Handler,
+    status: Arc<MethodStatus>,
 }
 
 pub struct Server {
@@ -40,8 +51,8 @@ pub struct Server {
 }
 
 struct ServerInner {
-    /// service full name → method name → handler.
-    services: RwLock<HashMap<String, HashMap<String, Handler>>>,
+    /// service full name → method name → method.
+    services: RwLock<HashMap<String, HashMap<String, Method>>>,
     listener: Mutex<Option<Listener>>,
     running: AtomicBool,
     stopping: AtomicBool,
@@ -50,6 +61,8 @@ struct ServerInner {
     idle: Condvar,
     limits: Mutex<Limits>,
     liveness: Mutex<Liveness>,
+    /// `ServerOptions::max_concurrency` of the current run.
+    max_concurrency: AtomicUsize,
     /// Failed accept rounds since the last connection was accepted.
     accept_retries: AtomicUsize,
     /// A retry is on the timer (one at a time).
@@ -86,6 +99,7 @@ impl Server {
                 idle: Condvar::new(),
                 limits: Mutex::new(Limits::default()),
                 liveness: Mutex::new(Liveness::default()),
+                max_concurrency: AtomicUsize::new(0),
                 accept_retries: AtomicUsize::new(0),
                 accept_retry_due: AtomicBool::new(false),
                 registration: Mutex::new(None),
@@ -103,8 +117,42 @@ impl Server {
         if methods.contains_key(method) {
             return Err(libc::EEXIST);
         }
-        methods.insert(method.to_string(), handler);
+        let status = Arc::new(MethodStatus::new(service, method));
+        methods.insert(method.to_string(), Method { handler, status });
         Ok(())
+    }
+
+    /// Limits the calls in flight of one method, named `service.method`
+    /// (the service's full name), as brpc's `MaxConcurrencyOf`; 0 removes
+    /// the limit. `ENOENT` for an unknown method, `EPERM` once started.
+    pub fn set_max_concurrency_of(&self, full_method_name: &str, max: usize) -> Result<(), i32> {
+        if self.inner.running.load(Ordering::Acquire) {
+            return Err(libc::EPERM);
+        }
+        let status = self.inner.status_of(full_method_name).ok_or(libc::ENOENT)?;
+        status.set_max_concurrency(max);
+        Ok(())
+    }
+
+    /// The limit set by [`Server::set_max_concurrency_of`] (0: none), or
+    /// `None` for an unknown method.
+    pub fn max_concurrency_of(&self, full_method_name: &str) -> Option<usize> {
+        self.inner.status_of(full_method_name).map(|status| status.max_concurrency())
+    }
+
+    /// Every method's figures, sorted by service then method.
+    pub fn method_statuses(&self) -> Vec<MethodSnapshot> {
+        let services = self.inner.services.read();
+        let mut all: Vec<MethodSnapshot> =
+            services.values().flat_map(|methods| methods.values().map(|m| m.status.snapshot())).collect();
+        drop(services);
+        all.sort_by(|a, b| (&a.service, &a.method).cmp(&(&b.service, &b.method)));
+        all
+    }
+
+    /// Calls in flight on the whole server now.
+    pub fn concurrency(&self) -> usize {
+        *self.inner.in_flight.lock()
     }
 
     /// Listens on "ip:port" (port 0 picks a free one) and starts accepting.
@@ -127,6 +175,7 @@ impl Server {
         let address = socket.local_addr().map_err(|e| e.raw_os_error().unwrap_or(libc::EINVAL))?;
         *self.inner.limits.lock() = options.limits;
         *self.inner.liveness.lock() = options.liveness;
+        self.inner.max_concurrency.store(options.max_concurrency, Ordering::Release);
         self.inner.stopping.store(false, Ordering::Release);
         let weak = Arc::downgrade(&self.inner);
         let token = dispatcher().register(
@@ -282,14 +331,32 @@ impl ServerInner {
         }
     }
 
-    fn handler(&self, service: &str, method: &str) -> Result<Handler, (i32, String)> {
+    fn method(&self, service: &str, method: &str) -> Result<(Handler, Arc<MethodStatus>), (i32, String)> {
         let services = self.services.read();
         let methods =
             services.get(service).ok_or_else(|| (errno::ENOSERVICE, format!("Fail to find service={service}")))?;
         methods
             .get(method)
-            .cloned()
+            .map(|m| (Arc::clone(&m.handler), Arc::clone(&m.status)))
             .ok_or_else(|| (errno::ENOMETHOD, format!("Fail to find method={service}/{method}")))
+    }
+
+    /// `service.method`: the service's full name may hold dots itself, so
+    /// the method is what follows the last one.
+    fn status_of(&self, full_method_name: &str) -> Option<Arc<MethodStatus>> {
+        let (service, method) = full_method_name.rsplit_once('.')?;
+        self.services.read().get(service)?.get(method).map(|m| Arc::clone(&m.status))
+    }
+
+    /// Counts a call in unless the server is at its `max_concurrency`.
+    fn call_started(&self) -> Result<(), (i32, String)> {
+        let max = self.max_concurrency.load(Ordering::Acquire);
+        let mut in_flight = self.in_flight.lock();
+        if max > 0 && *in_flight >= max {
+            return Err((errno::ELIMIT, format!("Reached server's max_concurrency={max}")));
+        }
+        *in_flight += 1;
+        Ok(())
     }
 
     fn call_ended(&self) {
@@ -312,6 +379,9 @@ pub fn calls_in_flight() -> usize {
 /// dropped unanswered answers `EINTERNAL`, so the client always hears back.
 pub struct ServerCall {
     server: Arc<ServerInner>,
+    status: Arc<MethodStatus>,
+    /// When the request was cut off the connection.
+    received: std::time::Instant,
     socket: SocketId,
     correlation_id: i64,
     pub request: RpcMessage,
@@ -357,6 +427,9 @@ impl ServerCall {
         if error.is_none() {
             stream::before_response(accepted);
         }
+        // Counted before the client can hear back, so what it sees next
+        // includes this call.
+        self.status.on_responded(error.is_some(), self.received.elapsed());
         send_response(self.socket, self.correlation_id, result, client_stream, accepted);
         stream::after_response(accepted, error.as_ref());
         self.end();
@@ -373,6 +446,7 @@ impl Drop for ServerCall {
         if !self.answered {
             let error = (errno::EINTERNAL, "the method ended without a response".to_string());
             let client_stream = self.stream_settings().map(|s| s.stream_id());
+            self.status.on_responded(true, self.received.elapsed());
             send_response(self.socket, self.correlation_id, Err(error), client_stream, &[]);
             self.end();
         }
@@ -469,6 +543,7 @@ fn reject(socket: &Socket, meta: &RpcMeta, error: (i32, String)) {
 
 impl ServerConnection {
     fn on_request(&self, socket: &Socket, frame: &RawFrame) {
+        let received = std::time::Instant::now();
         let meta = match frame.decode_rpc() {
             Ok(meta) => meta,
             Err(err) => return log_warning!("dropped a request whose meta does not parse: {err}"),
@@ -498,14 +573,24 @@ impl ServerConnection {
             .as_ref()
             .map(|r| (r.service_name.clone().unwrap_or_default(), r.method_name.clone().unwrap_or_default()));
         let (service, method) = names.unwrap_or_default();
-        let handler = match server.handler(&service, &method) {
-            Ok(handler) => handler,
+        let (handler, status) = match server.method(&service, &method) {
+            Ok(method) => method,
             Err(error) => return reject(socket, &request.meta, error),
         };
-        *server.in_flight.lock() += 1;
+        if let Err(error) = server.call_started() {
+            status.on_rejected();
+            return reject(socket, &request.meta, error);
+        }
+        if !status.on_requested() {
+            server.call_ended();
+            let text = format!("Reached method's max_concurrency={}", status.max_concurrency());
+            return reject(socket, &request.meta, (errno::ELIMIT, text));
+        }
         CALLS_IN_FLIGHT.fetch_add(1, Ordering::AcqRel);
         let call = ServerCall {
             server,
+            status,
+            received,
             socket: socket.id(),
             correlation_id,
             request,

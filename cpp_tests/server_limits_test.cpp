@@ -1,0 +1,136 @@
+// brpc::Server's limits through the facade: ServerOptions.max_concurrency,
+// method_max_concurrency and MaxConcurrencyOf answer ELIMIT beyond the
+// limit without running the method; limiters not implemented refuse Start.
+
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <thread>
+
+#include <gtest/gtest.h>
+
+#include "brpc/callback.h"
+#include "brpc/channel.h"
+#include "brpc/controller.h"
+#include "brpc/server.h"
+#include "echo.pb.h"
+
+namespace {
+
+// Sleeps as asked, counting the calls that reached it.
+class SleepyEcho : public test::EchoService {
+public:
+    void Echo(google::protobuf::RpcController*, const test::EchoRequest* request,
+              test::EchoResponse* response, google::protobuf::Closure* done) override {
+        brpc::ClosureGuard guard(done);
+        ++runs;
+        std::this_thread::sleep_for(std::chrono::milliseconds(request->sleep_ms()));
+        response->set_message(request->message());
+    }
+    std::atomic<int> runs{0};
+};
+
+class Caller {
+public:
+    explicit Caller(int port) {
+        brpc::ChannelOptions options;
+        options.timeout_ms = 10000;
+        EXPECT_EQ(0, channel_.Init("127.0.0.1", port, &options));
+    }
+    // Starts an asynchronous Echo that sleeps `sleep_ms` on the server.
+    void Start(int sleep_ms) {
+        request_.set_sleep_ms(sleep_ms);
+        test::EchoService_Stub stub(&channel_);
+        stub.Echo(&cntl_, &request_, &response_, brpc::NewCallback(&Caller::Done, this));
+    }
+    int Wait() {
+        for (int i = 0; i < 2000 && !done_; ++i) {
+            usleep(10 * 1000);
+        }
+        EXPECT_TRUE(done_.load());
+        return cntl_.ErrorCode();
+    }
+
+private:
+    static void Done(Caller* self) { self->done_ = true; }
+    brpc::Channel channel_;
+    brpc::Controller cntl_;
+    test::EchoRequest request_;
+    test::EchoResponse response_;
+    std::atomic<bool> done_{false};
+};
+
+// Waits until `runs` calls reached the service.
+bool WaitForRuns(const SleepyEcho& service, int runs) {
+    for (int i = 0; i < 2000; ++i) {
+        if (service.runs >= runs) {
+            return true;
+        }
+        usleep(5 * 1000);
+    }
+    return false;
+}
+
+TEST(ServerLimitsTest, ACallBeyondMaxConcurrencyOfItsMethodGetsElimitWithoutRunning) {
+    SleepyEcho service;
+    brpc::Server server;
+    ASSERT_EQ(0, server.AddService(&service, brpc::SERVER_DOESNT_OWN_SERVICE));
+    server.MaxConcurrencyOf("test.EchoService.Echo") = 1;
+    EXPECT_EQ(1, server.MaxConcurrencyOf("test.EchoService", "Echo"));
+    ASSERT_EQ(0, server.Start("127.0.0.1:0", NULL));
+    const brpc::Server& running = server;
+    EXPECT_EQ(1, running.MaxConcurrencyOf(&service, "Echo"));
+    Caller slow(server.listen_address().port);
+    slow.Start(1000);
+    ASSERT_TRUE(WaitForRuns(service, 1));
+    Caller refused(server.listen_address().port);
+    refused.Start(0);
+    EXPECT_EQ(brpc::ELIMIT, refused.Wait());
+    EXPECT_EQ(1, service.runs.load());
+    EXPECT_EQ(0, slow.Wait());
+}
+
+TEST(ServerLimitsTest, MethodMaxConcurrencyAppliesToEveryMethodAndMaxConcurrencyToTheServer) {
+    for (int server_wide = 0; server_wide < 2; ++server_wide) {
+        SleepyEcho service;
+        brpc::Server server;
+        ASSERT_EQ(0, server.AddService(&service, brpc::SERVER_DOESNT_OWN_SERVICE));
+        brpc::ServerOptions options;
+        if (server_wide) {
+            options.max_concurrency = 1;
+        } else {
+            options.method_max_concurrency = "1";
+        }
+        ASSERT_EQ(0, server.Start("127.0.0.1:0", &options));
+        Caller slow(server.listen_address().port);
+        slow.Start(1000);
+        ASSERT_TRUE(WaitForRuns(service, 1));
+        Caller refused(server.listen_address().port);
+        refused.Start(0);
+        EXPECT_EQ(brpc::ELIMIT, refused.Wait()) << "server_wide=" << server_wide;
+        EXPECT_EQ(0, slow.Wait());
+    }
+}
+
+TEST(ServerLimitsTest, AnAdaptiveLimiterIsRefusedAtStart) {
+    SleepyEcho service;
+    brpc::Server server;
+    ASSERT_EQ(0, server.AddService(&service, brpc::SERVER_DOESNT_OWN_SERVICE));
+    server.MaxConcurrencyOf("test.EchoService.Echo") = "auto";
+    EXPECT_EQ(-1, server.Start("127.0.0.1:0", NULL));
+    EXPECT_EQ(EINVAL, errno);
+    EXPECT_FALSE(server.IsRunning());
+}
+
+TEST(ServerLimitsTest, AnUnknownMethodGetsAPlaceholderLimit) {
+    SleepyEcho service;
+    brpc::Server server;
+    ASSERT_EQ(0, server.AddService(&service, brpc::SERVER_DOESNT_OWN_SERVICE));
+    server.MaxConcurrencyOf("test.EchoService.Nope") = 5;
+    const brpc::Server& const_server = server;
+    EXPECT_EQ(0, const_server.MaxConcurrencyOf("test.EchoService.Nope"));
+    EXPECT_EQ(0, server.Start("127.0.0.1:0", NULL));
+}
+
+}  // namespace

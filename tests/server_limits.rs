@@ -1,0 +1,161 @@
+//! Server-side bounds over real loopback: calls in flight per server and per
+//! method (`ELIMIT`, the method never runs), and the per-method figures.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::Duration;
+
+use brpc_stream::errno;
+use brpc_stream::rpc::{CallOutcome, CallRequest, Channel, ChannelOptions, Server, ServerCall, ServerOptions};
+use bytes::Bytes;
+use parking_lot::{Condvar, Mutex};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+/// A gate the "Hold" method waits at until the test opens it.
+#[derive(Default)]
+struct Gate {
+    open: Mutex<bool>,
+    opened: Condvar,
+    entered: AtomicUsize,
+}
+
+impl Gate {
+    fn wait(&self) {
+        self.entered.fetch_add(1, Ordering::SeqCst);
+        let mut open = self.open.lock();
+        let deadline = std::time::Instant::now() + WAIT;
+        while !*open && std::time::Instant::now() < deadline {
+            self.opened.wait_until(&mut open, deadline);
+        }
+    }
+
+    fn open(&self) {
+        *self.open.lock() = true;
+        self.opened.notify_all();
+    }
+
+    fn wait_entered(&self, n: usize) {
+        let deadline = std::time::Instant::now() + WAIT;
+        while self.entered.load(Ordering::SeqCst) < n {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "only {} calls reached the method",
+                self.entered.load(Ordering::SeqCst)
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+fn server_with(gate: &Arc<Gate>, options: ServerOptions, method_limit: Option<usize>) -> (Server, String) {
+    let server = Server::new();
+    let held = Arc::clone(gate);
+    server
+        .add_method(
+            "test.LimitService",
+            "Hold",
+            Arc::new(move |call: ServerCall| {
+                held.wait();
+                call.respond(Ok((Bytes::from_static(b"held"), Bytes::new())));
+            }),
+        )
+        .unwrap();
+    server
+        .add_method(
+            "test.LimitService",
+            "Echo",
+            Arc::new(|call: ServerCall| {
+                let payload = call.request.payload.clone();
+                call.respond(Ok((payload, Bytes::new())));
+            }),
+        )
+        .unwrap();
+    if let Some(limit) = method_limit {
+        server.set_max_concurrency_of("test.LimitService.Hold", limit).unwrap();
+        assert_eq!(server.max_concurrency_of("test.LimitService.Hold"), Some(limit));
+    }
+    assert_eq!(server.set_max_concurrency_of("test.LimitService.Nope", 1), Err(libc::ENOENT));
+    server.start("127.0.0.1:0", options).unwrap();
+    assert_eq!(server.set_max_concurrency_of("test.LimitService.Hold", 3), Err(libc::EPERM));
+    let port = server.listen_address().unwrap().port();
+    (server, format!("127.0.0.1:{port}"))
+}
+
+fn start_call(channel: &Channel, method: &str) -> mpsc::Receiver<CallOutcome> {
+    let (tx, rx) = mpsc::channel();
+    let request = CallRequest {
+        service: "test.LimitService".into(),
+        method: method.into(),
+        payload: Bytes::from_static(b"x"),
+        timeout: Some(WAIT),
+        ..Default::default()
+    };
+    channel.call(
+        request,
+        Box::new(move |outcome| {
+            let _ = tx.send(outcome);
+        }),
+    );
+    rx
+}
+
+fn code(rx: &mpsc::Receiver<CallOutcome>) -> Option<i32> {
+    rx.recv_timeout(WAIT).expect("the call ends").error().map(|(code, _)| code)
+}
+
+#[test]
+fn a_call_beyond_the_methods_limit_gets_elimit_and_the_method_never_runs() {
+    let gate = Arc::new(Gate::default());
+    let (server, addr) = server_with(&gate, ServerOptions::default(), Some(2));
+    let channel = Channel::new(&addr, ChannelOptions::default()).unwrap();
+    let first = start_call(&channel, "Hold");
+    let second = start_call(&channel, "Hold");
+    gate.wait_entered(2);
+    let third = start_call(&channel, "Hold");
+    assert_eq!(code(&third), Some(errno::ELIMIT));
+    // Other methods are not limited by this one's limit.
+    assert_eq!(code(&start_call(&channel, "Echo")), None);
+    assert_eq!(gate.entered.load(Ordering::SeqCst), 2, "the refused call ran the method");
+    let during = server.method_statuses();
+    let hold = during.iter().find(|m| m.method == "Hold").unwrap();
+    assert_eq!((hold.concurrency, hold.max_concurrency, hold.rejected), (2, 2, 1));
+    gate.open();
+    assert_eq!(code(&first), None);
+    assert_eq!(code(&second), None);
+    // Room again once they ended.
+    assert_eq!(code(&start_call(&channel, "Hold")), None);
+    let after = server.method_statuses();
+    let hold = after.iter().find(|m| m.method == "Hold").unwrap();
+    assert_eq!((hold.calls, hold.errors, hold.concurrency), (3, 0, 0));
+    assert_eq!(hold.latency.samples, 3);
+    assert!(hold.latency.p50_us > 0 && hold.latency.p999_us >= hold.latency.p50_us, "{:?}", hold.latency);
+    assert_eq!(
+        after.iter().map(|m| m.full_name()).collect::<Vec<_>>(),
+        ["test.LimitService.Echo", "test.LimitService.Hold"]
+    );
+}
+
+#[test]
+fn a_call_beyond_the_servers_limit_gets_elimit() {
+    let gate = Arc::new(Gate::default());
+    let options = ServerOptions { max_concurrency: 1, ..Default::default() };
+    let (server, addr) = server_with(&gate, options, None);
+    let channel = Channel::new(&addr, ChannelOptions::default()).unwrap();
+    let first = start_call(&channel, "Hold");
+    gate.wait_entered(1);
+    let echo = channel_call_error(&channel, "Echo");
+    assert_eq!(echo.0, errno::ELIMIT);
+    assert!(echo.1.contains("max_concurrency=1"), "{}", echo.1);
+    assert_eq!(server.concurrency(), 1);
+    gate.open();
+    assert_eq!(code(&first), None);
+    assert_eq!(code(&start_call(&channel, "Echo")), None);
+    let echo = server.method_statuses().into_iter().find(|m| m.method == "Echo").unwrap();
+    assert_eq!((echo.calls, echo.rejected), (1, 1));
+}
+
+fn channel_call_error(channel: &Channel, method: &str) -> (i32, String) {
+    let outcome = start_call(channel, method).recv_timeout(WAIT).expect("the call ends");
+    outcome.error().expect("the call failed")
+}
