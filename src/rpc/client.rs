@@ -381,7 +381,7 @@ impl SocketUser for ClientConnection {
         for id in calls {
             connection_failed(id, self, code, &text);
         }
-        stream::on_host_failed(socket.id(), code, &text);
+        stream::on_host_failed(socket, code, &text);
     }
 }
 

@@ -531,7 +531,7 @@ impl SocketUser for ServerConnection {
         if let Some(server) = self.server.upgrade() {
             server.connections.lock().remove(&socket.id());
         }
-        stream::on_host_failed(socket.id(), code, text);
+        stream::on_host_failed(socket, code, text);
     }
 }
 

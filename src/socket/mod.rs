@@ -3,6 +3,7 @@
 //! A socket owns its fd (server side: given at creation; client side:
 //! connected on first write), a wait-free write queue, and a read buffer fed
 //! by the dispatcher. Where things happen:
+//! - [`riders`]: the sockets riding on a connection (its streams).
 //! - [`connect`]: non-blocking TCP connect with a timeout, result exactly once.
 //! - `write`: the write queue's owner loop, KeepWrite on EPOLLOUT, and
 //!   `check_connected_and_keep_write`, the end of every connection attempt.
@@ -13,6 +14,7 @@ mod chunks;
 pub mod connect;
 pub mod liveness;
 mod read;
+mod riders;
 pub mod write;
 pub mod write_queue;
 
@@ -34,6 +36,7 @@ use crate::stats;
 
 pub use chunks::Chunks;
 pub use liveness::Liveness;
+pub use riders::Riders;
 pub use write::{check_connected_and_keep_write, pending_attempts, ConnectData, WriteDone};
 use write::{Burst, ParkedWriter, WriteRequest};
 use write_queue::WriteQueue;
@@ -132,6 +135,7 @@ pub struct Socket {
     /// Data writes queued and not yet sent or dropped.
     writes_in_flight: std::sync::atomic::AtomicU64,
     burst: Burst,
+    riders: Riders,
 }
 
 impl Socket {
@@ -169,6 +173,7 @@ impl Socket {
                 dropped_bytes: Default::default(),
                 writes_in_flight: Default::default(),
                 burst: Burst::default(),
+                riders: Riders::default(),
             }
         });
         // On error `fd` is dropped (closed) here.
@@ -346,6 +351,11 @@ impl Socket {
 
     fn owns_fd(&self) -> bool {
         self.connection.is_none()
+    }
+
+    /// The sockets riding on this connection (its streams).
+    pub fn riders(&self) -> &Riders {
+        &self.riders
     }
 
     /// The owner-provided connection, if the socket has one.

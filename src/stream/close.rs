@@ -5,17 +5,15 @@
 //! and then `on_closed`, each once, on the stream's executor after every
 //! message already received was delivered.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use super::core::{find, Phase, StreamCore, CLOSE_TAG};
-use super::{frames, hosts, StreamId};
-use crate::errno;
-use crate::socket::{Chunks, Socket, WriteOptions};
-use crate::stats;
+use bytes::BytesMut;
 
-/// The code a stream's socket fails with when the stream closed normally.
-pub(super) const NORMAL_CLOSE: i32 = errno::ECLOSE;
+use super::core::{find, find_core, StreamCore, StreamId, CLOSE_TAG};
+use super::state::{CloseAction, EndAction, NORMAL_CLOSE};
+use super::{frames, hosts};
+use crate::socket::{Chunks, Socket, SocketUser, WriteOptions};
+use crate::stats;
 
 /// `StreamClose`: any number of times, from any thread or callback;
 /// `EINVAL` once the stream is closing or gone.
@@ -24,48 +22,46 @@ pub fn close(id: StreamId) -> Result<(), i32> {
     close_locally(&socket, &core, "the stream was closed")
 }
 
-fn close_locally(socket: &Socket, core: &StreamCore, why: &str) -> Result<(), i32> {
-    let mut link = core.link.lock();
-    match link.phase {
-        Phase::Created => {
-            link.set_phase(Phase::Closing);
-            let writes_waiting = link.pending_connect.is_some();
-            drop(link);
-            if writes_waiting {
-                // The writes accepted so far can never leave: they fail
-                // with ECONNRESET and on_failed reports them.
-                socket.set_failed(libc::ECONNRESET, "the stream was closed before it was connected");
-            } else {
-                socket.set_failed(NORMAL_CLOSE, why);
-            }
+fn close_locally(socket: &Socket, core: &StreamCore, why: &'static str) -> Result<(), i32> {
+    let action = {
+        let mut link = core.link.lock();
+        let action = link.apply(|state| state.close(why))?;
+        // Under the lock, so no writer takes the direct path after it.
+        let send_now = action == CloseAction::CloseAfterDirectWriters && core.direct_writers.close();
+        (action, send_now)
+    };
+    match action {
+        (CloseAction::Fail { code, text }, _) => {
+            // Writes accepted so far can never leave: they fail, and
+            // on_failed reports them.
+            socket.set_failed(code, text);
         }
-        Phase::Connected if link.direct => {
-            link.set_phase(Phase::Closing);
-            let route = (link.host, link.remote_id);
-            drop(link);
-            // Writers that chose the direct path before the phase changed
-            // queue on the host first, so CLOSE follows their messages.
-            while core.direct_writers.load(Ordering::Acquire) > 0 {
-                std::thread::yield_now();
-            }
-            if let (Some(host), Some(remote)) = (route.0.and_then(Socket::address), route.1) {
-                if let Ok(close) = frames::close(remote, core.id() as i64) {
-                    let _ = host.write(vec![close], None);
-                }
-            }
-            socket.set_failed(NORMAL_CLOSE, why);
-        }
-        Phase::Connected => {
-            link.set_phase(Phase::Closing);
-            drop(link);
+        (CloseAction::QueueClose, _) => {
             // Queued behind every write accepted before it, so the peer
             // gets CLOSE after all of them; sending it fails the socket.
             let options = WriteOptions { tag: CLOSE_TAG, background: false };
             let _ = socket.write_with(Chunks::empty(), options, None);
         }
-        Phase::Closing | Phase::Closed => return Err(libc::EINVAL),
+        // Otherwise the last direct writer still queueing sends it.
+        (CloseAction::CloseAfterDirectWriters, true) => send_direct_close(socket, core),
+        (CloseAction::CloseAfterDirectWriters, false) => {}
     }
     Ok(())
+}
+
+/// Sends the CLOSE of a direct stream on its host, behind every frame the
+/// direct writers queued there, and ends the stream.
+pub(super) fn send_direct_close(socket: &Socket, core: &StreamCore) {
+    let (route, why) = {
+        let link = core.link.lock();
+        ((link.host, link.remote_id), link.state().closing_why())
+    };
+    if let (Some(host), Some(remote)) = (route.0.and_then(Socket::address), route.1) {
+        if let Ok(close) = frames::close(remote, core.wire_id()) {
+            let _ = host.write(vec![close], None);
+        }
+    }
+    socket.set_failed(NORMAL_CLOSE, why.unwrap_or("the stream was closed"));
 }
 
 /// The peer sent CLOSE: deliver what arrived, answer with our CLOSE (as
@@ -91,17 +87,40 @@ pub(super) fn fail(id: StreamId, code: i32, text: &str) {
     Socket::set_failed_by_id(id, code, text);
 }
 
-/// The stream's socket failed: the one place a stream ends.
-pub(super) fn finished(socket: &Socket, core: &Arc<StreamCore>, code: i32, text: &str) {
+/// Told when a stream's socket fails: the one place a stream ends.
+pub(super) struct StreamEnd;
+
+impl SocketUser for StreamEnd {
+    fn on_input(&self, _socket: &Socket, buf: &mut BytesMut) -> Result<(), (i32, String)> {
+        // A stream's socket has no fd to read; its input comes as frames.
+        buf.clear();
+        Ok(())
+    }
+
+    fn on_failed(&self, socket: &Socket, code: i32, text: &str) {
+        if let Some(core) = find_core(socket) {
+            finished(socket, &core, code, text);
+        }
+    }
+
+    fn on_writes_settled(&self, socket: &Socket) {
+        if let Some(core) = find_core(socket) {
+            report_end(socket, &core);
+        }
+    }
+}
+
+fn finished(socket: &Socket, core: &Arc<StreamCore>, code: i32, text: &str) {
     // Before the last callbacks are queued: a message still arriving is
     // dropped, one that arrived already is delivered before them.
     core.receiver.lock().end();
-    let host = {
+    let (action, host) = {
         let mut link = core.link.lock();
-        link.set_phase(Phase::Closed);
-        link.ending = Some((code, text.to_string()));
-        link.host.take()
+        (link.apply(|state| state.end(code, text)), link.host.take())
     };
+    if action == EndAction::Nothing {
+        return;
+    }
     if let Some(host) = host {
         hosts::detach(host, core.id());
     }
@@ -115,32 +134,21 @@ pub(super) fn finished(socket: &Socket, core: &Arc<StreamCore>, code: i32, text:
 /// Schedules `on_failed` (when due) and `on_closed`, once: the stream has
 /// ended and every write it accepted was sent or dropped, so the count of
 /// dropped writes is final.
-pub(super) fn report_end(socket: &Socket, core: &Arc<StreamCore>) {
+fn report_end(socket: &Socket, core: &Arc<StreamCore>) {
     let (ending, silenced) = {
         let mut link = core.link.lock();
-        (link.ending.take(), link.silenced)
+        (link.apply(|state| state.take_ending()), link.silenced)
     };
-    let Some((code, text)) = ending else { return };
+    let Some(ending) = ending else { return };
     let (messages, bytes) = socket.dropped_writes();
     stats::STREAM_WRITES_DROPPED.add(messages);
     stats::STREAM_BYTES_DROPPED.add(bytes);
-    if silenced {
-        return;
-    }
-    let Some(handler) = core.options.handler.clone() else { return };
+    let handler = core.options.handler.clone().filter(|_| !silenced);
+    let Some(handler) = handler else { return };
     let id = core.id();
+    let last = ending.last_callbacks(messages, bytes);
     core.executor.submit(move || {
-        let failure = match (code != NORMAL_CLOSE, messages > 0) {
-            (true, _) => Some(code),
-            (false, true) => Some(libc::ECONNRESET),
-            (false, false) => None,
-        };
-        if let Some(code) = failure {
-            let text = if messages > 0 {
-                format!("{text}: {messages} messages ({bytes} bytes) written to the stream were not delivered")
-            } else {
-                text
-            };
+        if let Some((code, text)) = last.failed {
             handler.on_failed(id, code, &text);
         }
         handler.on_closed(id);

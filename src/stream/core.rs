@@ -5,22 +5,62 @@
 //! connection. The stream's id is its socket's id.
 
 use std::any::Any;
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use parking_lot::Mutex;
 
 use super::flow::Flow;
 use super::frames;
-use super::receive::Receiver;
-use super::{StreamId, StreamOptions};
+use super::state::{Phase, QueueConnectAction, State, NORMAL_CLOSE};
 use crate::errno;
 use crate::runtime::SerialExecutor;
 use crate::socket::{
-    check_connected_and_keep_write, ConnectData, Connection, OutMessage, Socket, SocketRef, SocketUser,
+    check_connected_and_keep_write, ConnectData, Connection, OutMessage, Socket, SocketId, SocketRef, SocketUser,
 };
 use crate::stats;
+
+/// A stream's id: its socket's id, and its id on the wire.
+pub type StreamId = SocketId;
+
+/// What a stream tells its user. Calls for one stream run one at a time, in
+/// order, on worker threads; they may block.
+pub trait StreamHandler: Send + Sync {
+    fn on_received_messages(&self, id: StreamId, messages: &[Bytes]);
+    fn on_idle_timeout(&self, id: StreamId);
+    /// Last, exactly once.
+    fn on_closed(&self, id: StreamId);
+    /// At most once, before `on_closed`: the stream ended abnormally or
+    /// writes it accepted were not delivered.
+    fn on_failed(&self, id: StreamId, code: i32, text: &str);
+}
+
+#[derive(Clone)]
+pub struct StreamOptions {
+    /// Kept for brpc's API; the window is `max_buf_size`.
+    pub min_buf_size: i32,
+    /// Bytes written and not yet consumed by the peer; <= 0: unlimited.
+    pub max_buf_size: i32,
+    pub idle_timeout: Option<Duration>,
+    pub messages_in_batch: usize,
+    pub handler: Option<Arc<dyn StreamHandler>>,
+}
+
+impl Default for StreamOptions {
+    /// brpc's defaults.
+    fn default() -> Self {
+        StreamOptions {
+            min_buf_size: 1024 * 1024,
+            max_buf_size: 2 * 1024 * 1024,
+            idle_timeout: None,
+            messages_in_batch: 128,
+            handler: None,
+        }
+    }
+}
 
 /// Tag of the message that asks for a CLOSE frame after everything queued.
 pub(super) const CLOSE_TAG: u32 = 1;
@@ -30,61 +70,98 @@ pub fn live_count() -> usize {
     stats::STREAMS_ALIVE.get() as usize
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Phase {
-    /// Writes queue until the setup call connects the stream.
-    Created,
-    Connected,
-    /// Closed by this side or the peer; a CLOSE is on its way out.
-    Closing,
-    /// The stream's socket failed: nothing more happens but callbacks.
-    Closed,
-}
-
-impl Phase {
-    /// The gauge counting streams in this phase.
-    fn gauge(self) -> &'static stats::Counter {
-        match self {
-            Phase::Created => &stats::STREAMS_CREATED,
-            Phase::Connected => &stats::STREAMS_CONNECTED,
-            Phase::Closing => &stats::STREAMS_CLOSING,
-            Phase::Closed => &stats::STREAMS_CLOSED,
-        }
+/// The gauge counting streams in `phase`.
+fn gauge(phase: Phase) -> &'static stats::Counter {
+    match phase {
+        Phase::Created => &stats::STREAMS_CREATED,
+        Phase::Connected => &stats::STREAMS_CONNECTED,
+        Phase::Closing => &stats::STREAMS_CLOSING,
+        Phase::Closed => &stats::STREAMS_CLOSED,
     }
 }
 
-/// Where the stream is attached and what the peer said about itself.
+/// The stream's state and where it is attached, under one lock.
 #[derive(Debug)]
 pub(super) struct Link {
-    pub phase: Phase,
+    state: State,
     pub host: Option<crate::socket::SocketId>,
     pub remote_id: Option<i64>,
+    /// What the peer said: it has a handler (so writing makes sense), it
+    /// wants FEEDBACK.
     pub remote_writable: bool,
     pub remote_need_feedback: bool,
-    /// The write queue waiting for the stream to connect.
-    pub pending_connect: Option<ConnectData>,
-    /// Connected, but writes wait for the setup response to be queued.
-    pub held: bool,
-    /// Some write went through the stream's own queue (before it
-    /// connected, or racing the connect): the stream keeps using it, so
-    /// no later write overtakes one still queued.
-    pub used_queue: bool,
-    /// Connected with nothing ever queued: writes frame themselves straight
-    /// onto the host connection, skipping the stream's queue.
-    pub direct: bool,
-    /// How the stream ended, until its last callbacks are scheduled.
-    pub ending: Option<(i32, String)>,
     /// The call that made the stream failed: its end runs no callback
     /// (the handler is no longer the library's to call).
-    pub(super) silenced: bool,
+    pub silenced: bool,
 }
 
 impl Link {
-    /// Moves to `phase`, keeping the per-phase gauges right.
-    pub(super) fn set_phase(&mut self, phase: Phase) {
-        self.phase.gauge().dec();
-        phase.gauge().inc();
-        self.phase = phase;
+    pub(super) fn state(&self) -> &State {
+        &self.state
+    }
+
+    /// Applies an event to the state, keeping the per-phase gauges right.
+    pub(super) fn apply<R>(&mut self, event: impl FnOnce(&mut State) -> R) -> R {
+        let before = self.state.phase();
+        let action = event(&mut self.state);
+        let after = self.state.phase();
+        if before != after {
+            gauge(before).dec();
+            gauge(after).inc();
+        }
+        action
+    }
+}
+
+/// Writers between choosing the direct path and queueing their frame on the
+/// host, and whether a CLOSE waits for them. Whoever is last, the closer or
+/// the last writer to leave, sends the CLOSE: a hand-off, nobody waits.
+#[derive(Default)]
+pub(super) struct DirectWriters(AtomicUsize);
+
+const CLOSE_WAITING: usize = 1 << (usize::BITS - 1);
+
+impl DirectWriters {
+    /// Called under the link lock while the path is direct.
+    pub(super) fn enter(&self) {
+        self.0.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// True when this writer was the last and a CLOSE waits: send it.
+    #[must_use]
+    pub(super) fn leave(&self) -> bool {
+        self.0.fetch_sub(1, Ordering::AcqRel) == CLOSE_WAITING | 1
+    }
+
+    /// Called under the link lock once the stream is closing (no writer
+    /// enters after it). True when no writer is in flight: send it now.
+    #[must_use]
+    pub(super) fn close(&self) -> bool {
+        self.0.fetch_or(CLOSE_WAITING, Ordering::AcqRel) & !CLOSE_WAITING == 0
+    }
+}
+
+/// Messages waiting for the handler.
+#[derive(Default)]
+pub(super) struct Receiver {
+    pub queue: VecDeque<Bytes>,
+    /// Segments of a message whose DATA frames said `has_continuation`.
+    pub partial: Option<BytesMut>,
+    /// A delivery task is queued or running.
+    pub delivering: bool,
+    /// Bytes handed to the handler so far (what FEEDBACK reports).
+    pub consumed: u64,
+    pub last_data: Option<Instant>,
+    /// The stream ended: what arrives from now on is dropped, and nothing
+    /// more is queued for its handler after its last callbacks.
+    pub ended: bool,
+}
+
+impl Receiver {
+    /// The stream ended (see [`Receiver::ended`]).
+    pub(super) fn end(&mut self) {
+        self.ended = true;
+        self.partial = None;
     }
 }
 
@@ -97,9 +174,7 @@ pub(crate) struct StreamCore {
     pub(super) receiver: Mutex<Receiver>,
     /// `link.host`, readable without the lock by every arriving frame.
     pub(super) host_id: AtomicU64,
-    /// Writers between choosing the direct path and queueing on the host:
-    /// a CLOSE waits for them, so it follows every write accepted before it.
-    pub(super) direct_writers: AtomicUsize,
+    pub(super) direct_writers: DirectWriters,
 }
 
 impl StreamCore {
@@ -112,19 +187,14 @@ impl StreamCore {
             options,
             executor: SerialExecutor::new(),
             link: Mutex::new(Link {
-                phase: Phase::Created,
+                state: State::default(),
                 host: None,
                 remote_id: None,
                 remote_writable: false,
                 remote_need_feedback: false,
-                pending_connect: None,
-                held: false,
-                used_queue: false,
-                direct: false,
-                ending: None,
                 silenced: false,
             }),
-            direct_writers: AtomicUsize::new(0),
+            direct_writers: DirectWriters::default(),
             host_id: AtomicU64::new(crate::id::INVALID_ID),
             flow: Arc::new(Flow::new(window)),
             receiver: Mutex::new(Receiver::default()),
@@ -132,11 +202,12 @@ impl StreamCore {
     }
 
     /// Creates a stream (its socket, not connected) and returns its id.
-    pub(super) fn spawn(options: StreamOptions) -> Result<(StreamId, Arc<StreamCore>), i32> {
+    /// `user` is told when the stream's socket fails (the stream ends).
+    pub(super) fn spawn(options: StreamOptions, user: Arc<dyn SocketUser>) -> Result<(StreamId, Arc<StreamCore>), i32> {
         let core = Arc::new(StreamCore::new(options));
         let id = Socket::create(crate::socket::SocketOptions {
             connection: Some(Arc::clone(&core) as Arc<dyn Connection>),
-            user: Some(Arc::clone(&core) as Arc<dyn SocketUser>),
+            user: Some(user),
             ..Default::default()
         })?;
         let _ = core.id.set(id);
@@ -150,47 +221,6 @@ impl StreamCore {
     /// This side's id on the wire.
     pub(super) fn wire_id(&self) -> i64 {
         self.id() as i64
-    }
-
-    /// Connects the stream to `remote` on `host`. Unless `held`, queued
-    /// writes go at once; a held stream (a server's, whose response is not
-    /// queued yet) keeps them until [`StreamCore::release`], so nothing it
-    /// writes overtakes the response, while frames arriving for it are
-    /// already taken as a connected stream's.
-    pub(super) fn connect(&self, host: &Socket, remote: i64, writable: bool, need_feedback: bool, held: bool) {
-        {
-            let mut link = self.link.lock();
-            if link.phase != Phase::Created {
-                return;
-            }
-            link.set_phase(Phase::Connected);
-            link.held = held;
-            link.host = Some(host.id());
-            self.host_id.store(host.id(), Ordering::Release);
-            link.remote_id = Some(remote);
-            link.remote_writable = writable;
-            link.remote_need_feedback = need_feedback;
-        }
-        super::hosts::attach(host, self.id());
-        super::receive::start_idle_timer(self);
-        if !held {
-            self.release();
-        }
-    }
-
-    /// Lets the writes queued while the stream was held (or connecting) go.
-    pub(super) fn release(&self) {
-        let (pending, host) = {
-            let mut link = self.link.lock();
-            link.held = false;
-            let pending = link.pending_connect.take();
-            link.direct = pending.is_none() && !link.used_queue && link.phase == Phase::Connected;
-            (pending, link.host)
-        };
-        if let Some(data) = pending {
-            let fd = host.and_then(Socket::address).map_or(0, |h| h.fd().max(0));
-            let _ = check_connected_and_keep_write(fd, 0, data);
-        }
     }
 
     /// The host connection and the peer's id, once connected.
@@ -213,34 +243,27 @@ impl StreamCore {
 
 impl Drop for StreamCore {
     fn drop(&mut self) {
-        self.link.get_mut().phase.gauge().dec();
+        gauge(self.link.get_mut().state.phase()).dec();
         stats::STREAMS_ALIVE.dec();
     }
 }
 
 impl Connection for StreamCore {
     fn connect(&self, _socket: &Socket, data: ConnectData) -> Result<(), i32> {
-        let host_fd = {
+        let (action, host) = {
             let mut link = self.link.lock();
-            match link.phase {
-                Phase::Created => {
-                    link.pending_connect = Some(data);
-                    return Ok(());
-                }
-                Phase::Connected | Phase::Closing if link.held => {
-                    link.pending_connect = Some(data);
-                    return Ok(());
-                }
-                // Closing still connects, to send what is queued and the CLOSE.
-                Phase::Connected | Phase::Closing if link.remote_id.is_some() => {
-                    link.host.and_then(Socket::address).map_or(0, |h| h.fd().max(0))
-                }
-                Phase::Connected | Phase::Closing | Phase::Closed => return Err(libc::ECONNRESET),
-            }
+            (link.apply(|state| state.queue_connect(data)), link.host)
         };
-        // Connected before anything was written: the queue goes at once.
-        let _ = check_connected_and_keep_write(host_fd, 0, data);
-        Ok(())
+        match action {
+            QueueConnectAction::Wait => Ok(()),
+            // Connected (or closing, with a CLOSE to send): the queue goes now.
+            QueueConnectAction::Drain(data) => {
+                let fd = host.and_then(Socket::address).map_or(0, |h| h.fd().max(0));
+                let _ = check_connected_and_keep_write(fd, 0, data);
+                Ok(())
+            }
+            QueueConnectAction::Refuse => Err(libc::ECONNRESET),
+        }
     }
 
     /// Frames every queued message onto the host connection in one write,
@@ -281,7 +304,8 @@ impl Connection for StreamCore {
         stats::STREAM_BYTES_OUT.add(taken as u64);
         if close {
             // Everything before the CLOSE is out: the stream is done.
-            socket.set_failed(super::close::NORMAL_CLOSE, "the stream was closed");
+            let why = self.link.lock().state().closing_why().unwrap_or("the stream was closed");
+            socket.set_failed(NORMAL_CLOSE, why);
         }
         Ok(taken)
     }
@@ -292,26 +316,6 @@ impl Connection for StreamCore {
 
     fn as_any_ref(&self) -> &dyn Any {
         self
-    }
-}
-
-impl SocketUser for StreamCore {
-    fn on_input(&self, _socket: &Socket, buf: &mut BytesMut) -> Result<(), (i32, String)> {
-        // A stream's socket has no fd to read; its input comes as frames.
-        buf.clear();
-        Ok(())
-    }
-
-    fn on_failed(&self, socket: &Socket, code: i32, text: &str) {
-        if let Some(core) = find_core(socket) {
-            super::close::finished(socket, &core, code, text);
-        }
-    }
-
-    fn on_writes_settled(&self, socket: &Socket) {
-        if let Some(core) = find_core(socket) {
-            super::close::report_end(socket, &core);
-        }
     }
 }
 

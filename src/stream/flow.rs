@@ -41,20 +41,17 @@ impl Flow {
         }
     }
 
-    fn writable(&self) -> bool {
+    /// Room for one more message (brpc lets one message overshoot a window
+    /// that still had room).
+    pub(super) fn writable(&self) -> bool {
         self.window == 0
             || self.produced.load(Ordering::Acquire)
                 < self.remote_consumed.load(Ordering::Acquire).saturating_add(self.window)
     }
 
-    /// Counts `len` more bytes in flight, or `EAGAIN` when the window is
-    /// full (brpc lets one message overshoot a window that still had room).
-    pub(super) fn reserve(&self, len: usize) -> Result<(), i32> {
-        if !self.writable() {
-            return Err(libc::EAGAIN);
-        }
+    /// Counts `len` more bytes in flight, once [`Flow::writable`] let them in.
+    pub(super) fn produce(&self, len: usize) {
         self.produced.fetch_add(len as u64, Ordering::AcqRel);
-        Ok(())
     }
 
     /// The peer's handler has consumed `consumed` bytes in all.

@@ -6,42 +6,19 @@
 //! answered with RST, except RST and FEEDBACK, which may legitimately
 //! outlive their stream.
 
-use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 
-use super::core::{core_of, find, find_core, Phase, StreamCore};
-use super::{close, frames, StreamId};
+use super::close;
+use super::core::{core_of, find, find_core, Receiver, StreamCore, StreamId};
+use super::frames;
+use super::state::ResetAction;
 use crate::protocol::{FrameType, Limits, StreamFrame};
 use crate::runtime::timers;
 use crate::socket::Socket;
-
-/// Messages waiting for the handler.
-#[derive(Default)]
-pub(super) struct Receiver {
-    queue: VecDeque<Bytes>,
-    /// Segments of a message whose DATA frames said `has_continuation`.
-    partial: Option<BytesMut>,
-    /// A delivery task is queued or running.
-    delivering: bool,
-    /// Bytes handed to the handler so far (what FEEDBACK reports).
-    consumed: u64,
-    last_data: Option<Instant>,
-    /// The stream ended: what arrives from now on is dropped, and nothing
-    /// more is queued for its handler after its last callbacks.
-    ended: bool,
-}
-
-impl Receiver {
-    /// The stream ended (see [`Receiver::ended`]).
-    pub(super) fn end(&mut self) {
-        self.ended = true;
-        self.partial = None;
-    }
-}
 
 /// Routes a STRM frame that arrived on `host`.
 pub fn on_frame(host: &Socket, frame: StreamFrame) {
@@ -64,9 +41,11 @@ pub fn on_frame(host: &Socket, frame: StreamFrame) {
         FrameType::Close => close::closed_by_peer(socket, core),
         // A stream this side is closing already: the peer's RST answers
         // our CLOSE crossing its own, and the close stays a normal one.
-        FrameType::Rst if core.link.lock().phase == Phase::Closing => {}
         FrameType::Rst => {
-            socket.set_failed(libc::ECONNRESET, "the peer reset the stream");
+            let action = core.link.lock().state().peer_reset();
+            if action == ResetAction::Fail {
+                socket.set_failed(libc::ECONNRESET, "the peer reset the stream");
+            }
         }
         FrameType::Unknown => log_warning!("dropped a stream frame of unknown type for stream {id}"),
     }
@@ -205,6 +184,7 @@ fn check_idle(id: StreamId, idle: Duration) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::stream::close::StreamEnd;
     use crate::stream::{close, StreamHandler, StreamOptions};
     use std::sync::mpsc;
 
@@ -231,7 +211,7 @@ mod tests {
         let (sender, events) = mpsc::channel();
         let handler = Arc::new(Events(parking_lot::Mutex::new(sender)));
         let options = StreamOptions { handler: Some(handler), ..Default::default() };
-        let (id, core) = StreamCore::spawn(options).unwrap();
+        let (id, core) = StreamCore::spawn(options, Arc::new(StreamEnd)).unwrap();
         (id, core, events)
     }
 
