@@ -3,7 +3,7 @@
 //! A socket owns its fd (server side: given at creation; client side:
 //! connected on first write), a wait-free write queue, and a read buffer fed
 //! by the dispatcher. Where things happen:
-//! - [`riders`]: the sockets riding on a connection (its streams).
+//! - `riders`: the sockets riding on a connection (its streams).
 //! - [`connect`]: non-blocking TCP connect with a timeout, result exactly once.
 //! - `write`: the write queue's owner loop, KeepWrite on EPOLLOUT, and
 //!   `check_connected_and_keep_write`, the end of every connection attempt.
