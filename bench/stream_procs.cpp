@@ -707,6 +707,10 @@ std::vector<Measurement> Measure(const std::string& program, const std::string& 
             }
             SleepSeconds(0.01);
         }
+        // The answers to the last CLOSE frames (RST for streams already
+        // gone) settle before the processes end, so neither side sees its
+        // connection reset.
+        SleepSeconds(0.2);
     }
     return result;
 }
