@@ -560,6 +560,21 @@ size_t brpc_socket_live_count(void);
 // Connection attempts not yet resolved, process-wide.
 size_t brpc_socket_pending_connects(void);
 
+// Bounds the bytes queued and not yet written on one TCP connection
+// (brpc's `-socket_max_unwritten_bytes`, default 64 MiB), process-wide:
+// once a connection holds more, a new write fails with `EOVERCROWDED`
+// (a server's response is dropped, a client's call fails). <= 0 restores
+// the default.
+void brpc_socket_set_max_unwritten_bytes(int64_t bytes);
+
+// The bound set by `brpc_socket_set_max_unwritten_bytes`.
+int64_t brpc_socket_max_unwritten_bytes(void);
+
+// How long a connection may stay over that bound after a write was
+// refused before it is closed with `EOVERCROWDED` (a peer that does not
+// read its responses), process-wide. Default 5000 ms; <= 0 restores it.
+void brpc_socket_set_overcrowded_grace_ms(int64_t ms);
+
 // Fills `*out` with the counters. 0, or `EINVAL` for NULL. Cheap (a few
 // relaxed loads): fine to call often.
 int brpc_stats_get(brpc_stats *out);

@@ -37,7 +37,10 @@ use crate::stats;
 pub use chunks::Chunks;
 pub use liveness::Liveness;
 pub use riders::Riders;
-pub use write::{check_connected_and_keep_write, pending_attempts, ConnectData, WriteDone};
+pub use write::{
+    check_connected_and_keep_write, max_unwritten_bytes, overcrowded_grace, pending_attempts, set_max_unwritten_bytes,
+    set_overcrowded_grace, ConnectData, WriteDone, DEFAULT_MAX_UNWRITTEN_BYTES, DEFAULT_OVERCROWDED_GRACE,
+};
 use write::{Burst, ParkedWriter, WriteRequest};
 use write_queue::WriteQueue;
 
@@ -134,6 +137,10 @@ pub struct Socket {
     dropped_bytes: std::sync::atomic::AtomicU64,
     /// Data writes queued and not yet sent or dropped.
     writes_in_flight: std::sync::atomic::AtomicU64,
+    /// Bytes queued and not yet written or dropped (brpc's unwritten bytes).
+    unwritten: AtomicU64,
+    /// A refused write armed the overcrowding check (one timer at a time).
+    overcrowded_check: std::sync::atomic::AtomicBool,
     burst: Burst,
     riders: Riders,
 }
@@ -172,6 +179,8 @@ impl Socket {
                 dropped_messages: Default::default(),
                 dropped_bytes: Default::default(),
                 writes_in_flight: Default::default(),
+                unwritten: AtomicU64::new(0),
+                overcrowded_check: Default::default(),
                 burst: Burst::default(),
                 riders: Riders::default(),
             }

@@ -15,9 +15,9 @@ use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::io::IoSlice;
 use std::os::fd::{AsRawFd, IntoRawFd, RawFd};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::LazyLock;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use nix::sys::socket::{sendmsg, MsgFlags, SockaddrStorage};
 use parking_lot::Mutex;
@@ -28,7 +28,7 @@ use super::write_queue::Owner;
 use super::{OutMessage, Socket, SocketRef, WriteOptions};
 use crate::errno;
 use crate::id::{self, Registry};
-use crate::runtime::spawn;
+use crate::runtime::{spawn, timers};
 use crate::stats;
 
 /// Runs once with 0 when every byte of the write left through the fd (or the
@@ -87,6 +87,38 @@ impl Burst {
     fn returned(&self) {
         self.last_write.store(Self::stamp(), Ordering::Relaxed);
     }
+}
+
+/// brpc's `socket_max_unwritten_bytes` default: 64 MiB.
+pub const DEFAULT_MAX_UNWRITTEN_BYTES: u64 = 64 * 1024 * 1024;
+/// How long a peer may stay over the bound before it is disconnected.
+pub const DEFAULT_OVERCROWDED_GRACE: Duration = Duration::from_secs(5);
+
+static MAX_UNWRITTEN_BYTES: AtomicU64 = AtomicU64::new(DEFAULT_MAX_UNWRITTEN_BYTES);
+static OVERCROWDED_GRACE_MS: AtomicU64 = AtomicU64::new(DEFAULT_OVERCROWDED_GRACE.as_millis() as u64);
+
+/// Sets the process-wide bound on bytes queued and not yet written on one
+/// TCP socket (brpc's `-socket_max_unwritten_bytes`): once a socket holds
+/// more, a new write fails with `EOVERCROWDED`. 0 restores the default.
+pub fn set_max_unwritten_bytes(bytes: u64) {
+    let bytes = if bytes == 0 { DEFAULT_MAX_UNWRITTEN_BYTES } else { bytes };
+    MAX_UNWRITTEN_BYTES.store(bytes, Ordering::Relaxed);
+}
+
+pub fn max_unwritten_bytes() -> u64 {
+    MAX_UNWRITTEN_BYTES.load(Ordering::Relaxed)
+}
+
+/// Sets how long a socket may stay over the bound after a write was refused
+/// before it is failed with `EOVERCROWDED` (a peer that does not read).
+/// Zero restores the default.
+pub fn set_overcrowded_grace(grace: Duration) {
+    let grace = if grace.is_zero() { DEFAULT_OVERCROWDED_GRACE } else { grace };
+    OVERCROWDED_GRACE_MS.store(u64::try_from(grace.as_millis()).unwrap_or(u64::MAX), Ordering::Relaxed);
+}
+
+pub fn overcrowded_grace() -> Duration {
+    Duration::from_millis(OVERCROWDED_GRACE_MS.load(Ordering::Relaxed))
 }
 
 /// At most this many buffers go into one sendmsg.
@@ -153,6 +185,40 @@ impl Socket {
         (self.dropped_messages.load(Ordering::Acquire), self.dropped_bytes.load(Ordering::Acquire))
     }
 
+    /// Bytes queued on this socket and not yet written or dropped.
+    pub fn unwritten_bytes(&self) -> u64 {
+        self.unwritten.load(Ordering::Acquire)
+    }
+
+    /// Refuses a write to a TCP socket that already holds more than the
+    /// bound; the first refusal arms a check that disconnects the peer if
+    /// the socket is still over the bound a grace period later.
+    fn overcrowded(&self, len: usize) -> bool {
+        let max = max_unwritten_bytes();
+        if len == 0 || !self.owns_fd() || self.unwritten.load(Ordering::Acquire) <= max {
+            return false;
+        }
+        if !self.overcrowded_check.swap(true, Ordering::AcqRel) {
+            let id = self.id;
+            let grace = overcrowded_grace();
+            let check = Box::new(move || {
+                let Some(socket) = Socket::address(id) else { return };
+                socket.overcrowded_check.store(false, Ordering::Release);
+                let unwritten = socket.unwritten_bytes();
+                if unwritten > max_unwritten_bytes() {
+                    let text = format!(
+                        "the peer read nothing of {unwritten} bytes waiting for {} ms (socket_max_unwritten_bytes={})",
+                        grace.as_millis(),
+                        max_unwritten_bytes()
+                    );
+                    socket.set_failed(errno::EOVERCROWDED, &text);
+                }
+            });
+            timers().schedule(Instant::now() + grace, check);
+        }
+        true
+    }
+
     /// Data writes (tag 0) queued and not yet sent or dropped. Once the
     /// socket failed and this is 0, [`Socket::dropped_writes`] is final.
     pub fn writes_in_flight(&self) -> u64 {
@@ -209,6 +275,15 @@ impl Socket {
             }
             return Err(errno::EFAILEDSOCKET);
         }
+        let len = request.chunks.len();
+        if self.overcrowded(len) {
+            request.complete(errno::EOVERCROWDED);
+            if data {
+                self.write_resolved();
+            }
+            return Err(errno::EOVERCROWDED);
+        }
+        self.unwritten.fetch_add(len as u64, Ordering::AcqRel);
         let own_fd = self.owns_fd();
         // Stamped by every write, owner or not, so a writer that keeps
         // finding the queue owned is still seen as bursting.
@@ -384,6 +459,7 @@ fn flush(socket: &Socket, fd: RawFd, batch: &mut VecDeque<WriteRequest>) -> Flus
 /// Removes `n` written bytes from the front of `batch`; requests with
 /// nothing left complete successfully.
 fn consume(socket: &Socket, batch: &mut VecDeque<WriteRequest>, mut n: usize) {
+    socket.unwritten.fetch_sub(n as u64, Ordering::AcqRel);
     while let Some(front) = batch.front_mut() {
         let unfinished = !front.chunks.is_empty();
         n = front.chunks.consume(n);
@@ -402,6 +478,7 @@ fn consume(socket: &Socket, batch: &mut VecDeque<WriteRequest>, mut n: usize) {
 
 fn fail_batch(socket: &Socket, batch: &mut VecDeque<WriteRequest>, code: i32) {
     for request in batch.drain(..) {
+        socket.unwritten.fetch_sub(request.chunks.len() as u64, Ordering::AcqRel);
         socket.count_dropped(&request);
         let data = request.tag == 0;
         request.complete(code);

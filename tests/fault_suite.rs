@@ -1,0 +1,253 @@
+//! Hostile and broken peers against a live server on real loopback. Each
+//! case attacks while a legitimate client keeps calling, and asserts the
+//! server survives, the legitimate calls are answered within a bound, the
+//! process's RSS grows by less than 64 MiB during the attack and comes back
+//! near its baseline, and descriptors return to their baseline.
+//!
+//! Cases run one at a time (a process-wide lock), so the RSS of one is not
+//! another's. Run with `--nocapture` to see the figures.
+
+use std::io::Write;
+use std::net::TcpStream;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use brpc_stream::protocol::{pack_rpc_header, RpcMeta, RpcRequestMeta};
+use brpc_stream::rpc::{CallRequest, Channel, ChannelOptions, Server, ServerCall, ServerOptions};
+use brpc_stream::socket;
+use bytes::{Bytes, BytesMut};
+use parking_lot::Mutex;
+
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+const MIB: usize = 1024 * 1024;
+/// RSS growth allowed during an attack.
+const RSS_BUDGET: usize = 64 * MIB;
+/// A legitimate call's p99 while the server is attacked (generous: two
+/// cores shared with other builds).
+const LEGIT_P99: Duration = Duration::from_millis(1500);
+
+fn rss() -> usize {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: usize = statm.split_whitespace().nth(1).and_then(|p| p.parse().ok()).unwrap_or(0);
+    pages * 4096
+}
+
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").map(|d| d.count()).unwrap_or(0)
+}
+
+/// Echo server: "Echo" answers with the request's payload.
+fn echo_server(options: ServerOptions) -> (Server, String) {
+    let server = Server::new();
+    server
+        .add_method(
+            "fault.Service",
+            "Echo",
+            Arc::new(|call: ServerCall| {
+                let payload = call.request.payload.clone();
+                call.respond(Ok((payload, Bytes::new())));
+            }),
+        )
+        .unwrap();
+    server.start("127.0.0.1:0", options).unwrap();
+    let addr = server.listen_address().unwrap().to_string();
+    (server, addr)
+}
+
+/// One baidu_std request frame, as a client would send it.
+fn request_frame(correlation_id: i64, payload: &[u8]) -> Vec<u8> {
+    let meta = RpcMeta {
+        request: Some(RpcRequestMeta {
+            service_name: Some("fault.Service".into()),
+            method_name: Some("Echo".into()),
+            ..Default::default()
+        }),
+        correlation_id: Some(correlation_id),
+        ..Default::default()
+    };
+    let mut out = BytesMut::new();
+    pack_rpc_header(&mut out, &meta, payload.len()).unwrap();
+    out.extend_from_slice(payload);
+    out.to_vec()
+}
+
+/// A client calling "Echo" in a loop, timing each call.
+struct LegitClient {
+    stop: Arc<AtomicBool>,
+    results: mpsc::Receiver<(Vec<Duration>, usize)>,
+}
+
+impl LegitClient {
+    fn start(addr: &str) -> LegitClient {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (tx, results) = mpsc::channel();
+        let channel = Channel::new(addr, ChannelOptions::default()).unwrap();
+        let stopping = Arc::clone(&stop);
+        thread::spawn(move || {
+            let mut latencies = Vec::new();
+            let mut failures = 0;
+            while !stopping.load(Ordering::Acquire) {
+                let (done_tx, done_rx) = mpsc::channel();
+                let started = Instant::now();
+                let request = CallRequest {
+                    service: "fault.Service".into(),
+                    method: "Echo".into(),
+                    payload: Bytes::from_static(b"legit"),
+                    timeout: Some(Duration::from_secs(10)),
+                    ..Default::default()
+                };
+                channel.call(
+                    request,
+                    Box::new(move |outcome| {
+                        let _ = done_tx.send(outcome.error().is_none());
+                    }),
+                );
+                match done_rx.recv_timeout(Duration::from_secs(15)) {
+                    Ok(true) => latencies.push(started.elapsed()),
+                    _ => failures += 1,
+                }
+                thread::sleep(Duration::from_millis(5));
+            }
+            let _ = tx.send((latencies, failures));
+        });
+        LegitClient { stop, results }
+    }
+
+    /// Stops; returns (calls, p99, max).
+    fn finish(self) -> (usize, Duration, Duration) {
+        self.stop.store(true, Ordering::Release);
+        let (mut latencies, failures) = self.results.recv_timeout(Duration::from_secs(30)).expect("the client ends");
+        assert_eq!(failures, 0, "legitimate calls failed during the attack");
+        assert!(!latencies.is_empty(), "no legitimate call was answered during the attack");
+        latencies.sort();
+        let p99 = latencies[(latencies.len() * 99 / 100).min(latencies.len() - 1)];
+        let max = *latencies.last().unwrap();
+        (latencies.len(), p99, max)
+    }
+}
+
+/// Runs `attack` (it returns when the attack is over) against a fresh echo
+/// server, with a legitimate client calling throughout, and checks and
+/// prints the figures.
+fn under_attack(name: &str, options: ServerOptions, attack: impl FnOnce(&str, &dyn Fn()) + Send) {
+    let _one = ONE_AT_A_TIME.lock();
+    let (server, addr) = echo_server(options);
+    // Warm up the runtime's threads and the legit path before the baseline.
+    let warm_up = LegitClient::start(&addr);
+    thread::sleep(Duration::from_millis(300));
+    warm_up.finish();
+    thread::sleep(Duration::from_millis(100));
+    let fds_before = open_fds();
+    let rss_before = rss();
+    let peak = Arc::new(Mutex::new(rss_before));
+    let sample: &dyn Fn() = &|| {
+        let now = rss();
+        let mut peak = peak.lock();
+        *peak = (*peak).max(now);
+    };
+    let legit = LegitClient::start(&addr);
+    attack(&addr, sample);
+    sample();
+    let (calls, p99, max) = legit.finish();
+    assert!(server.is_running(), "{name}: the server stopped");
+    // The memory the attack made the server hold goes back.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut rss_after = rss();
+    while rss_after > rss_before + RSS_BUDGET / 4 && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(100));
+        rss_after = rss();
+    }
+    let mut fds_after = open_fds();
+    while fds_after > fds_before && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(100));
+        fds_after = open_fds();
+    }
+    let peak = *peak.lock();
+    println!(
+        "{name}: RSS before {:.1} MiB, peak {:.1} MiB, after {:.1} MiB; legit calls {calls}, p99 {:.1} ms, max {:.1} ms; fds {fds_before} -> {fds_after}",
+        rss_before as f64 / MIB as f64,
+        peak as f64 / MIB as f64,
+        rss_after as f64 / MIB as f64,
+        p99.as_secs_f64() * 1e3,
+        max.as_secs_f64() * 1e3,
+    );
+    assert!(peak < rss_before + RSS_BUDGET, "{name}: RSS grew by {} MiB", (peak - rss_before) / MIB);
+    assert!(rss_after <= rss_before + RSS_BUDGET / 4, "{name}: RSS stayed {} MiB up", (rss_after - rss_before) / MIB);
+    assert!(p99 < LEGIT_P99, "{name}: legitimate p99 {p99:?}");
+    assert!(fds_after <= fds_before, "{name}: fds {fds_before} -> {fds_after}");
+    drop(server);
+}
+
+/// Writes requests without ever reading the responses until the server
+/// hangs up; returns when it did.
+fn pipeline_without_reading(addr: &str, payload: usize, sample: &dyn Fn(), budget: Duration) -> bool {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.set_write_timeout(Some(Duration::from_millis(200))).unwrap();
+    let frame = request_frame(1, &vec![7u8; payload]);
+    let deadline = Instant::now() + budget;
+    let mut last_sample = Instant::now();
+    while Instant::now() < deadline {
+        match stream.write(&frame) {
+            Ok(_) => {}
+            Err(err) if err.kind() == std::io::ErrorKind::WouldBlock || err.kind() == std::io::ErrorKind::TimedOut => {
+                // The server stopped reading for now (it is busy writing).
+            }
+            Err(_) => return true,
+        }
+        if last_sample.elapsed() > Duration::from_millis(50) {
+            sample();
+            last_sample = Instant::now();
+            // A hang-up shows as EOF on read once the server closed.
+            stream.set_nonblocking(true).unwrap();
+            let mut byte = [0u8; 1];
+            let closed = matches!(stream.peek(&mut byte), Ok(0));
+            stream.set_nonblocking(false).unwrap();
+            if closed {
+                return true;
+            }
+        }
+    }
+    false
+}
+
+#[test]
+fn a_client_pipelining_requests_without_reading_responses_is_bounded_then_disconnected() {
+    socket::set_max_unwritten_bytes(8 * MIB as u64);
+    socket::set_overcrowded_grace(Duration::from_millis(500));
+    under_attack("pipelining without reading", ServerOptions::default(), |addr, sample| {
+        let cut = pipeline_without_reading(addr, 256 * 1024, sample, Duration::from_secs(30));
+        assert!(cut, "the server never disconnected a peer that does not read");
+    });
+    socket::set_max_unwritten_bytes(0);
+    socket::set_overcrowded_grace(Duration::ZERO);
+}
+
+#[test]
+fn a_write_beyond_the_unwritten_bound_fails_with_eovercrowded() {
+    let _one = ONE_AT_A_TIME.lock();
+    socket::set_max_unwritten_bytes(MIB as u64);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    // A peer that never reads.
+    let peer = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (accepted, _) = listener.accept().unwrap();
+    let fd = std::os::fd::OwnedFd::from(accepted);
+    let id = socket::Socket::create(socket::SocketOptions { fd: Some(fd), ..Default::default() }).unwrap();
+    let sock = socket::Socket::address(id).unwrap();
+    let mut refused = None;
+    for _ in 0..10_000 {
+        if let Err(code) = sock.write(Bytes::from(vec![0u8; 64 * 1024]), None) {
+            refused = Some(code);
+            break;
+        }
+    }
+    assert_eq!(refused, Some(brpc_stream::errno::EOVERCROWDED));
+    assert!(sock.unwritten_bytes() > MIB as u64);
+    // An empty write (an orderly close's marker) is never refused.
+    assert_eq!(sock.write(socket::Chunks::empty(), None), Ok(()));
+    sock.set_failed(libc::ECONNRESET, "test over");
+    socket::set_max_unwritten_bytes(0);
+    drop(peer);
+}
