@@ -34,6 +34,24 @@
 
 #define BRPC_ELOGOFF 2003
 
+// `brpc_compress_type`: brpc's `CompressType` numbers (literals, so
+// cbindgen prints them; a test keeps them equal to the protocol's). LZ4 is
+// declared by brpc but coded by neither brpc's baidu_std nor this library.
+#define BRPC_COMPRESS_TYPE_NONE 0
+
+#define BRPC_COMPRESS_TYPE_SNAPPY 1
+
+#define BRPC_COMPRESS_TYPE_GZIP 2
+
+#define BRPC_COMPRESS_TYPE_ZLIB 3
+
+#define BRPC_COMPRESS_TYPE_LZ4 4
+
+// `brpc_checksum_type`: brpc's `ChecksumType` numbers.
+#define BRPC_CHECKSUM_TYPE_NONE 0
+
+#define BRPC_CHECKSUM_TYPE_CRC32C 1
+
 // Bytes the library shares: what a `brpc_bytes*` points at stays valid
 // until `brpc_bytes_release`. Opaque.
 typedef struct brpc_bytes brpc_bytes;
@@ -346,6 +364,46 @@ void brpc_controller_set_log_id(brpc_controller *cntl, int64_t log_id);
 
 // On a server: the request's log id. 0 when unset.
 int64_t brpc_controller_log_id(const brpc_controller *cntl);
+
+// How the request's payload is compressed: a `brpc_compress_type`. On a
+// client, set before the call; a type without a codec here (LZ4, or not
+// brpc's) fails the call with `EREQUEST`. On a server, how the request
+// was compressed.
+void brpc_controller_set_request_compress_type(brpc_controller *cntl, int compress_type);
+
+int brpc_controller_request_compress_type(const brpc_controller *cntl);
+
+// How the response's payload is compressed. On a server, set before
+// responding (default none, whatever the request used); a type without a
+// codec here answers `ERESPONSE` instead. On a client, after the call: how
+// the response was compressed.
+void brpc_controller_set_response_compress_type(brpc_controller *cntl, int compress_type);
+
+int brpc_controller_response_compress_type(const brpc_controller *cntl);
+
+// The request's checksum: a `brpc_checksum_type`, verified by the server
+// (a mismatch fails the call with `EREQUEST`). Another type fails the call
+// with `EREQUEST` before it is sent.
+void brpc_controller_set_request_checksum_type(brpc_controller *cntl, int checksum_type);
+
+int brpc_controller_request_checksum_type(const brpc_controller *cntl);
+
+// The response's checksum, set on a server before responding; verified by
+// the client (a mismatch fails the call with `ERESPONSE`).
+void brpc_controller_set_response_checksum_type(brpc_controller *cntl, int checksum_type);
+
+int brpc_controller_response_checksum_type(const brpc_controller *cntl);
+
+// Whether the request's checksum also covers its attachment (RpcMeta
+// `checksum_with_attachment`). Default false: the payload only.
+void brpc_controller_set_request_checksum_attachment(brpc_controller *cntl, bool with);
+
+bool brpc_controller_request_checksum_attachment(const brpc_controller *cntl);
+
+// Whether the response's checksum also covers its attachment.
+void brpc_controller_set_response_checksum_attachment(brpc_controller *cntl, bool with);
+
+bool brpc_controller_response_checksum_attachment(const brpc_controller *cntl);
 
 // Marks the call failed (code 0 means `EINTERNAL`; `text` may be NULL).
 void brpc_controller_set_failed(brpc_controller *cntl, int code, const char *text);

@@ -31,6 +31,7 @@
 #include "brpc/callback.h"
 #include "brpc/closure_guard.h"
 #include "brpc/errno.h"
+#include "brpc/options.pb.h"
 #include "butil/endpoint.h"
 #include "butil/iobuf.h"
 
@@ -55,6 +56,56 @@ public:
     // the channel's.
     void set_max_retry(int max_retry) { brpc_controller_set_max_retry(handle_, max_retry); }
     int max_retry() const { return brpc_controller_max_retry(handle_); }
+
+    // How the request's payload is compressed and checksummed (brpc's
+    // defaults: neither). A type without a codec (COMPRESS_TYPE_LZ4) fails
+    // the call with EREQUEST. With request_checksum_attachment the checksum
+    // also covers the attachment. On the server: how the request was.
+    void set_request_compress_type(CompressType t) {
+        brpc_controller_set_request_compress_type(handle_, (int)t);
+    }
+    CompressType request_compress_type() const {
+        return (CompressType)brpc_controller_request_compress_type(handle_);
+    }
+    void set_request_checksum_type(ChecksumType t) {
+        brpc_controller_set_request_checksum_type(handle_, (int)t);
+    }
+    ChecksumType request_checksum_type() const {
+        return (ChecksumType)brpc_controller_request_checksum_type(handle_);
+    }
+    void set_request_checksum_attachment(bool with_attachment) {
+        brpc_controller_set_request_checksum_attachment(handle_, with_attachment);
+    }
+    bool request_checksum_attachment() const {
+        return brpc_controller_request_checksum_attachment(handle_);
+    }
+
+    // ---- server side ----
+
+    // How the response's payload is compressed and checksummed; set before
+    // done->Run() (default neither, whatever the request used). A type
+    // without a codec answers ERESPONSE instead of the response. On the
+    // client, after the call: how the response was. A checksum that does
+    // not match fails the call (EREQUEST on the server, ERESPONSE on the
+    // client).
+    void set_response_compress_type(CompressType t) {
+        brpc_controller_set_response_compress_type(handle_, (int)t);
+    }
+    CompressType response_compress_type() const {
+        return (CompressType)brpc_controller_response_compress_type(handle_);
+    }
+    void set_response_checksum_type(ChecksumType t) {
+        brpc_controller_set_response_checksum_type(handle_, (int)t);
+    }
+    ChecksumType response_checksum_type() const {
+        return (ChecksumType)brpc_controller_response_checksum_type(handle_);
+    }
+    void set_response_checksum_attachment(bool with_attachment) {
+        brpc_controller_set_response_checksum_attachment(handle_, with_attachment);
+    }
+    bool response_checksum_attachment() const {
+        return brpc_controller_response_checksum_attachment(handle_);
+    }
 
     // ---- both sides ----
 

@@ -14,6 +14,7 @@ use parking_lot::Mutex;
 
 use super::etcd::brpc_etcd_registration_options;
 use super::{c_string, guard, guard_value, on_worker, write_c_string, SendPtr};
+use crate::protocol::BodyCoding;
 use crate::rpc::{CallOutcome, CallRequest, Channel, ChannelOptions, Controller, Server, ServerCall, ServerOptions};
 use crate::socket::Liveness;
 use crate::stream;
@@ -127,6 +128,19 @@ pub type brpc_call_done_fn = Option<unsafe extern "C" fn(arg: *mut c_void, resul
 /// ended with `brpc_server_call_respond`, exactly once, from any thread.
 pub type brpc_method_fn = Option<unsafe extern "C" fn(arg: *mut c_void, call: *mut brpc_server_call)>;
 
+/// `brpc_compress_type`: brpc's `CompressType` numbers (literals, so
+/// cbindgen prints them; a test keeps them equal to the protocol's). LZ4 is
+/// declared by brpc but coded by neither brpc's baidu_std nor this library.
+pub const BRPC_COMPRESS_TYPE_NONE: c_int = 0;
+pub const BRPC_COMPRESS_TYPE_SNAPPY: c_int = 1;
+pub const BRPC_COMPRESS_TYPE_GZIP: c_int = 2;
+pub const BRPC_COMPRESS_TYPE_ZLIB: c_int = 3;
+pub const BRPC_COMPRESS_TYPE_LZ4: c_int = 4;
+
+/// `brpc_checksum_type`: brpc's `ChecksumType` numbers.
+pub const BRPC_CHECKSUM_TYPE_NONE: c_int = 0;
+pub const BRPC_CHECKSUM_TYPE_CRC32C: c_int = 1;
+
 // ---- controller ----
 
 #[no_mangle]
@@ -195,6 +209,82 @@ pub unsafe extern "C" fn brpc_controller_set_log_id(cntl: *mut brpc_controller, 
 #[no_mangle]
 pub unsafe extern "C" fn brpc_controller_log_id(cntl: *const brpc_controller) -> i64 {
     with_controller(cntl, 0, |c| c.log_id.unwrap_or(0))
+}
+
+/// How the request's payload is compressed: a `brpc_compress_type`. On a
+/// client, set before the call; a type without a codec here (LZ4, or not
+/// brpc's) fails the call with `EREQUEST`. On a server, how the request
+/// was compressed.
+#[no_mangle]
+pub unsafe extern "C" fn brpc_controller_set_request_compress_type(cntl: *mut brpc_controller, compress_type: c_int) {
+    with_controller(cntl, (), |c| c.request_coding.compress_type = compress_type)
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn brpc_controller_request_compress_type(cntl: *const brpc_controller) -> c_int {
+    with_controller(cntl, 0, |c| c.request_coding.compress_type)
+}
+
+/// How the response's payload is compressed. On a server, set before
+/// responding (default none, whatever the request used); a type without a
+/// codec here answers `ERESPONSE` instead. On a client, after the call: how
+/// the response was compressed.
+#[no_mangle]
+pub unsafe extern "C" fn brpc_controller_set_response_compress_type(cntl: *mut brpc_controller, compress_type: c_int) {
+    with_controller(cntl, (), |c| c.response_coding.compress_type = compress_type)
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn brpc_controller_response_compress_type(cntl: *const brpc_controller) -> c_int {
+    with_controller(cntl, 0, |c| c.response_coding.compress_type)
+}
+
+/// The request's checksum: a `brpc_checksum_type`, verified by the server
+/// (a mismatch fails the call with `EREQUEST`). Another type fails the call
+/// with `EREQUEST` before it is sent.
+#[no_mangle]
+pub unsafe extern "C" fn brpc_controller_set_request_checksum_type(cntl: *mut brpc_controller, checksum_type: c_int) {
+    with_controller(cntl, (), |c| c.request_coding.checksum_type = checksum_type)
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn brpc_controller_request_checksum_type(cntl: *const brpc_controller) -> c_int {
+    with_controller(cntl, 0, |c| c.request_coding.checksum_type)
+}
+
+/// The response's checksum, set on a server before responding; verified by
+/// the client (a mismatch fails the call with `ERESPONSE`).
+#[no_mangle]
+pub unsafe extern "C" fn brpc_controller_set_response_checksum_type(cntl: *mut brpc_controller, checksum_type: c_int) {
+    with_controller(cntl, (), |c| c.response_coding.checksum_type = checksum_type)
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn brpc_controller_response_checksum_type(cntl: *const brpc_controller) -> c_int {
+    with_controller(cntl, 0, |c| c.response_coding.checksum_type)
+}
+
+/// Whether the request's checksum also covers its attachment (RpcMeta
+/// `checksum_with_attachment`). Default false: the payload only.
+#[no_mangle]
+pub unsafe extern "C" fn brpc_controller_set_request_checksum_attachment(cntl: *mut brpc_controller, with: bool) {
+    with_controller(cntl, (), |c| c.request_coding.checksum_with_attachment = with)
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn brpc_controller_request_checksum_attachment(cntl: *const brpc_controller) -> bool {
+    with_controller(cntl, false, |c| c.request_coding.checksum_with_attachment)
+}
+
+/// Whether the response's checksum also covers its attachment.
+#[no_mangle]
+pub unsafe extern "C" fn brpc_controller_set_response_checksum_attachment(cntl: *mut brpc_controller, with: bool) {
+    with_controller(cntl, (), |c| c.response_coding.checksum_with_attachment = with)
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn brpc_controller_response_checksum_attachment(cntl: *const brpc_controller) -> bool {
+    with_controller(cntl, false, |c| c.response_coding.checksum_with_attachment)
 }
 
 /// Marks the call failed (code 0 means `EINTERNAL`; `text` may be NULL).
@@ -443,6 +533,7 @@ unsafe fn start_call(
         max_retry: settings.max_retry.map(|n| n.max(0) as u32),
         log_id: settings.log_id,
         stream_settings: stream::settings_for(&settings.streams),
+        coding: settings.request_coding,
     };
     let streams = settings.streams;
     channel.inner.call(
@@ -464,6 +555,9 @@ unsafe fn start_call(
                 c.remote = outcome.remote;
                 c.local = outcome.local;
                 c.remote_stream_settings = remote_streams;
+                if let Ok(message) = &outcome.result {
+                    c.response_coding = BodyCoding::of(&message.meta);
+                }
             }
             last(outcome);
         }),
@@ -545,6 +639,7 @@ pub unsafe extern "C" fn brpc_server_add_method(
                 local: call.local,
                 remote_stream_settings: call.stream_settings().cloned(),
                 host: Some(call.host()),
+                request_coding: call.request_coding(),
                 ..Default::default()
             };
             let call = Box::into_raw(Box::new(brpc_server_call {
@@ -751,8 +846,9 @@ pub unsafe extern "C" fn brpc_server_call_respond(
         }
         // SAFETY: from the handler, consumed once.
         let call = unsafe { Box::from_raw(call) };
-        let brpc_server_call { call, controller } = *call;
+        let brpc_server_call { mut call, controller } = *call;
         let controller = controller.inner.into_inner();
+        call.set_response_coding(controller.response_coding);
         let result = match controller.error {
             Some(error) => Err(error),
             None => Ok((copy_bytes(response, len), copy_bytes(attachment, attachment_len))),
@@ -768,4 +864,21 @@ fn copy_bytes(data: *const u8, len: usize) -> Bytes {
     }
     // SAFETY: `len` readable bytes per the contract.
     Bytes::copy_from_slice(unsafe { std::slice::from_raw_parts(data, len) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::body;
+
+    #[test]
+    fn the_coding_numbers_are_the_protocols() {
+        assert_eq!(BRPC_COMPRESS_TYPE_NONE, body::COMPRESS_TYPE_NONE);
+        assert_eq!(BRPC_COMPRESS_TYPE_SNAPPY, body::COMPRESS_TYPE_SNAPPY);
+        assert_eq!(BRPC_COMPRESS_TYPE_GZIP, body::COMPRESS_TYPE_GZIP);
+        assert_eq!(BRPC_COMPRESS_TYPE_ZLIB, body::COMPRESS_TYPE_ZLIB);
+        assert_eq!(BRPC_COMPRESS_TYPE_LZ4, body::COMPRESS_TYPE_LZ4);
+        assert_eq!(BRPC_CHECKSUM_TYPE_NONE, body::CHECKSUM_TYPE_NONE);
+        assert_eq!(BRPC_CHECKSUM_TYPE_CRC32C, body::CHECKSUM_TYPE_CRC32C);
+    }
 }

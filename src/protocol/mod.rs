@@ -12,6 +12,8 @@
 //!   sent after it as its own `Bytes`, never copied), and typed views of a
 //!   cut frame ([`RpcMessage`], [`StreamFrame`]).
 //! - [`cutter`]: [`Cutter::cut`] over the socket's `BytesMut` read buffer.
+//! - [`body`]: a message body's compression and checksum ([`encode_body`],
+//!   [`decode_body`]), RpcMeta fields 3 and 11–13.
 //!
 //! Reading a connection:
 //!
@@ -58,12 +60,15 @@
 // Nothing here is part of the C ABI: keep cbindgen from exporting the
 // constants.
 /// cbindgen:ignore
+pub mod body;
+/// cbindgen:ignore
 pub mod cutter;
 /// cbindgen:ignore
 pub mod frame;
 /// cbindgen:ignore
 pub mod meta;
 
+pub use body::{decode_body, encode_body, BodyCoding, BodyError, Compression};
 pub use cutter::{Cut, Cutter, DropReason, FatalError, FatalKind, Limits};
 pub use frame::{
     pack_rpc, pack_rpc_header, pack_stream, pack_stream_header, pack_stream_header_encoded, Magic, PackError, RawFrame,

@@ -15,7 +15,8 @@ use super::embedded_rpc;
 use crate::errno;
 use crate::id::{Id, Registry};
 use crate::protocol::{
-    pack_rpc_header, Cutter, FrameType, Limits, RpcMessage, RpcMeta, RpcRequestMeta, StreamFrame, StreamSettings,
+    decode_body, encode_body, pack_rpc_header, BodyCoding, Cutter, FrameType, Limits, RpcMessage, RpcMeta,
+    RpcRequestMeta, StreamFrame, StreamSettings,
 };
 use crate::runtime::{timers, TimerId};
 use crate::socket::{Liveness, Socket, SocketId, SocketOptions, SocketRef, SocketUser};
@@ -57,6 +58,8 @@ pub struct CallRequest {
     pub log_id: Option<i64>,
     /// Streams this call sets up (issue of the stream layer).
     pub stream_settings: Option<StreamSettings>,
+    /// How the payload is compressed and checksummed on the wire.
+    pub coding: BodyCoding,
 }
 
 /// How a call ended: the server's message (whose meta may carry an error
@@ -145,8 +148,18 @@ impl Channel {
         self.inner.remote
     }
 
-    /// Starts a call; `done` runs exactly once.
+    /// Starts a call; `done` runs exactly once. A payload that cannot be
+    /// coded as `request.coding` asks ends the call with `EREQUEST` before
+    /// anything is sent.
     pub fn call(&self, request: CallRequest, done: CallDone) {
+        let mut meta = RpcMeta::default();
+        let body = match encode_body(request.coding, request.payload.clone(), &request.attachment, &mut meta) {
+            Ok(body) => body,
+            Err(err) => {
+                let result = Err((errno::EREQUEST, format!("Fail to compress request: {err}")));
+                return done(CallOutcome { result, remote: Some(self.inner.remote), local: None, socket: None });
+            }
+        };
         let options = self.inner.options;
         let timeout = match request.timeout {
             Some(t) if t.is_zero() => None,
@@ -157,7 +170,7 @@ impl Channel {
         let state = CallState { done: None, timer: None, retries_left: retries, written: false, connection: None };
         let created = CALLS.create_with(|id| PendingCall {
             channel: Arc::clone(&self.inner),
-            frame: pack_request(id, &request),
+            frame: pack_request(id, &request, meta.clone(), body.clone()),
             state: Mutex::new(state),
         });
         let call = match created.map(|id| (id, CALLS.address(id))) {
@@ -204,7 +217,9 @@ impl Drop for ChannelInner {
     }
 }
 
-fn pack_request(id: Id, request: &CallRequest) -> Vec<Bytes> {
+/// The request's frame: `coded` is the meta with the body's coding (from
+/// [`encode_body`]) and `body` the coded payload.
+fn pack_request(id: Id, request: &CallRequest, coded: RpcMeta, body: Bytes) -> Vec<Bytes> {
     let meta = RpcMeta {
         request: Some(RpcRequestMeta {
             service_name: Some(request.service.clone()),
@@ -212,16 +227,15 @@ fn pack_request(id: Id, request: &CallRequest) -> Vec<Bytes> {
             log_id: request.log_id,
             ..Default::default()
         }),
-        compress_type: Some(0),
         correlation_id: Some(id as i64),
         attachment_size: (!request.attachment.is_empty()).then_some(request.attachment.len() as i32),
         stream_settings: request.stream_settings.clone(),
-        ..Default::default()
+        ..coded
     };
     let mut head = BytesMut::new();
     // A request too large for the header's 32 bits fails when written.
-    let _ = pack_rpc_header(&mut head, &meta, request.payload.len() + request.attachment.len());
-    vec![head.freeze(), request.payload.clone(), request.attachment.clone()]
+    let _ = pack_rpc_header(&mut head, &meta, body.len() + request.attachment.len());
+    vec![head.freeze(), body, request.attachment.clone()]
 }
 
 /// Writes the call on the channel's connection (a new one if it failed).
@@ -387,8 +401,25 @@ impl SocketUser for ClientConnection {
 
 fn on_response(message: RpcMessage) {
     match message.meta.correlation_id {
-        Some(id) => finish(id as Id, Ok(message)),
+        Some(id) => finish(id as Id, decode_response(message)),
         None => log_warning!("dropped a response without correlation_id"),
+    }
+}
+
+/// Verifies and decompresses a successful response's payload; a response
+/// that fails either ends its call with `ERESPONSE`.
+fn decode_response(mut message: RpcMessage) -> Result<RpcMessage, (i32, String)> {
+    let failed = message.meta.response.as_ref().is_some_and(|r| r.error_code.unwrap_or(0) != 0);
+    if failed {
+        return Ok(message);
+    }
+    let limit = Limits::default().max_body_size;
+    match decode_body(&message.meta, &message.payload, &message.attachment, limit) {
+        Ok(payload) => {
+            message.payload = payload;
+            Ok(message)
+        }
+        Err(err) => Err((errno::ERESPONSE, format!("Fail to parse response: {err}"))),
     }
 }
 

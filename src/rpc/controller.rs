@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 
 use crate::errno;
-use crate::protocol::StreamSettings;
+use crate::protocol::{BodyCoding, StreamSettings};
 use crate::socket::SocketId;
 use crate::stream::StreamId;
 
@@ -24,6 +24,12 @@ pub struct Controller {
     pub remote_stream_settings: Option<StreamSettings>,
     /// Server: the connection the request came on.
     pub host: Option<SocketId>,
+    /// Client: how the request is compressed and checksummed. Server: how
+    /// it was.
+    pub request_coding: BodyCoding,
+    /// Server: how the response is compressed and checksummed. Client: how
+    /// it was.
+    pub response_coding: BodyCoding,
 }
 
 impl Controller {

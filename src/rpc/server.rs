@@ -15,8 +15,8 @@ use super::method_status::{MethodSnapshot, MethodStatus};
 use crate::errno;
 use crate::etcd::{Registration, RegistrationOptions};
 use crate::protocol::{
-    pack_rpc_header, pack_stream_header, Cutter, FrameType, Limits, RawFrame, RpcMessage, RpcMeta, RpcResponseMeta,
-    StreamFrameMeta, StreamSettings,
+    decode_body, encode_body, pack_rpc_header, pack_stream_header, BodyCoding, Cutter, FrameType, Limits, RawFrame,
+    RpcMessage, RpcMeta, RpcResponseMeta, StreamFrameMeta, StreamSettings,
 };
 use crate::runtime::{dispatcher, spawn, timers, Interest, Token};
 use crate::socket::{Liveness, Socket, SocketId, SocketOptions, SocketUser};
@@ -387,6 +387,8 @@ pub struct ServerCall {
     pub request: RpcMessage,
     pub remote: Option<SocketAddr>,
     pub local: Option<SocketAddr>,
+    /// How the response's payload is compressed and checksummed.
+    response_coding: BodyCoding,
     answered: bool,
 }
 
@@ -413,6 +415,31 @@ impl ServerCall {
         self.socket
     }
 
+    /// How the client compressed and checksummed the request.
+    pub fn request_coding(&self) -> BodyCoding {
+        BodyCoding::of(&self.request.meta)
+    }
+
+    /// How to compress and checksum the response (default: neither, as in
+    /// brpc, whatever the request used). A coding that cannot be applied
+    /// answers `ERESPONSE` instead of the response.
+    pub fn set_response_coding(&mut self, coding: BodyCoding) {
+        self.response_coding = coding;
+    }
+
+    /// Verifies and decompresses the request's payload in place, within
+    /// `limit` bytes.
+    fn decode_request(&mut self, limit: usize) -> Result<(), (i32, String)> {
+        let request = &mut self.request;
+        match decode_body(&request.meta, &request.payload, &request.attachment, limit) {
+            Ok(payload) => {
+                request.payload = payload;
+                Ok(())
+            }
+            Err(err) => Err((errno::EREQUEST, format!("Fail to parse request: {err}"))),
+        }
+    }
+
     /// Sends the response, or the error, and ends the call.
     pub fn respond(self, result: Result<(Bytes, Bytes), (i32, String)>) {
         self.respond_with_streams(result, &[]);
@@ -430,7 +457,7 @@ impl ServerCall {
         // Counted before the client can hear back, so what it sees next
         // includes this call.
         self.status.on_responded(error.is_some(), self.received.elapsed());
-        send_response(self.socket, self.correlation_id, result, client_stream, accepted);
+        send_response(self.socket, self.correlation_id, result, self.response_coding, client_stream, accepted);
         stream::after_response(accepted, error.as_ref());
         self.end();
     }
@@ -447,23 +474,33 @@ impl Drop for ServerCall {
             let error = (errno::EINTERNAL, "the method ended without a response".to_string());
             let client_stream = self.stream_settings().map(|s| s.stream_id());
             self.status.on_responded(true, self.received.elapsed());
-            send_response(self.socket, self.correlation_id, Err(error), client_stream, &[]);
+            send_response(self.socket, self.correlation_id, Err(error), BodyCoding::default(), client_stream, &[]);
             self.end();
         }
     }
 }
 
-/// Sends a response; one that answers a call with streams goes inside a
-/// STRM DATA frame to the client's first stream, from the first accepted
-/// stream (or -1), as brpc sends it.
+/// Sends a response, its payload coded as `coding` says; one that answers
+/// a call with streams goes inside a STRM DATA frame to the client's first
+/// stream, from the first accepted stream (or -1), as brpc sends it.
 fn send_response(
     socket: SocketId,
     correlation_id: i64,
     result: Result<(Bytes, Bytes), (i32, String)>,
+    coding: BodyCoding,
     client_stream: Option<i64>,
     accepted: &[StreamId],
 ) {
     let Some(socket) = Socket::address(socket) else { return };
+    let mut coded = RpcMeta { compress_type: Some(0), ..Default::default() };
+    // As brpc: a response that cannot be coded answers ERESPONSE.
+    let result = result.and_then(|(payload, attachment)| {
+        let mut meta = RpcMeta::default();
+        let body = encode_body(coding, payload, &attachment, &mut meta)
+            .map_err(|err| (errno::ERESPONSE, format!("Fail to serialize response: {err}")))?;
+        coded = meta;
+        Ok((body, attachment))
+    });
     let (payload, attachment, response, streams) = match result {
         Ok((payload, attachment)) => {
             let response = RpcResponseMeta { error_code: Some(0), error_text: None };
@@ -477,11 +514,10 @@ fn send_response(
     let source_stream = streams.as_ref().map_or(-1, |s| s.stream_id());
     let meta = RpcMeta {
         response: Some(response),
-        compress_type: Some(0),
         correlation_id: Some(correlation_id),
         attachment_size: (!attachment.is_empty()).then_some(attachment.len() as i32),
         stream_settings: streams,
-        ..Default::default()
+        ..coded
     };
     let mut head = BytesMut::new();
     if let Err(err) = pack_rpc_header(&mut head, &meta, payload.len() + attachment.len()) {
@@ -538,7 +574,8 @@ impl SocketUser for ServerConnection {
 /// Answers a request with an error before any method ran.
 fn reject(socket: &Socket, meta: &RpcMeta, error: (i32, String)) {
     let client_stream = meta.stream_settings.as_ref().map(|s| s.stream_id());
-    send_response(socket.id(), meta.correlation_id.unwrap_or(0), Err(error), client_stream, &[]);
+    let correlation_id = meta.correlation_id.unwrap_or(0);
+    send_response(socket.id(), correlation_id, Err(error), BodyCoding::default(), client_stream, &[]);
 }
 
 impl ServerConnection {
@@ -577,6 +614,7 @@ impl ServerConnection {
             Ok(method) => method,
             Err(error) => return reject(socket, &request.meta, error),
         };
+        let limit = server.limits.lock().max_body_size;
         if let Err(error) = server.call_started() {
             status.on_rejected();
             return reject(socket, &request.meta, error);
@@ -587,7 +625,7 @@ impl ServerConnection {
             return reject(socket, &request.meta, (errno::ELIMIT, text));
         }
         CALLS_IN_FLIGHT.fetch_add(1, Ordering::AcqRel);
-        let call = ServerCall {
+        let mut call = ServerCall {
             server,
             status,
             received,
@@ -596,9 +634,14 @@ impl ServerConnection {
             request,
             remote: socket.remote(),
             local: self.local,
+            response_coding: BodyCoding::default(),
             answered: false,
         };
-        // A refused spawn drops the call, which answers EINTERNAL.
-        let _ = spawn(move || handler(call));
+        // A refused spawn drops the call, which answers EINTERNAL. The body
+        // is decoded on the worker, off the connection's input.
+        let _ = spawn(move || match call.decode_request(limit) {
+            Ok(()) => handler(call),
+            Err(error) => call.respond(Err(error)),
+        });
     }
 }
