@@ -4,6 +4,7 @@
 #include <brpc/callback.h>
 #include <brpc/channel.h>
 #include <brpc/closure_guard.h>
+#include <brpc/describable.h>
 #include <brpc/controller.h>
 #include <brpc/errno.h>
 #include <brpc/errno.pb.h>

@@ -8,8 +8,8 @@
 // It writes the port it listens on to --port_file once serving, and exits 0
 // when asked to quit if it answered at least --expect_calls calls.
 
-#include <atomic>
 #include <cstdio>
+#include <ostream>
 #include <string>
 
 #include <gflags/gflags.h>
@@ -27,9 +27,18 @@ DEFINE_bool(echo_attachment, true, "Echo the request's attachment");
 
 namespace example {
 
-class EchoServiceImpl : public EchoService {
+// Describable, as brpc's services often are; butil::atomic and Describable
+// come with brpc/server.h.
+class EchoServiceImpl : public EchoService, public brpc::Describable {
 public:
     EchoServiceImpl() : calls_(0) {}
+
+    void Describe(std::ostream& os, const brpc::DescribeOptions& options) const override {
+        os << "EchoServiceImpl";
+        if (options.verbose) {
+            os << " calls=" << calls();
+        }
+    }
 
     void Echo(google::protobuf::RpcController* cntl_base, const EchoRequest* request,
               EchoResponse* response, google::protobuf::Closure* done) override {
@@ -43,13 +52,13 @@ public:
         if (FLAGS_echo_attachment) {
             cntl->response_attachment().append(cntl->request_attachment());
         }
-        calls_.fetch_add(1, std::memory_order_relaxed);
+        calls_.fetch_add(1, butil::memory_order_relaxed);
     }
 
-    int64_t calls() const { return calls_.load(std::memory_order_relaxed); }
+    int64_t calls() const { return calls_.load(butil::memory_order_relaxed); }
 
 private:
-    std::atomic<int64_t> calls_;
+    butil::atomic<int64_t> calls_;
 };
 
 }  // namespace example
@@ -73,7 +82,7 @@ int main(int argc, char* argv[]) {
     }
     server.RunUntilAskedToQuit();
 
-    LOG(INFO) << "EchoServer answered " << echo_service.calls() << " calls";
+    LOG(INFO) << echo_service << " answered " << echo_service.calls() << " calls";
     if (echo_service.calls() < FLAGS_expect_calls) {
         LOG(ERROR) << "Expected at least " << FLAGS_expect_calls << " calls";
         return 1;

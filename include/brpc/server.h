@@ -31,7 +31,11 @@
 #include "brpc/adaptive_max_concurrency.h"
 #include "brpc/closure_guard.h"
 #include "brpc/controller.h"
+// Services often implement Describable and count with butil::atomic,
+// including only server.h as brpc allows.
+#include "brpc/describable.h"
 #include "brpc/errno.h"
+#include "butil/atomicops.h"
 #include "butil/endpoint.h"
 #include "butil/logging.h"
 
