@@ -160,6 +160,11 @@ typedef struct {
   // Calls in flight on the whole server; beyond it a request is answered
   // `ELIMIT` and its method never runs. 0 (default): unlimited.
   int max_concurrency;
+  // brpc's builtin pages (`/status`, `/vars`, `/brpc_metrics`,
+  // `/connections`, `/health`, `/version`) over HTTP on the server's
+  // port. Default: true. False: a connection that does not speak
+  // baidu_std is closed.
+  bool has_builtin_services;
 } brpc_server_options;
 
 // Handles one request of a method, on a worker thread; the call must be

@@ -19,6 +19,10 @@ ensure_deps() {
     # for the README's etcd walk-through.
     command -v etcd >/dev/null 2>&1 || missing+=(etcd)
     command -v etcdctl >/dev/null 2>&1 || missing+=(etcdctl)
+    # The clients of the builtin pages' test (cpp_tests/portal_clients.sh).
+    command -v curl >/dev/null 2>&1 || missing+=(curl)
+    command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+    command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 
     if [ "${#missing[@]}" -gt 0 ]; then
         echo "ensure_deps: missing ${missing[*]}; installing with apt-get" >&2
@@ -27,15 +31,15 @@ ensure_deps() {
             if ! command -v sudo >/dev/null 2>&1; then
                 echo "ensure_deps: error: not root and no sudo; install: cmake make g++" \
                      "libgtest-dev libprotobuf-dev protobuf-compiler libgflags-dev valgrind pkg-config" \
-                     "etcd-server etcd-client" >&2
+                     "etcd-server etcd-client curl prometheus chromium" >&2
                 return 1
             fi
             sudo=(sudo)
         fi
         "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q || return 1
-        "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+        "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
             cmake make g++ libgtest-dev libprotobuf-dev protobuf-compiler libgflags-dev valgrind pkg-config \
-            etcd-server etcd-client || return 1
+            etcd-server etcd-client curl prometheus chromium || return 1
     fi
 
     if ! command -v cargo >/dev/null 2>&1 && [ -x "$HOME/.cargo/bin/cargo" ]; then

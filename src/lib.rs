@@ -12,6 +12,7 @@
 //! - [`stream`]: the stream state machine, flow control, delivery, closing.
 //! - [`etcd`]: an etcd v3 client (JSON gateway) for discovery and registration.
 //! - [`rpc`]: channels, calls, the server and the call that sets up streams.
+//! - [`portal`]: brpc's builtin HTTP pages on a server's port (over `rpc` and `stats`).
 //! - [`ffi`]: the C ABI (`include/brpc_stream.h`) over all of the above.
 
 #![deny(clippy::undocumented_unsafe_blocks)]
@@ -21,6 +22,7 @@ pub mod log;
 pub mod errno;
 pub mod etcd;
 pub mod id;
+pub mod portal;
 pub mod protocol;
 pub mod rpc;
 pub mod runtime;

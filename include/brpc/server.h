@@ -59,6 +59,7 @@ struct ServerOptions {
         tcp_user_timeout_ms = defaults.liveness.tcp_user_timeout_ms;
         etcd_registration_ttl_s = defaults.etcd_registration.ttl_s;
         max_concurrency = defaults.max_concurrency;
+        has_builtin_services = defaults.has_builtin_services;
     }
 
     // Largest request accepted, in bytes (brpc's -max_body_size flag;
@@ -98,6 +99,12 @@ struct ServerOptions {
     // (beyond it: ELIMIT, "Reached method's max_concurrency=N"). Default:
     // unlimited. brpc's adaptive limiters ("auto", "timeout") make Start fail.
     AdaptiveMaxConcurrency method_max_concurrency;
+
+    // brpc's builtin pages over HTTP on the server's own port: /status,
+    // /vars, /brpc_metrics, /connections, /health, /version (default true,
+    // as in brpc). False: a connection that does not speak baidu_std is
+    // closed.
+    bool has_builtin_services;
 };
 
 // IsAskedToQuit() and AskToQuit() are in brpc/controller.h, as in brpc.
@@ -319,6 +326,7 @@ inline int Server::Start(const butil::EndPoint& endpoint, const ServerOptions* o
             return server_internal::Fail(limit_rc);
         }
     }
+    c.has_builtin_services = chosen.has_builtin_services;
     const int rc = brpc_server_start(handle_, butil::endpoint2str(endpoint).c_str(), &c);
     if (rc != 0) {
         return server_internal::Fail(rc);

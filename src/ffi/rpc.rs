@@ -14,6 +14,7 @@ use parking_lot::Mutex;
 
 use super::etcd::brpc_etcd_registration_options;
 use super::{c_string, guard, guard_value, on_worker, write_c_string, SendPtr};
+use crate::portal::builtin_services;
 use crate::protocol::BodyCoding;
 use crate::rpc::{CallOutcome, CallRequest, Channel, ChannelOptions, Controller, Server, ServerCall, ServerOptions};
 use crate::socket::Liveness;
@@ -107,6 +108,11 @@ pub struct brpc_server_options {
     /// Calls in flight on the whole server; beyond it a request is answered
     /// `ELIMIT` and its method never runs. 0 (default): unlimited.
     pub max_concurrency: c_int,
+    /// brpc's builtin pages (`/status`, `/vars`, `/brpc_metrics`,
+    /// `/connections`, `/health`, `/version`) over HTTP on the server's
+    /// port. Default: true. False: a connection that does not speak
+    /// baidu_std is closed.
+    pub has_builtin_services: bool,
 }
 
 /// How a call ended; every pointer is valid only during the callback.
@@ -605,6 +611,7 @@ pub unsafe extern "C" fn brpc_server_options_init(options: *mut brpc_server_opti
             liveness: brpc_liveness_options::from_rust(&defaults.liveness),
             etcd_registration: brpc_etcd_registration_options::defaults(),
             max_concurrency: defaults.max_concurrency as c_int,
+            has_builtin_services: true,
         })
     };
 }
@@ -672,7 +679,7 @@ pub unsafe extern "C" fn brpc_server_start(
         if ip_port.is_null() {
             return libc::EINVAL;
         }
-        let mut opts = ServerOptions::default();
+        let mut opts = ServerOptions { builtin_services: Some(builtin_services()), ..Default::default() };
         // SAFETY: readable options or NULL.
         if let Some(o) = unsafe { options.as_ref() } {
             if o.max_body_size > 0 {
@@ -685,6 +692,9 @@ pub unsafe extern "C" fn brpc_server_start(
                 return libc::EINVAL;
             }
             opts.max_concurrency = o.max_concurrency as usize;
+            if !o.has_builtin_services {
+                opts.builtin_services = None;
+            }
         }
         match server.inner.start(&c_string(ip_port), opts) {
             Ok(()) => 0,

@@ -13,7 +13,9 @@ pub mod server;
 pub use client::{CallDone, CallOutcome, CallRequest, Channel, ChannelOptions};
 pub use controller::Controller;
 pub use method_status::{MethodSnapshot, MethodStatus, Percentiles};
-pub use server::{Handler, Server, ServerCall, ServerOptions};
+pub use server::{
+    Handler, HttpProgress, HttpService, Server, ServerCall, ServerOptions, ServerView, HTTP_REQUEST_TIMEOUT,
+};
 
 use std::net::{SocketAddr, ToSocketAddrs};
 

@@ -15,8 +15,8 @@ use super::method_status::{MethodSnapshot, MethodStatus};
 use crate::errno;
 use crate::etcd::{Registration, RegistrationOptions};
 use crate::protocol::{
-    decode_body, encode_body, pack_rpc_header, pack_stream_header, BodyCoding, Cutter, FrameType, Limits, RawFrame,
-    RpcMessage, RpcMeta, RpcResponseMeta, StreamFrameMeta, StreamSettings,
+    decode_body, encode_body, pack_rpc_header, pack_stream_header, BodyCoding, Cutter, FrameType, Limits, Magic,
+    RawFrame, RpcMessage, RpcMeta, RpcResponseMeta, StreamFrameMeta, StreamSettings,
 };
 use crate::runtime::{dispatcher, spawn, timers, Interest, Token};
 use crate::socket::{Liveness, Socket, SocketId, SocketOptions, SocketUser};
@@ -25,7 +25,7 @@ use crate::stream::{self, StreamId};
 /// Runs on a worker thread for each request of its method.
 pub type Handler = Arc<dyn Fn(ServerCall) + Send + Sync>;
 
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct ServerOptions {
     pub limits: Limits,
     /// Keepalive and TCP_USER_TIMEOUT for accepted connections.
@@ -38,6 +38,91 @@ pub struct ServerOptions {
     /// a request beyond it is answered `ELIMIT` and its method never runs.
     /// 0: unlimited (brpc's default).
     pub max_concurrency: usize,
+    /// Serves connections that do not speak baidu_std (brpc's builtin
+    /// services: the `portal` layer). None: such a connection is closed,
+    /// as any other bytes that are not a frame.
+    pub builtin_services: Option<Arc<dyn HttpService>>,
+}
+
+impl std::fmt::Debug for ServerOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerOptions")
+            .field("limits", &self.limits)
+            .field("liveness", &self.liveness)
+            .field("etcd_registration", &self.etcd_registration)
+            .field("max_concurrency", &self.max_concurrency)
+            .field("builtin_services", &self.builtin_services.is_some())
+            .finish()
+    }
+}
+
+/// The HTTP side of a server's port, as brpc serves its builtin pages next
+/// to baidu_std: a connection whose first bytes are neither `PRPC` nor
+/// `STRM` is handed here (the `portal` layer implements it).
+pub trait HttpService: Send + Sync {
+    /// `buf` holds every byte the connection sent so far. Either write the
+    /// answer and close the connection through `socket` (then `Answered`:
+    /// later bytes are discarded), or return `NeedMore`.
+    fn on_input(&self, server: ServerView<'_>, socket: &Socket, buf: &BytesMut) -> HttpProgress;
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HttpProgress {
+    NeedMore,
+    Answered,
+}
+
+/// How long an HTTP connection has to send its request before it is closed.
+pub const HTTP_REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// What an [`HttpService`] may read of the server: its methods, its
+/// connections, its address and age.
+#[derive(Clone, Copy)]
+pub struct ServerView<'a> {
+    inner: &'a ServerInner,
+}
+
+impl ServerView<'_> {
+    /// Every service's full name with its method names, sorted.
+    pub fn services(&self) -> Vec<(String, Vec<String>)> {
+        let services = self.inner.services.read();
+        let mut list: Vec<(String, Vec<String>)> = services
+            .iter()
+            .map(|(service, methods)| {
+                let mut names: Vec<String> = methods.keys().cloned().collect();
+                names.sort();
+                (service.clone(), names)
+            })
+            .collect();
+        list.sort();
+        list
+    }
+
+    /// The connections the server accepted and still holds, oldest id first.
+    pub fn connections(&self) -> Vec<SocketId> {
+        let mut ids: Vec<SocketId> = self.inner.connections.lock().iter().copied().collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    pub fn listen_address(&self) -> Option<SocketAddr> {
+        self.inner.listener.lock().as_ref().map(|l| l.address)
+    }
+
+    /// Since the server started listening.
+    pub fn uptime(&self) -> std::time::Duration {
+        self.inner.started.lock().map(|at| at.elapsed()).unwrap_or_default()
+    }
+
+    /// Calls being handled now, all methods together.
+    pub fn concurrency(&self) -> usize {
+        *self.inner.in_flight.lock()
+    }
+
+    /// Every method's figures (calls, errors, concurrency, latency), sorted.
+    pub fn method_statuses(&self) -> Vec<MethodSnapshot> {
+        self.inner.method_statuses()
+    }
 }
 
 /// A registered method: its handler and its figures.
@@ -63,6 +148,8 @@ struct ServerInner {
     liveness: Mutex<Liveness>,
     /// `ServerOptions::max_concurrency` of the current run.
     max_concurrency: AtomicUsize,
+    builtin_services: Mutex<Option<Arc<dyn HttpService>>>,
+    started: Mutex<Option<std::time::Instant>>,
     /// Failed accept rounds since the last connection was accepted.
     accept_retries: AtomicUsize,
     /// A retry is on the timer (one at a time).
@@ -100,6 +187,8 @@ impl Server {
                 limits: Mutex::new(Limits::default()),
                 liveness: Mutex::new(Liveness::default()),
                 max_concurrency: AtomicUsize::new(0),
+                builtin_services: Mutex::new(None),
+                started: Mutex::new(None),
                 accept_retries: AtomicUsize::new(0),
                 accept_retry_due: AtomicBool::new(false),
                 registration: Mutex::new(None),
@@ -142,12 +231,7 @@ impl Server {
 
     /// Every method's figures, sorted by service then method.
     pub fn method_statuses(&self) -> Vec<MethodSnapshot> {
-        let services = self.inner.services.read();
-        let mut all: Vec<MethodSnapshot> =
-            services.values().flat_map(|methods| methods.values().map(|m| m.status.snapshot())).collect();
-        drop(services);
-        all.sort_by(|a, b| (&a.service, &a.method).cmp(&(&b.service, &b.method)));
-        all
+        self.inner.method_statuses()
     }
 
     /// Calls in flight on the whole server now.
@@ -176,6 +260,8 @@ impl Server {
         *self.inner.limits.lock() = options.limits;
         *self.inner.liveness.lock() = options.liveness;
         self.inner.max_concurrency.store(options.max_concurrency, Ordering::Release);
+        *self.inner.builtin_services.lock() = options.builtin_services.clone();
+        *self.inner.started.lock() = Some(std::time::Instant::now());
         self.inner.stopping.store(false, Ordering::Release);
         let weak = Arc::downgrade(&self.inner);
         let token = dispatcher().register(
@@ -267,6 +353,15 @@ impl Drop for Server {
 }
 
 impl ServerInner {
+    fn method_statuses(&self) -> Vec<MethodSnapshot> {
+        let services = self.services.read();
+        let mut all: Vec<MethodSnapshot> =
+            services.values().flat_map(|methods| methods.values().map(|m| m.status.snapshot())).collect();
+        drop(services);
+        all.sort_by(|a, b| (&a.service, &a.method).cmp(&(&b.service, &b.method)));
+        all
+    }
+
     fn accept_all(self: &Arc<Self>) {
         loop {
             let accepted = match self.listener.lock().as_ref() {
@@ -316,6 +411,9 @@ impl ServerInner {
             server: Arc::downgrade(self),
             cutter: Mutex::new(Cutter::new(*self.limits.lock())),
             local,
+            protocol: Mutex::new(Protocol::Undecided),
+            http: self.builtin_services.lock().clone(),
+            http_answered: Arc::new(AtomicBool::new(false)),
         });
         let liveness = *self.liveness.lock();
         match Socket::create(SocketOptions { fd: Some(fd), user: Some(connection), liveness, ..Default::default() }) {
@@ -550,10 +648,29 @@ struct ServerConnection {
     cutter: Mutex<Cutter>,
     /// This side's address, read once at accept rather than per call.
     local: Option<SocketAddr>,
+    /// What the connection speaks, told by its first bytes.
+    protocol: Mutex<Protocol>,
+    /// Where HTTP goes (the server's builtin services), if anywhere.
+    http: Option<Arc<dyn HttpService>>,
+    /// The HTTP request was answered (shared with the request's timer).
+    http_answered: Arc<AtomicBool>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Protocol {
+    /// Fewer than 4 bytes so far, a prefix of a baidu_std magic.
+    Undecided,
+    BaiduStd,
+    Http,
 }
 
 impl SocketUser for ServerConnection {
     fn on_input(&self, socket: &Socket, buf: &mut BytesMut) -> Result<(), (i32, String)> {
+        match self.protocol(socket, buf) {
+            Protocol::Undecided => return Ok(()),
+            Protocol::Http => return self.on_http_input(socket, buf),
+            Protocol::BaiduStd => {}
+        }
         let mut cutter = self.cutter.lock();
         super::cut_frames(
             &mut cutter,
@@ -579,6 +696,58 @@ fn reject(socket: &Socket, meta: &RpcMeta, error: (i32, String)) {
 }
 
 impl ServerConnection {
+    /// Tells baidu_std from anything else by the magic. Without builtin
+    /// services everything goes to the cutter, which closes the connection
+    /// on bytes that are not a frame.
+    fn protocol(&self, socket: &Socket, buf: &BytesMut) -> Protocol {
+        let mut protocol = self.protocol.lock();
+        if *protocol != Protocol::Undecided {
+            return *protocol;
+        }
+        if self.http.is_none() {
+            *protocol = Protocol::BaiduStd;
+            return *protocol;
+        }
+        let head = buf.get(..buf.len().min(4)).unwrap_or_default();
+        let baidu_std = [Magic::Rpc, Magic::Stream].iter().any(|magic| magic.bytes().starts_with(head));
+        *protocol = match (baidu_std, head.len() < 4) {
+            (true, true) => Protocol::Undecided,
+            (true, false) => Protocol::BaiduStd,
+            (false, _) => {
+                self.start_http_timer(socket.id());
+                Protocol::Http
+            }
+        };
+        *protocol
+    }
+
+    /// A client that never finishes its request is not kept.
+    fn start_http_timer(&self, socket: SocketId) {
+        let answered = Arc::clone(&self.http_answered);
+        let expire = Box::new(move || {
+            if !answered.load(Ordering::Acquire) {
+                let text = format!("no whole HTTP request within {} s", HTTP_REQUEST_TIMEOUT.as_secs());
+                Socket::set_failed_by_id(socket, libc::ETIMEDOUT, &text);
+            }
+        });
+        timers().schedule(std::time::Instant::now() + HTTP_REQUEST_TIMEOUT, expire);
+    }
+
+    fn on_http_input(&self, socket: &Socket, buf: &mut BytesMut) -> Result<(), (i32, String)> {
+        if self.http_answered.load(Ordering::Acquire) {
+            buf.clear();
+            return Ok(());
+        }
+        let (Some(http), Some(server)) = (&self.http, self.server.upgrade()) else {
+            return Err((errno::ELOGOFF, "Server is stopping".into()));
+        };
+        if http.on_input(ServerView { inner: &server }, socket, buf) == HttpProgress::Answered {
+            self.http_answered.store(true, Ordering::Release);
+            buf.clear();
+        }
+        Ok(())
+    }
+
     fn on_request(&self, socket: &Socket, frame: &RawFrame) {
         let received = std::time::Instant::now();
         let meta = match frame.decode_rpc() {

@@ -143,6 +143,20 @@ pub struct Socket {
     overcrowded_check: std::sync::atomic::AtomicBool,
     burst: Burst,
     riders: Riders,
+    /// This connection's own traffic (the process-wide sums are in `stats`).
+    created: std::time::Instant,
+    bytes_read: AtomicU64,
+    bytes_written: AtomicU64,
+}
+
+/// One socket's traffic, as `/connections` shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Traffic {
+    pub age: Duration,
+    pub bytes_read: u64,
+    pub bytes_written: u64,
+    /// Queued and not yet written or dropped.
+    pub unwritten: u64,
 }
 
 impl Socket {
@@ -183,6 +197,9 @@ impl Socket {
                 overcrowded_check: Default::default(),
                 burst: Burst::default(),
                 riders: Riders::default(),
+                created: std::time::Instant::now(),
+                bytes_read: AtomicU64::new(0),
+                bytes_written: AtomicU64::new(0),
             }
         });
         // On error `fd` is dropped (closed) here.
@@ -244,6 +261,15 @@ impl Socket {
             return None;
         }
         to_std_addr(nix::sys::socket::getsockname::<SockaddrStorage>(fd).ok()?)
+    }
+
+    pub fn traffic(&self) -> Traffic {
+        Traffic {
+            age: self.created.elapsed(),
+            bytes_read: self.bytes_read.load(Ordering::Relaxed),
+            bytes_written: self.bytes_written.load(Ordering::Relaxed),
+            unwritten: self.unwritten_bytes(),
+        }
     }
 
     pub fn failed(&self) -> bool {

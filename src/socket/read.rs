@@ -27,7 +27,9 @@ pub(super) fn on_readable(socket: &Socket, short_read_ends: bool) {
     // exists so the buffer can live in the shared socket object.
     let mut buf = socket.read_buf.lock();
     loop {
-        match read_some(fd, &mut buf) {
+        match read_some(fd, &mut buf).inspect(|r| {
+            socket.bytes_read.fetch_add(r.read as u64, std::sync::atomic::Ordering::Relaxed);
+        }) {
             Ok(ReadSome { read: 0, .. }) => {
                 deliver(socket, &mut buf);
                 socket.set_failed(errno::EEOF, "the remote side closed the connection");

@@ -439,6 +439,9 @@ fn flush(socket: &Socket, fd: RawFd, batch: &mut VecDeque<WriteRequest>) -> Flus
                 }
             }
         };
+        if let Ok(n) = written {
+            socket.bytes_written.fetch_add(n as u64, Ordering::Relaxed);
+        }
         match written {
             // Nothing taken although bytes wait: the connection is full.
             Ok(0) if batch.front().is_some_and(|r| r.chunks.iter().any(|c| !c.is_empty())) => {
