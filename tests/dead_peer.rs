@@ -164,8 +164,9 @@ fn stream_to_silent_peer(peer: &FaultPeer, liveness: Liveness) -> (Channel, Stre
         },
         Box::new(move |outcome| {
             let settings = outcome.result.as_ref().ok().and_then(|m| m.meta.stream_settings.clone());
-            stream::on_setup_response(&streams, outcome.socket, outcome.error(), settings.as_ref());
-            let _ = tx.send(outcome.error());
+            let error = outcome.error();
+            let then = Box::new(move || drop(tx.send(error)));
+            stream::on_setup_response(&streams, outcome.socket, outcome.error(), settings.as_ref(), then);
         }),
     );
     assert_eq!(rx.recv_timeout(Duration::from_secs(10)).unwrap(), None);

@@ -97,9 +97,10 @@ fn open_many(channel: &Channel) -> (SocketRef, Vec<Arc<Counts>>) {
         },
         Box::new(move |outcome| {
             let settings = outcome.result.as_ref().ok().and_then(|m| m.meta.stream_settings.clone());
-            stream::on_setup_response(&streams, outcome.socket, outcome.error(), settings.as_ref());
             let host = outcome.socket.and_then(Socket::address_failed_as_well);
-            let _ = tx.send((outcome.error(), host));
+            let error = outcome.error();
+            let then = Box::new(move || drop(tx.send((error, host))));
+            stream::on_setup_response(&streams, outcome.socket, outcome.error(), settings.as_ref(), then);
         }),
     );
     let (error, host) = rx.recv_timeout(Duration::from_secs(10)).unwrap();

@@ -316,8 +316,10 @@ impl Storm {
             },
             Box::new(move |outcome| {
                 let settings = outcome.result.as_ref().ok().and_then(|m| m.meta.stream_settings.clone());
-                stream::on_setup_response(&streams, outcome.socket, outcome.error(), settings.as_ref());
-                let _ = tx.send(());
+                let then = Box::new(move || {
+                    let _ = tx.send(());
+                });
+                stream::on_setup_response(&streams, outcome.socket, outcome.error(), settings.as_ref(), then);
             }),
         );
         if how == CloseHow::DuringCall {

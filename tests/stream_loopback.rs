@@ -108,8 +108,9 @@ fn open(channel: &Channel, ids: &[StreamId]) -> mpsc::Receiver<Option<(i32, Stri
         },
         Box::new(move |outcome| {
             let settings = outcome.result.as_ref().ok().and_then(|m| m.meta.stream_settings.clone());
-            stream::on_setup_response(&streams, outcome.socket, outcome.error(), settings.as_ref());
-            let _ = tx.send(outcome.error());
+            let error = outcome.error();
+            let then = Box::new(move || drop(tx.send(error)));
+            stream::on_setup_response(&streams, outcome.socket, outcome.error(), settings.as_ref(), then);
         }),
     );
     rx

@@ -301,8 +301,9 @@ fn our_client_talks_to_a_brpc_servers_bytes_like_a_brpc_client() {
         },
         Box::new(move |outcome| {
             let settings = outcome.result.as_ref().ok().and_then(|m| m.meta.stream_settings.clone());
-            stream::on_setup_response(&streams, outcome.socket, outcome.error(), settings.as_ref());
-            let _ = call_tx.send(outcome.error());
+            let error = outcome.error();
+            let then = Box::new(move || drop(call_tx.send(error)));
+            stream::on_setup_response(&streams, outcome.socket, outcome.error(), settings.as_ref(), then);
         }),
     );
     assert_eq!(call_rx.recv_timeout(Duration::from_secs(10)).unwrap(), None);

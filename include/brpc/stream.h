@@ -103,6 +103,12 @@ int StreamCreate(StreamId* request_stream, Controller& cntl, const StreamOptions
 
 // [Client] Creates `request_stream_size` streams for one call, appended to
 // the empty `request_streams`. 0 or -1.
+//
+// When the call that sets the streams up fails (timeout, connect failure,
+// error response, cancel), every one of its streams has run on_failed and
+// on_closed, and they have returned, before CallMethod returns (a
+// synchronous call) or before done->Run() (an asynchronous one): the
+// program may destroy the handler as soon as it sees cntl.Failed().
 int StreamCreate(StreamIds& request_streams, int request_stream_size, Controller& cntl,
                  const StreamOptions* options);
 

@@ -545,27 +545,33 @@ unsafe fn start_call(
     channel.inner.call(
         request,
         Box::new(move |outcome: CallOutcome| {
-            // Streams connect here, on the thread that read the response,
-            // before any frame behind it is looked at.
             let remote_streams = outcome.result.as_ref().ok().and_then(|m| m.meta.stream_settings.clone());
-            if !streams.is_empty() {
-                // The streams fail with the call's code and text, as the user sees it.
-                let error = brpc_error_text(outcome.error());
-                stream::on_setup_response(&streams, outcome.socket, error, remote_streams.as_ref());
-            }
-            // SAFETY: the controller outlives the call, per the contract.
-            let cntl = unsafe { &*cntl_ptr.get().cast::<brpc_controller>() };
-            {
-                let mut c = cntl.inner.lock();
-                c.error = brpc_error_text(outcome.error());
-                c.remote = outcome.remote;
-                c.local = outcome.local;
-                c.remote_stream_settings = remote_streams;
-                if let Ok(message) = &outcome.result {
-                    c.response_coding = BodyCoding::of(&message.meta);
+            let error = brpc_error_text(outcome.error());
+            let remote = remote_streams.clone();
+            let socket = outcome.socket;
+            let finish = move || {
+                // SAFETY: the controller outlives the call, per the contract.
+                let cntl = unsafe { &*cntl_ptr.get().cast::<brpc_controller>() };
+                {
+                    let mut c = cntl.inner.lock();
+                    c.error = brpc_error_text(outcome.error());
+                    c.remote = outcome.remote;
+                    c.local = outcome.local;
+                    c.remote_stream_settings = remote;
+                    if let Ok(message) = &outcome.result {
+                        c.response_coding = BodyCoding::of(&message.meta);
+                    }
                 }
+                last(outcome);
+            };
+            if streams.is_empty() {
+                return finish();
             }
-            last(outcome);
+            // Streams connect here, on the thread that read the response,
+            // before any frame behind it is looked at. When the call failed
+            // they fail with its code and text, as the user sees it, and
+            // the call ends once their last callbacks returned.
+            stream::on_setup_response(&streams, socket, error, remote_streams.as_ref(), Box::new(finish));
         }),
     );
     Ok(())

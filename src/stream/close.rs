@@ -5,11 +5,13 @@
 //! and then `on_closed`, each once, on the stream's executor after every
 //! message already received was delivered.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use bytes::BytesMut;
+use parking_lot::Mutex;
 
-use super::core::{find, find_core, StreamCore, StreamId, CLOSE_TAG};
+use super::core::{find, find_core, AfterEnd, StreamCore, StreamId, CLOSE_TAG};
 use super::state::{CloseAction, EndAction, NORMAL_CLOSE};
 use super::{frames, hosts};
 use crate::socket::{Chunks, Socket, SocketUser, WriteOptions};
@@ -87,6 +89,38 @@ pub(super) fn fail(id: StreamId, code: i32, text: &str) {
     Socket::set_failed_by_id(id, code, text);
 }
 
+/// Fails every stream of `ids` and runs `then` once each of them ended and
+/// its last callbacks returned (on the thread that ran the last of them).
+pub(super) fn fail_all_then(ids: &[StreamId], code: i32, text: &str, then: AfterEnd) {
+    let countdown = Arc::new(Countdown { left: AtomicUsize::new(ids.len() + 1), then: Mutex::new(Some(then)) });
+    for id in ids {
+        fail(*id, code, text);
+        let tick = Arc::clone(&countdown);
+        match Socket::address_failed_as_well(*id).as_deref().and_then(find_core) {
+            Some(core) => core.after_end(Box::new(move || tick.tick())),
+            // Recycled: its last callbacks returned (their task held it).
+            None => tick.tick(),
+        }
+    }
+    countdown.tick();
+}
+
+/// Runs `then` when `left` reaches zero.
+struct Countdown {
+    left: AtomicUsize,
+    then: Mutex<Option<AfterEnd>>,
+}
+
+impl Countdown {
+    fn tick(&self) {
+        if self.left.fetch_sub(1, Ordering::AcqRel) == 1 {
+            if let Some(then) = self.then.lock().take() {
+                then();
+            }
+        }
+    }
+}
+
 /// Told when a stream's socket fails: the one place a stream ends.
 pub(super) struct StreamEnd;
 
@@ -144,13 +178,19 @@ fn report_end(socket: &Socket, core: &Arc<StreamCore>) {
     stats::STREAM_WRITES_DROPPED.add(messages);
     stats::STREAM_BYTES_DROPPED.add(bytes);
     let handler = core.options.handler.clone().filter(|_| !silenced);
-    let Some(handler) = handler else { return };
+    let Some(handler) = handler else { return core.last_callbacks_returned() };
     let id = core.id();
     let last = ending.last_callbacks(messages, bytes);
-    core.executor.submit(move || {
+    // Held until the callbacks returned, so whoever waits for them can
+    // still find the stream by its id until then.
+    let socket = Socket::address_failed_as_well(socket.id());
+    let core = Arc::clone(core);
+    core.clone().executor.submit(move || {
         if let Some((code, text)) = last.failed {
             handler.on_failed(id, code, &text);
         }
         handler.on_closed(id);
+        core.last_callbacks_returned();
+        drop(socket);
     });
 }

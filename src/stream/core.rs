@@ -165,6 +165,16 @@ impl Receiver {
     }
 }
 
+/// Runs once a stream's last callbacks returned.
+pub type AfterEnd = Box<dyn FnOnce() + Send>;
+
+/// Whether the last callbacks returned, and what waits for them.
+#[derive(Default)]
+pub(super) struct LastCallbacksReturned {
+    returned: bool,
+    waiting: Vec<AfterEnd>,
+}
+
 pub(crate) struct StreamCore {
     id: OnceLock<StreamId>,
     pub(super) options: StreamOptions,
@@ -175,6 +185,7 @@ pub(crate) struct StreamCore {
     /// `link.host`, readable without the lock by every arriving frame.
     pub(super) host_id: AtomicU64,
     pub(super) direct_writers: DirectWriters,
+    last_returned: Mutex<LastCallbacksReturned>,
 }
 
 impl StreamCore {
@@ -195,6 +206,7 @@ impl StreamCore {
                 silenced: false,
             }),
             direct_writers: DirectWriters::default(),
+            last_returned: Mutex::default(),
             host_id: AtomicU64::new(crate::id::INVALID_ID),
             flow: Arc::new(Flow::new(window)),
             receiver: Mutex::new(Receiver::default()),
@@ -221,6 +233,27 @@ impl StreamCore {
     /// This side's id on the wire.
     pub(super) fn wire_id(&self) -> i64 {
         self.id() as i64
+    }
+
+    /// Runs `then` once the stream's last callbacks returned: now, if they
+    /// did, or right after `on_closed`.
+    pub(super) fn after_end(&self, then: AfterEnd) {
+        let mut last = self.last_returned.lock();
+        if last.returned {
+            drop(last);
+            return then();
+        }
+        last.waiting.push(then);
+    }
+
+    /// The stream's last callbacks returned (or there were none to run).
+    pub(super) fn last_callbacks_returned(&self) {
+        let waiting = {
+            let mut last = self.last_returned.lock();
+            last.returned = true;
+            std::mem::take(&mut last.waiting)
+        };
+        waiting.into_iter().for_each(|then| then());
     }
 
     /// The host connection and the peer's id, once connected.

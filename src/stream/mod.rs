@@ -26,7 +26,7 @@ mod state;
 use std::time::Duration;
 
 pub use self::close::close;
-pub use self::core::{live_count, StreamHandler, StreamId, StreamOptions};
+pub use self::core::{live_count, AfterEnd, StreamHandler, StreamId, StreamOptions};
 pub use self::flow::OnWritable;
 pub use self::hosts::{close_host_when_idle, on_host_failed};
 pub use self::receive::on_frame;

@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use super::close::{self, StreamEnd};
-use super::core::{find, StreamCore, StreamId, StreamOptions};
+use super::core::{find, AfterEnd, StreamCore, StreamId, StreamOptions};
 use super::state::{ConnectAction, ReleaseAction, State};
 use super::{frames, hosts, receive};
 use crate::errno;
@@ -60,22 +60,27 @@ fn remote_ids(settings: &StreamSettings) -> Vec<i64> {
 }
 
 /// The response to the call that carried `ids` arrived on `host` (client
-/// side). With the server's settings the streams connect, pairing by
-/// position; otherwise each fails with the call's error. A stream that was
-/// closed meanwhile stays closed and the server's stream gets RST.
+/// side), or the call failed. With the server's settings the streams
+/// connect, pairing by position; otherwise each fails with the call's
+/// error. A stream that was closed meanwhile stays closed and the server's
+/// stream gets RST. `then` runs once this is settled: at once when the
+/// streams connected; when they failed, once each of them ended and its
+/// last callbacks (`on_failed`, `on_closed`) returned, so the program may
+/// destroy their handlers as soon as it learns that the call failed.
 pub fn on_setup_response(
     ids: &[StreamId],
     host: Option<SocketId>,
     error: Option<(i32, String)>,
     settings: Option<&StreamSettings>,
+    then: AfterEnd,
 ) {
     let host = host.and_then(Socket::address);
     let (settings, host) = match (error, settings, host) {
         (None, Some(settings), Some(host)) => (settings, host),
-        (Some((code, text)), _, _) => return ids.iter().for_each(|id| close::fail(*id, code, &text)),
+        (Some((code, text)), _, _) => return close::fail_all_then(ids, code, &text, then),
         (None, _, _) => {
             let text = "the server did not accept the stream";
-            return ids.iter().for_each(|id| close::fail(*id, libc::ECONNRESET, text));
+            return close::fail_all_then(ids, libc::ECONNRESET, text, then);
         }
     };
     let remotes = remote_ids(settings);
@@ -94,6 +99,7 @@ pub fn on_setup_response(
             (None, None) => {}
         }
     }
+    then();
 }
 
 /// Accepts the streams a request carries (server side), bound to the
