@@ -251,3 +251,48 @@ fn a_write_beyond_the_unwritten_bound_fails_with_eovercrowded() {
     socket::set_max_unwritten_bytes(0);
     drop(peer);
 }
+
+/// Sends echo requests as fast as the server takes them and reads the
+/// responses on another thread; returns the responses it got.
+fn flood(addr: &str, stop: Arc<AtomicBool>) -> thread::JoinHandle<usize> {
+    let stream = TcpStream::connect(addr).unwrap();
+    let mut reader = stream.try_clone().unwrap();
+    let mut writer = stream;
+    let frame = request_frame(2, &vec![1u8; 16 * 1024]);
+    let writing = Arc::clone(&stop);
+    thread::spawn(move || {
+        while !writing.load(Ordering::Acquire) && writer.write_all(&frame).is_ok() {}
+        let _ = writer.shutdown(std::net::Shutdown::Both);
+    });
+    thread::spawn(move || {
+        use std::io::Read;
+        let mut received = 0usize;
+        let mut buf = vec![0u8; 256 * 1024];
+        let _ = reader.set_read_timeout(Some(Duration::from_millis(200)));
+        while !stop.load(Ordering::Acquire) {
+            match reader.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => received += n,
+                Err(_) => {}
+            }
+        }
+        received
+    })
+}
+
+#[test]
+fn flooding_peers_share_the_server_evenly_and_a_quiet_client_is_still_served() {
+    under_attack("three flooders", ServerOptions::default(), |addr, sample| {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flooders: Vec<_> = (0..3).map(|_| flood(addr, Arc::clone(&stop))).collect();
+        for _ in 0..40 {
+            thread::sleep(Duration::from_millis(100));
+            sample();
+        }
+        stop.store(true, Ordering::Release);
+        let received: Vec<usize> = flooders.into_iter().map(|f| f.join().unwrap()).collect();
+        println!("three flooders: bytes of responses each {received:?}");
+        let (least, most) = (*received.iter().min().unwrap(), *received.iter().max().unwrap());
+        assert!(least > 0 && most <= least * 2, "uneven shares: {received:?}");
+    });
+}

@@ -105,6 +105,9 @@ struct EventLoop {
     stopping: AtomicBool,
     /// The errno that ended the thread, or 0 while it runs.
     failure: AtomicI32,
+    /// Registrations that stopped reading before EAGAIN to let others
+    /// have their turn: called again (as readable) after the next round.
+    again: Mutex<Vec<u64>>,
 }
 
 struct Running {
@@ -172,6 +175,17 @@ impl Dispatcher {
         drop(removed);
     }
 
+    /// Asks for `token`'s handler to be called again as readable after the
+    /// edges already waiting were handled: a handler that stopped reading
+    /// before EAGAIN (its turn was used up) goes to the back of the line,
+    /// since no new edge will come for what is still buffered. Call it from
+    /// the handler, on the dispatcher thread.
+    pub fn again(&self, token: Token) {
+        if let Some(running) = self.running.get() {
+            running.event_loop.again.lock().push(token.0);
+        }
+    }
+
     /// How many registrations are live (for leak checks).
     pub fn registered(&self) -> usize {
         self.running.get().map_or(0, |running| running.event_loop.handlers.read().len())
@@ -210,6 +224,7 @@ impl Running {
             handlers: RwLock::new(HashMap::new()),
             stopping: AtomicBool::new(false),
             failure: AtomicI32::new(0),
+            again: Mutex::new(Vec::new()),
         });
         let for_thread = Arc::clone(&event_loop);
         let thread = thread::Builder::new()
@@ -239,8 +254,11 @@ impl Drop for Running {
 impl EventLoop {
     fn run(&self) {
         let mut events = vec![EpollEvent::empty(); EVENTS_PER_WAIT];
+        let mut turn = Vec::new();
         loop {
-            let ready = match self.epoll.wait(&mut events, EpollTimeout::NONE) {
+            // Handlers waiting for another turn: only look for new edges.
+            let timeout = if self.again.lock().is_empty() { EpollTimeout::NONE } else { EpollTimeout::ZERO };
+            let ready = match self.epoll.wait(&mut events, timeout) {
                 Ok(ready) => ready,
                 Err(Errno::EINTR) => continue,
                 Err(errno) => {
@@ -262,6 +280,14 @@ impl EventLoop {
                 if let Some(handler) = handler {
                     let edge = Events::from_epoll(event.events());
                     run_contained("an event handler", || handler(edge));
+                }
+            }
+            // Then the ones that asked for another turn, after the new edges.
+            std::mem::swap(&mut turn, &mut *self.again.lock());
+            for token in turn.drain(..) {
+                let handler = self.handlers.read().get(&token).cloned();
+                if let Some(handler) = handler {
+                    run_contained("an event handler", || handler(Events { readable: true, ..Events::default() }));
                 }
             }
         }

@@ -370,6 +370,13 @@ impl Socket {
         Ok(())
     }
 
+    /// Input is left to read: be called again after the other sockets.
+    fn read_again(&self) {
+        if let Some(token) = *self.registration.lock() {
+            dispatcher().again(token);
+        }
+    }
+
     /// Asks the dispatcher for one more EPOLLOUT edge.
     fn want_writable(&self) -> Result<(), i32> {
         match *self.registration.lock() {

@@ -17,6 +17,8 @@ use crate::errno;
 
 /// Bytes asked of the kernel per read.
 const READ_CHUNK: usize = 64 * 1024;
+/// Bytes one connection may read in one turn before the others get theirs.
+const READ_BUDGET: usize = 4 * READ_CHUNK;
 
 pub(super) fn on_readable(socket: &Socket, short_read_ends: bool) {
     let fd = socket.fd();
@@ -26,7 +28,12 @@ pub(super) fn on_readable(socket: &Socket, short_read_ends: bool) {
     // Only the dispatcher thread reads, so this lock is never contended; it
     // exists so the buffer can live in the shared socket object.
     let mut buf = socket.read_buf.lock();
+    let mut turn = 0;
     loop {
+        if turn >= READ_BUDGET {
+            socket.read_again();
+            return;
+        }
         match read_some(fd, &mut buf).inspect(|r| {
             socket.bytes_read.fetch_add(r.read as u64, std::sync::atomic::Ordering::Relaxed);
         }) {
@@ -36,6 +43,7 @@ pub(super) fn on_readable(socket: &Socket, short_read_ends: bool) {
                 return;
             }
             Ok(ReadSome { read, asked }) => {
+                turn += read;
                 if !deliver(socket, &mut buf) || (short_read_ends && read < asked) {
                     return;
                 }
