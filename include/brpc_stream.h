@@ -56,7 +56,8 @@
 // until `brpc_bytes_release`. Opaque.
 typedef struct brpc_bytes brpc_bytes;
 
-// A channel to one server. Owned by the caller.
+// A channel to one server, or to the servers of a naming service. Owned
+// by the caller.
 typedef struct brpc_channel brpc_channel;
 
 // Per-call settings and results. Created by `brpc_controller_new` and owned
@@ -102,13 +103,38 @@ typedef struct {
   int32_t tcp_user_timeout_ms;
 } brpc_liveness_options;
 
+// brpc's `ChannelOptions`. The strings are read during
+// `brpc_channel_init`/`brpc_channel_create` only; NULL means "".
 typedef struct {
   // Default 200 (brpc's); <= 0: no connect timeout.
   int64_t connect_timeout_ms;
   // Default 500; <= 0: calls never time out.
   int64_t timeout_ms;
-  // Default 3: retries of a call whose request could not be written.
+  // Default -1: no backup request. Else a call without an answer after
+  // this long is sent again, to another server when there is one; the
+  // first answer wins. Calls that set up streams send none.
+  int64_t backup_request_ms;
+  // Default 3: retries of a call that failed in a way brpc retries (the
+  // connection broke or was refused, the server is stopping or over its
+  // limits), each to another server when there is one.
   int32_t max_retry;
+  // "baidu_std" (or ""): the only protocol; any other fails Init.
+  const char *protocol;
+  // "single" (or ""), "pooled" or "short"; any other fails Init.
+  const char *connection_type;
+  // Channels with different groups do not share connections.
+  const char *connection_group;
+  // Default true: Init succeeds when the naming service lists no server.
+  bool succeed_without_server;
+  // Default true: and logs that it did.
+  bool log_succeed_without_server;
+  // Default 3 (brpc's flag): seconds between probes of a server that
+  // failed, until it accepts connections again; <= 0: the default.
+  int32_t health_check_interval_s;
+  // Comma-separated names of options the caller set that this library
+  // does not implement (the C++ facade fills it: auth, retry_policy,
+  // ssl_options, ...); non-empty fails Init with `EINVAL` naming them.
+  const char *unsupported;
   // Default: off.
   brpc_liveness_options liveness;
 } brpc_channel_options;
@@ -428,14 +454,76 @@ int brpc_controller_remote_side(const brpc_controller *cntl, uint32_t *ip, int *
 // This side's address of the connection, as `brpc_controller_remote_side`.
 int brpc_controller_local_side(const brpc_controller *cntl, uint32_t *ip, int *port);
 
+// Consistent hashing (`c_murmurhash`, `c_md5`) picks the server by it.
+void brpc_controller_set_request_code(brpc_controller *cntl, uint64_t code);
+
+bool brpc_controller_has_request_code(const brpc_controller *cntl);
+
+// 0 when unset.
+uint64_t brpc_controller_request_code(const brpc_controller *cntl);
+
+// The last call's duration in microseconds, from its start to its end.
+int64_t brpc_controller_latency_us(const brpc_controller *cntl);
+
+// Retries the last call made (the backup request not counted).
+int brpc_controller_retried_count(const brpc_controller *cntl);
+
+// Whether the last call sent a backup request.
+bool brpc_controller_has_backup_request(const brpc_controller *cntl);
+
+// brpc's `Controller::call_id()`: the id of the controller's next (or
+// current) call, for `brpc_call_id_cancel` / `brpc_call_id_join`. Take it
+// before starting the call. 0 for NULL.
+uint64_t brpc_controller_call_id(brpc_controller *cntl);
+
+// Client: whether the last call was canceled (`ECANCELED`). Server:
+// whether the client's connection is gone.
+bool brpc_controller_is_canceled(const brpc_controller *cntl);
+
+// brpc's `StartCancel(call_id)`: the call ends with `ECANCELED` (its done
+// runs) unless it ended; canceled before it starts, it ends as it starts.
+void brpc_call_id_cancel(uint64_t id);
+
+// brpc's `Join(call_id)`: blocks until the call ended and its done
+// returned; at once for a call that ended.
+void brpc_call_id_join(uint64_t id);
+
+// brpc's `policy::MurmurHash32`: MurmurHash3 x86 32-bit, seed 0, of
+// `len` bytes at `data` (NULL with 0). For request codes of `c_murmurhash`.
+uint32_t brpc_murmurhash32(const uint8_t *data, size_t len);
+
+// brpc's `policy::MD5Hash32`: the first 4 bytes of the MD5 digest,
+// little-endian. For request codes of `c_md5`.
+uint32_t brpc_md5hash32(const uint8_t *data, size_t len);
+
 void brpc_channel_options_init(brpc_channel_options *options);
 
 // A channel to "ip:port" or "host:port"; `options` may be NULL (defaults).
 // Nothing connects until the first call. Returns 0, or `EINVAL` for an
-// address that does not resolve.
+// address that does not resolve (or an option refused as in
+// `brpc_channel_init`).
 int brpc_channel_create(const char *server_addr,
                         const brpc_channel_options *options,
                         brpc_channel **out);
+
+// brpc's `Channel::Init(naming_service_url, load_balancer_name, options)`:
+// `naming_url` is "list://a:p,b:p", "file://path", "dns://host:port",
+// "http://host:port" (servers as "host:port" with an optional tag after
+// a space; `wrr` and `wr` read the tag as the weight) with a balancer
+// "rr", "wrr", "random", "wr", "la", "c_murmurhash" or "c_md5"; or a plain
+// "host:port" with "" (or NULL) for one server. Waits for the naming
+// service's first list (at most 5 s). `options` may be NULL (defaults).
+// Returns 0, or an error code with its text written to
+// `error_text[0..error_cap)` (NUL-terminated, truncated; NULL for none)
+// and logged: `EINVAL` (bad URL, unknown scheme or balancer, refused
+// option), `EPROTONOSUPPORT`, `ENODATA` (no server and
+// `succeed_without_server` false).
+int brpc_channel_init(const char *naming_url,
+                      const char *load_balancer,
+                      const brpc_channel_options *options,
+                      brpc_channel **out,
+                      char *error_text,
+                      size_t error_cap);
 
 // Frees the channel. Calls in flight still end normally (their done runs);
 // the connection closes when the last of them ended.

@@ -35,7 +35,21 @@
 #include "butil/endpoint.h"
 #include "butil/iobuf.h"
 
+// brpc declares CallId as bthread's id type, a struct around a 64-bit
+// value. bthread is not provided here, so the type is declared on its
+// own (same name, same layout) unless a bthread header did already.
+#ifndef BRPC_STREAM_BTHREAD_ID_T
+#define BRPC_STREAM_BTHREAD_ID_T
+typedef struct {
+    uint64_t value;
+} bthread_id_t;
+#endif
+
 namespace brpc {
+
+// Names one call of a Controller: take it with call_id() before the call,
+// then StartCancel(id) / Join(id) from anywhere.
+typedef bthread_id_t CallId;
 
 class Channel;
 namespace server_internal {
@@ -78,6 +92,27 @@ public:
     }
     bool request_checksum_attachment() const {
         return brpc_controller_request_checksum_attachment(handle_);
+    }
+
+    // Consistent hashing balancers (c_murmurhash, c_md5) pick the server by
+    // it; compute it with brpc::policy::MurmurHash32/MD5Hash32
+    // (<brpc/policy/hasher.h>) of the key.
+    void set_request_code(uint64_t request_code) { brpc_controller_set_request_code(handle_, request_code); }
+    bool has_request_code() const { return brpc_controller_has_request_code(handle_); }
+    uint64_t request_code() const { return brpc_controller_request_code(handle_); }
+
+    // After a call: how long it took (microseconds), how often it was
+    // retried, whether a backup request went out.
+    int64_t latency_us() const { return brpc_controller_latency_us(handle_); }
+    int retried_count() const { return brpc_controller_retried_count(handle_); }
+    bool has_backup_request() const { return brpc_controller_has_backup_request(handle_); }
+
+    // The id of this controller's next (or current) call, for
+    // brpc::StartCancel and brpc::Join. Take it before CallMethod: the
+    // controller may be gone once the call ended.
+    CallId call_id() {
+        CallId id = {brpc_controller_call_id(handle_)};
+        return id;
     }
 
     // ---- server side ----
@@ -144,12 +179,12 @@ public:
     std::string ErrorText() const override;
     // Fails the call with error code -1 and `reason`, as brpc does.
     void SetFailed(const std::string& reason) override;
-    // A call cannot be cancelled through this library: it always runs to
-    // its response, error or timeout. (brpc aborts here and cancels through
-    // brpc::StartCancel(call_id) instead.)
+    // Does nothing, as protobuf's own cancellation races with the
+    // controller's lifetime: cancel with brpc::StartCancel(call_id()).
     void StartCancel() override {}
-    // Calls are never cancelled (see StartCancel), so false.
-    bool IsCanceled() const override { return false; }
+    // Client: the call ended because it was canceled (ECANCELED). Server:
+    // the client's connection is gone.
+    bool IsCanceled() const override { return brpc_controller_is_canceled(handle_); }
     // Runs `callback` once: when this controller is Reset or destroyed (on
     // the server: after the response went out), as brpc does for a call
     // whose connection stays up. A second registration runs at once.
@@ -330,6 +365,14 @@ inline void AskToQuit() {
     quit_internal::InstallQuitHandlers();
     raise(SIGINT);
 }
+
+// Ends the call `id` names with ECANCELED unless it ended (its done still
+// runs, once). A call canceled before it starts ends as it starts.
+inline void StartCancel(CallId id) { brpc_call_id_cancel(id.value); }
+
+// Blocks until the call `id` names ended and its done returned; returns at
+// once for a call that ended.
+inline void Join(CallId id) { brpc_call_id_join(id.value); }
 
 }  // namespace brpc
 

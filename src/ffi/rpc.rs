@@ -16,7 +16,10 @@ use super::etcd::brpc_etcd_registration_options;
 use super::{c_string, guard, guard_value, on_worker, write_c_string, SendPtr};
 use crate::portal::builtin_services;
 use crate::protocol::BodyCoding;
-use crate::rpc::{CallOutcome, CallRequest, Channel, ChannelOptions, Controller, Server, ServerCall, ServerOptions};
+use crate::rpc::{
+    call_id, CallOutcome, CallRequest, Channel, ChannelOptions, ConnectionType, Controller, Server, ServerCall,
+    ServerOptions,
+};
 use crate::socket::Liveness;
 use crate::stream;
 
@@ -26,7 +29,17 @@ pub struct brpc_controller {
     pub(super) inner: Mutex<Controller>,
 }
 
-/// A channel to one server. Owned by the caller.
+impl Drop for brpc_controller {
+    fn drop(&mut self) {
+        let id = self.inner.get_mut().call_id;
+        if id != 0 {
+            call_id::forget(id);
+        }
+    }
+}
+
+/// A channel to one server, or to the servers of a naming service. Owned
+/// by the caller.
 pub struct brpc_channel {
     inner: Channel,
 }
@@ -85,16 +98,72 @@ impl brpc_liveness_options {
     }
 }
 
+/// brpc's `ChannelOptions`. The strings are read during
+/// `brpc_channel_init`/`brpc_channel_create` only; NULL means "".
 #[repr(C)]
 pub struct brpc_channel_options {
     /// Default 200 (brpc's); <= 0: no connect timeout.
     pub connect_timeout_ms: i64,
     /// Default 500; <= 0: calls never time out.
     pub timeout_ms: i64,
-    /// Default 3: retries of a call whose request could not be written.
+    /// Default -1: no backup request. Else a call without an answer after
+    /// this long is sent again, to another server when there is one; the
+    /// first answer wins. Calls that set up streams send none.
+    pub backup_request_ms: i64,
+    /// Default 3: retries of a call that failed in a way brpc retries (the
+    /// connection broke or was refused, the server is stopping or over its
+    /// limits), each to another server when there is one.
     pub max_retry: i32,
+    /// "baidu_std" (or ""): the only protocol; any other fails Init.
+    pub protocol: *const c_char,
+    /// "single" (or ""), "pooled" or "short"; any other fails Init.
+    pub connection_type: *const c_char,
+    /// Channels with different groups do not share connections.
+    pub connection_group: *const c_char,
+    /// Default true: Init succeeds when the naming service lists no server.
+    pub succeed_without_server: bool,
+    /// Default true: and logs that it did.
+    pub log_succeed_without_server: bool,
+    /// Default 3 (brpc's flag): seconds between probes of a server that
+    /// failed, until it accepts connections again; <= 0: the default.
+    pub health_check_interval_s: i32,
+    /// Comma-separated names of options the caller set that this library
+    /// does not implement (the C++ facade fills it: auth, retry_policy,
+    /// ssl_options, ...); non-empty fails Init with `EINVAL` naming them.
+    pub unsupported: *const c_char,
     /// Default: off.
     pub liveness: brpc_liveness_options,
+}
+
+impl brpc_channel_options {
+    fn to_rust(&self) -> Result<ChannelOptions, (i32, String)> {
+        let unsupported = c_string(self.unsupported);
+        if !unsupported.is_empty() {
+            return Err((libc::EINVAL, format!("ChannelOptions not supported by this library: {unsupported}")));
+        }
+        let protocol = c_string(self.protocol);
+        if !protocol.is_empty() && protocol != "baidu_std" {
+            return Err((libc::EPROTONOSUPPORT, format!("protocol \"{protocol}\" is not supported (only baidu_std)")));
+        }
+        let millis = |ms: i64| (ms > 0).then(|| Duration::from_millis(ms as u64));
+        let defaults = ChannelOptions::default();
+        Ok(ChannelOptions {
+            connect_timeout: millis(self.connect_timeout_ms),
+            timeout: millis(self.timeout_ms),
+            backup_request: (self.backup_request_ms >= 0).then(|| Duration::from_millis(self.backup_request_ms as u64)),
+            max_retry: self.max_retry.max(0) as u32,
+            connection_type: ConnectionType::parse(&c_string(self.connection_type)).map_err(|t| (libc::EINVAL, t))?,
+            connection_group: c_string(self.connection_group),
+            succeed_without_server: self.succeed_without_server,
+            log_succeed_without_server: self.log_succeed_without_server,
+            health_check_interval: if self.health_check_interval_s > 0 {
+                Duration::from_secs(self.health_check_interval_s as u64)
+            } else {
+                defaults.health_check_interval
+            },
+            liveness: self.liveness.to_rust(),
+        })
+    }
 }
 
 #[repr(C)]
@@ -179,7 +248,12 @@ fn guard_value_ref<T>(fallback: T, f: impl FnOnce() -> Option<T>) -> T {
 /// Back to the state of a new controller.
 #[no_mangle]
 pub unsafe extern "C" fn brpc_controller_reset(cntl: *mut brpc_controller) {
-    with_controller(cntl, (), |c| *c = Controller::default())
+    with_controller(cntl, (), |c| {
+        if c.call_id != 0 {
+            call_id::forget(c.call_id);
+        }
+        *c = Controller::default()
+    })
 }
 
 /// < 0: use the channel's timeout.
@@ -357,6 +431,92 @@ fn write_endpoint(addr: Option<SocketAddr>, ip: *mut u32, port: *mut c_int) -> c
     0
 }
 
+/// Consistent hashing (`c_murmurhash`, `c_md5`) picks the server by it.
+#[no_mangle]
+pub unsafe extern "C" fn brpc_controller_set_request_code(cntl: *mut brpc_controller, code: u64) {
+    with_controller(cntl, (), |c| c.request_code = Some(code))
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn brpc_controller_has_request_code(cntl: *const brpc_controller) -> bool {
+    with_controller(cntl, false, |c| c.request_code.is_some())
+}
+
+/// 0 when unset.
+#[no_mangle]
+pub unsafe extern "C" fn brpc_controller_request_code(cntl: *const brpc_controller) -> u64 {
+    with_controller(cntl, 0, |c| c.request_code.unwrap_or(0))
+}
+
+/// The last call's duration in microseconds, from its start to its end.
+#[no_mangle]
+pub unsafe extern "C" fn brpc_controller_latency_us(cntl: *const brpc_controller) -> i64 {
+    with_controller(cntl, 0, |c| c.latency_us)
+}
+
+/// Retries the last call made (the backup request not counted).
+#[no_mangle]
+pub unsafe extern "C" fn brpc_controller_retried_count(cntl: *const brpc_controller) -> c_int {
+    with_controller(cntl, 0, |c| c.retried_count)
+}
+
+/// Whether the last call sent a backup request.
+#[no_mangle]
+pub unsafe extern "C" fn brpc_controller_has_backup_request(cntl: *const brpc_controller) -> bool {
+    with_controller(cntl, false, |c| c.has_backup_request)
+}
+
+/// brpc's `Controller::call_id()`: the id of the controller's next (or
+/// current) call, for `brpc_call_id_cancel` / `brpc_call_id_join`. Take it
+/// before starting the call. 0 for NULL.
+#[no_mangle]
+pub unsafe extern "C" fn brpc_controller_call_id(cntl: *mut brpc_controller) -> u64 {
+    with_controller(cntl, 0, |c| {
+        if c.call_id == 0 || !call_id::is_open(c.call_id) {
+            c.call_id = call_id::allocate();
+        }
+        c.call_id
+    })
+}
+
+/// Client: whether the last call was canceled (`ECANCELED`). Server:
+/// whether the client's connection is gone.
+#[no_mangle]
+pub unsafe extern "C" fn brpc_controller_is_canceled(cntl: *const brpc_controller) -> bool {
+    with_controller(cntl, false, |c| match c.host {
+        Some(host) => crate::socket::Socket::address(host).is_none(),
+        None => c.error_code() == libc::ECANCELED,
+    })
+}
+
+/// brpc's `StartCancel(call_id)`: the call ends with `ECANCELED` (its done
+/// runs) unless it ended; canceled before it starts, it ends as it starts.
+#[no_mangle]
+pub extern "C" fn brpc_call_id_cancel(id: u64) {
+    guard_value((), || call_id::cancel(id))
+}
+
+/// brpc's `Join(call_id)`: blocks until the call ended and its done
+/// returned; at once for a call that ended.
+#[no_mangle]
+pub extern "C" fn brpc_call_id_join(id: u64) {
+    guard_value((), || call_id::join(id))
+}
+
+/// brpc's `policy::MurmurHash32`: MurmurHash3 x86 32-bit, seed 0, of
+/// `len` bytes at `data` (NULL with 0). For request codes of `c_murmurhash`.
+#[no_mangle]
+pub unsafe extern "C" fn brpc_murmurhash32(data: *const u8, len: usize) -> u32 {
+    guard_value(0, || crate::rpc::lb::murmur_hash32(&copy_bytes(data, len)))
+}
+
+/// brpc's `policy::MD5Hash32`: the first 4 bytes of the MD5 digest,
+/// little-endian. For request codes of `c_md5`.
+#[no_mangle]
+pub unsafe extern "C" fn brpc_md5hash32(data: *const u8, len: usize) -> u32 {
+    guard_value(0, || crate::rpc::lb::md5_hash32(&copy_bytes(data, len)))
+}
+
 // ---- channel ----
 
 #[no_mangle]
@@ -370,7 +530,15 @@ pub unsafe extern "C" fn brpc_channel_options_init(options: *mut brpc_channel_op
         options.write(brpc_channel_options {
             connect_timeout_ms: defaults.connect_timeout.map_or(0, |t| t.as_millis() as i64),
             timeout_ms: defaults.timeout.map_or(0, |t| t.as_millis() as i64),
+            backup_request_ms: -1,
             max_retry: defaults.max_retry as i32,
+            protocol: std::ptr::null(),
+            connection_type: std::ptr::null(),
+            connection_group: std::ptr::null(),
+            succeed_without_server: defaults.succeed_without_server,
+            log_succeed_without_server: defaults.log_succeed_without_server,
+            health_check_interval_s: defaults.health_check_interval.as_secs() as i32,
+            unsupported: std::ptr::null(),
             liveness: brpc_liveness_options::from_rust(&defaults.liveness),
         })
     };
@@ -378,34 +546,63 @@ pub unsafe extern "C" fn brpc_channel_options_init(options: *mut brpc_channel_op
 
 /// A channel to "ip:port" or "host:port"; `options` may be NULL (defaults).
 /// Nothing connects until the first call. Returns 0, or `EINVAL` for an
-/// address that does not resolve.
+/// address that does not resolve (or an option refused as in
+/// `brpc_channel_init`).
 #[no_mangle]
 pub unsafe extern "C" fn brpc_channel_create(
     server_addr: *const c_char,
     options: *const brpc_channel_options,
     out: *mut *mut brpc_channel,
 ) -> c_int {
+    if server_addr.is_null() {
+        return libc::EINVAL;
+    }
+    // SAFETY: the caller's promises, passed on; "" is a valid C string.
+    unsafe { brpc_channel_init(server_addr, c"".as_ptr(), options, out, std::ptr::null_mut(), 0) }
+}
+
+/// brpc's `Channel::Init(naming_service_url, load_balancer_name, options)`:
+/// `naming_url` is "list://a:p,b:p", "file://path", "dns://host:port",
+/// "http://host:port" (servers as "host:port" with an optional tag after
+/// a space; `wrr` and `wr` read the tag as the weight) with a balancer
+/// "rr", "wrr", "random", "wr", "la", "c_murmurhash" or "c_md5"; or a plain
+/// "host:port" with "" (or NULL) for one server. Waits for the naming
+/// service's first list (at most 5 s). `options` may be NULL (defaults).
+/// Returns 0, or an error code with its text written to
+/// `error_text[0..error_cap)` (NUL-terminated, truncated; NULL for none)
+/// and logged: `EINVAL` (bad URL, unknown scheme or balancer, refused
+/// option), `EPROTONOSUPPORT`, `ENODATA` (no server and
+/// `succeed_without_server` false).
+#[no_mangle]
+pub unsafe extern "C" fn brpc_channel_init(
+    naming_url: *const c_char,
+    load_balancer: *const c_char,
+    options: *const brpc_channel_options,
+    out: *mut *mut brpc_channel,
+    error_text: *mut c_char,
+    error_cap: usize,
+) -> c_int {
     guard(|| {
-        if server_addr.is_null() || out.is_null() {
+        if naming_url.is_null() || out.is_null() {
             return libc::EINVAL;
         }
-        let mut opts = ChannelOptions::default();
         // SAFETY: readable options or NULL.
-        if let Some(o) = unsafe { options.as_ref() } {
-            opts.connect_timeout =
-                (o.connect_timeout_ms > 0).then(|| Duration::from_millis(o.connect_timeout_ms as u64));
-            opts.timeout = (o.timeout_ms > 0).then(|| Duration::from_millis(o.timeout_ms as u64));
-            opts.max_retry = o.max_retry.max(0) as u32;
-            opts.liveness = o.liveness.to_rust();
-        }
-        let addr = c_string(server_addr);
-        match Channel::new(&addr, opts) {
+        let opts = match unsafe { options.as_ref() } {
+            Some(o) => o.to_rust(),
+            None => Ok(ChannelOptions::default()),
+        };
+        let created = opts.and_then(|opts| Channel::init(&c_string(naming_url), &c_string(load_balancer), opts));
+        match created {
             Ok(channel) => {
                 // SAFETY: writable out-parameter, checked non-null.
                 unsafe { *out = Box::into_raw(Box::new(brpc_channel { inner: channel })) };
                 0
             }
-            Err(code) => code,
+            Err((code, text)) => {
+                log_error!("Channel::Init failed: {text}");
+                write_c_string(&text, error_text, error_cap);
+                code
+            }
         }
     })
 }
@@ -439,7 +636,12 @@ pub unsafe extern "C" fn brpc_channel_call(
     let arg = SendPtr(arg);
     guard(|| {
         let Some(done) = done else { return libc::EINVAL };
-        let last = Box::new(move |outcome: CallOutcome| on_worker(move || deliver(done, arg, &outcome)));
+        let last = Box::new(move |outcome: CallOutcome, id: u64| {
+            on_worker(move || {
+                deliver(done, arg, &outcome);
+                call_id::ended(id);
+            })
+        });
         // SAFETY: the caller's promises, passed on.
         let started = unsafe {
             start_call(
@@ -476,10 +678,10 @@ pub unsafe extern "C" fn brpc_channel_call_sync(
     let arg = SendPtr(arg);
     guard(|| {
         let Some(done) = done else { return libc::EINVAL };
-        let ended = Arc::new((Mutex::new(None::<CallOutcome>), parking_lot::Condvar::new()));
+        let ended = Arc::new((Mutex::new(None::<(CallOutcome, u64)>), parking_lot::Condvar::new()));
         let signal = Arc::clone(&ended);
-        let last = Box::new(move |outcome: CallOutcome| {
-            *signal.0.lock() = Some(outcome);
+        let last = Box::new(move |outcome: CallOutcome, id: u64| {
+            *signal.0.lock() = Some((outcome, id));
             signal.1.notify_one();
         });
         // SAFETY: the caller's promises, passed on.
@@ -498,21 +700,23 @@ pub unsafe extern "C" fn brpc_channel_call_sync(
             return code;
         }
         let mut slot = ended.0.lock();
-        let outcome = loop {
+        let (outcome, id) = loop {
             match slot.take() {
-                Some(outcome) => break outcome,
+                Some(ended) => break ended,
                 None => ended.1.wait(&mut slot),
             }
         };
         drop(slot);
         deliver(done, arg, &outcome);
+        call_id::ended(id);
         0
     })
 }
 
 /// Checks a call's arguments and starts it; `last` runs once it ended,
 /// after the controller and the streams got the outcome, on the thread that
-/// ended the call. On `Err` nothing started and `last` is dropped unrun.
+/// ended the call, with the call's CallId (to mark ended once the user's
+/// done returned). On `Err` nothing started and `last` is dropped unrun.
 unsafe fn start_call(
     channel: *mut brpc_channel,
     cntl: *mut brpc_controller,
@@ -520,7 +724,7 @@ unsafe fn start_call(
     method_name: *const c_char,
     (request, request_len): (*const u8, usize),
     (attachment, attachment_len): (*const u8, usize),
-    last: Box<dyn FnOnce(CallOutcome) + Send>,
+    last: Box<dyn FnOnce(CallOutcome, u64) + Send>,
 ) -> Result<(), i32> {
     // SAFETY: a live channel or NULL.
     let channel = unsafe { channel.as_ref() }.ok_or(libc::EINVAL)?;
@@ -529,7 +733,15 @@ unsafe fn start_call(
     }
     let cntl_ptr = SendPtr(cntl.cast());
     // SAFETY: a live controller, per the contract.
-    let settings = unsafe { &*cntl }.inner.lock().clone();
+    let settings = {
+        // SAFETY: a live controller, per the contract.
+        let mut c = unsafe { &*cntl }.inner.lock();
+        if c.call_id == 0 || !call_id::is_open(c.call_id) {
+            c.call_id = call_id::allocate();
+        }
+        c.clone()
+    };
+    let cid = settings.call_id;
     let request = CallRequest {
         service: c_string(service_full_name),
         method: c_string(method_name),
@@ -538,11 +750,12 @@ unsafe fn start_call(
         timeout: settings.timeout_ms.map(|ms| Duration::from_millis(ms.max(0) as u64)),
         max_retry: settings.max_retry.map(|n| n.max(0) as u32),
         log_id: settings.log_id,
+        request_code: settings.request_code,
         stream_settings: stream::settings_for(&settings.streams),
         coding: settings.request_coding,
     };
     let streams = settings.streams;
-    channel.inner.call(
+    let started = channel.inner.call(
         request,
         Box::new(move |outcome: CallOutcome| {
             let remote_streams = outcome.result.as_ref().ok().and_then(|m| m.meta.stream_settings.clone());
@@ -561,8 +774,11 @@ unsafe fn start_call(
                     if let Ok(message) = &outcome.result {
                         c.response_coding = BodyCoding::of(&message.meta);
                     }
+                    c.latency_us = outcome.latency.as_micros().min(i64::MAX as u128) as i64;
+                    c.retried_count = outcome.retried_count.min(i32::MAX as u32) as i32;
+                    c.has_backup_request = outcome.has_backup_request;
                 }
-                last(outcome);
+                last(outcome, cid);
             };
             if streams.is_empty() {
                 return finish();
@@ -574,6 +790,9 @@ unsafe fn start_call(
             stream::on_setup_response(&streams, socket, error, remote_streams.as_ref(), Box::new(finish));
         }),
     );
+    if let Some(call) = started {
+        call_id::bind(cid, call);
+    }
     Ok(())
 }
 
@@ -863,7 +1082,7 @@ pub unsafe extern "C" fn brpc_server_call_respond(
         // SAFETY: from the handler, consumed once.
         let call = unsafe { Box::from_raw(call) };
         let brpc_server_call { mut call, controller } = *call;
-        let controller = controller.inner.into_inner();
+        let controller = std::mem::take(&mut *controller.inner.lock());
         call.set_response_coding(controller.response_coding);
         let result = match controller.error {
             Some(error) => Err(error),

@@ -1,9 +1,12 @@
-//! The client side: a channel shares one connection per endpoint, every
-//! call is a pending entry in a versioned registry whose id is the call's
-//! correlation id, and exactly one of {response, timeout, connection failure}
-//! ends it (the registry's set_failed picks the winner).
+//! The client side: a channel reaches one server, or the servers a naming
+//! service lists through a load balancer (`cluster`). Every call is a
+//! pending entry in a versioned registry whose id is the call's
+//! correlation id; it goes out in one or more attempts (retries after
+//! failures brpc retries, a backup request after `backup_request`), each
+//! on a connection of `connections`, and exactly one of {response,
+//! timeout, cancellation, last failure} ends it (the registry's set_failed
+//! picks the winner).
 
-use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
@@ -11,35 +14,90 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use parking_lot::Mutex;
 
+use super::cluster::Cluster;
+use super::connections::{self, ClientConnection, ConnKey, Uses};
 use super::embedded_rpc;
+use super::lb::{self, Feedback};
+use super::naming;
 use crate::errno;
 use crate::id::{Id, Registry};
 use crate::protocol::{
-    decode_body, encode_body, pack_rpc_header, BodyCoding, Cutter, FrameType, Limits, RpcMessage, RpcMeta,
-    RpcRequestMeta, StreamFrame, StreamSettings,
+    decode_body, encode_body, pack_rpc_header, BodyCoding, FrameType, Limits, RpcMessage, RpcMeta, RpcRequestMeta,
+    StreamFrame, StreamSettings,
 };
 use crate::runtime::{timers, TimerId};
-use crate::socket::{Liveness, Socket, SocketId, SocketOptions, SocketRef, SocketUser};
+use crate::socket::{Liveness, Socket, SocketId};
 use crate::stream;
 
-#[derive(Debug, Clone, Copy)]
+/// How a channel's calls use connections (brpc's `connection_type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum ConnectionType {
+    /// One connection per server, shared by every call (and channel) to it;
+    /// brpc's default for baidu_std.
+    #[default]
+    Single,
+    /// A pool of connections per server, one call on a connection at a time.
+    Pooled,
+    /// A new connection per call, closed when the call ends.
+    Short,
+}
+
+impl ConnectionType {
+    /// brpc's names: "single", "pooled", "short"; "" is the default.
+    pub fn parse(name: &str) -> Result<ConnectionType, String> {
+        match name {
+            "" | "single" => Ok(ConnectionType::Single),
+            "pooled" => Ok(ConnectionType::Pooled),
+            "short" => Ok(ConnectionType::Short),
+            other => Err(format!("unknown connection_type \"{other}\" (expected single, pooled or short)")),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
 pub struct ChannelOptions {
     pub connect_timeout: Option<Duration>,
     /// None: calls never time out.
     pub timeout: Option<Duration>,
-    /// Retries of a call whose request could not be written.
+    /// None: no backup request. Else a call not ended after this long is
+    /// sent a second time, to another server when there is one; the first
+    /// answer wins.
+    pub backup_request: Option<Duration>,
+    /// Retries of a call that failed in a way brpc retries (the connection
+    /// broke, the server is stopping or over its limits, ...), each on
+    /// another server when there is one.
     pub max_retry: u32,
+    pub connection_type: ConnectionType,
+    /// Channels with different groups use different connections to a
+    /// server (brpc's `connection_group`).
+    pub connection_group: String,
+    /// With a naming service: whether `init` succeeds when the service
+    /// lists no server at first (brpc's default: true), and whether that is
+    /// logged.
+    pub succeed_without_server: bool,
+    pub log_succeed_without_server: bool,
+    /// With a naming service: a server whose connection failed is left out
+    /// and probed this often until it accepts connections again (brpc's
+    /// `health_check_interval`, 3 s).
+    pub health_check_interval: Duration,
     /// Keepalive and TCP_USER_TIMEOUT for the channel's connections.
     pub liveness: Liveness,
 }
 
 impl Default for ChannelOptions {
-    /// brpc's defaults: 200 ms to connect, 500 ms per call, 3 retries.
+    /// brpc's defaults: 200 ms to connect, 500 ms per call, no backup
+    /// request, 3 retries, single connections.
     fn default() -> Self {
         ChannelOptions {
             connect_timeout: Some(Duration::from_millis(200)),
             timeout: Some(Duration::from_millis(500)),
+            backup_request: None,
             max_retry: 3,
+            connection_type: ConnectionType::Single,
+            connection_group: String::new(),
+            succeed_without_server: true,
+            log_succeed_without_server: true,
+            health_check_interval: Duration::from_secs(3),
             liveness: Liveness::default(),
         }
     }
@@ -56,7 +114,11 @@ pub struct CallRequest {
     /// None: the channel's.
     pub max_retry: Option<u32>,
     pub log_id: Option<i64>,
-    /// Streams this call sets up (issue of the stream layer).
+    /// Consistent hashing balancers pick the server by it.
+    pub request_code: Option<u64>,
+    /// Streams this call sets up. Such a call goes on the shared (single)
+    /// connection of the server it picks, whatever the connection type,
+    /// since its streams stay there, and sends no backup request.
     pub stream_settings: Option<StreamSettings>,
     /// How the payload is compressed and checksummed on the wire.
     pub coding: BodyCoding,
@@ -67,10 +129,16 @@ pub struct CallRequest {
 #[derive(Debug)]
 pub struct CallOutcome {
     pub result: Result<RpcMessage, (i32, String)>,
+    /// The server that answered, or the last one tried.
     pub remote: Option<SocketAddr>,
     pub local: Option<SocketAddr>,
     /// The connection the call ended on (its streams ride on it).
     pub socket: Option<SocketId>,
+    /// Attempts after the first that were retries (not the backup).
+    pub retried_count: u32,
+    pub has_backup_request: bool,
+    /// From the start of the call to its end.
+    pub latency: Duration,
 }
 
 impl CallOutcome {
@@ -78,55 +146,71 @@ impl CallOutcome {
     pub fn error(&self) -> Option<(i32, String)> {
         match &self.result {
             Err(error) => Some(error.clone()),
-            Ok(message) => message
-                .meta
-                .response
-                .as_ref()
-                .filter(|r| r.error_code.unwrap_or(0) != 0)
-                .map(|r| (r.error_code.unwrap_or(0), r.error_text.clone().unwrap_or_default())),
+            Ok(message) => response_error(message),
         }
     }
 }
 
+fn response_error(message: &RpcMessage) -> Option<(i32, String)> {
+    message
+        .meta
+        .response
+        .as_ref()
+        .filter(|r| r.error_code.unwrap_or(0) != 0)
+        .map(|r| (r.error_code.unwrap_or(0), r.error_text.clone().unwrap_or_default()))
+}
+
 /// Runs exactly once, on the thread that ended the call (the dispatcher for
 /// a response, the timer thread for a timeout, the failing thread for a
-/// connection failure): it must not block.
+/// connection failure, the canceller): it must not block.
 pub type CallDone = Box<dyn FnOnce(CallOutcome) + Send>;
 
 pub struct Channel {
     inner: Arc<ChannelInner>,
 }
 
+/// Where a channel's calls go.
+enum Servers {
+    One(SocketAddr),
+    Cluster(Arc<Cluster>),
+}
+
 struct ChannelInner {
-    remote: SocketAddr,
+    servers: Servers,
     options: ChannelOptions,
+    uses: Uses,
 }
-
-/// The connection every channel to one endpoint shares, as brpc's socket
-/// map keeps one per server address (and, like its channel signature, per
-/// connection settings: channels asking for different liveness get
-/// different connections).
-#[derive(Default)]
-struct Endpoint {
-    channels: usize,
-    connection: Option<(SocketId, Arc<ClientConnection>)>,
-}
-
-static ENDPOINTS: LazyLock<Mutex<HashMap<(SocketAddr, Liveness), Endpoint>>> = LazyLock::new(Default::default);
 
 struct PendingCall {
     channel: Arc<ChannelInner>,
-    /// Header and meta, payload, attachment: resent as they are on retry.
+    /// Header and meta, payload, attachment: resent as they are.
     frame: Vec<Bytes>,
+    request_code: Option<u64>,
+    with_streams: bool,
+    started: Instant,
     state: Mutex<CallState>,
 }
 
+/// One sending of the request, to one server on one connection.
+struct Attempt {
+    server: SocketAddr,
+    socket: SocketId,
+    connection: Arc<ClientConnection>,
+    kind: ConnectionType,
+    key: ConnKey,
+    started: Instant,
+}
+
+#[derive(Default)]
 struct CallState {
     done: Option<CallDone>,
-    timer: Option<TimerId>,
+    timers: Vec<TimerId>,
     retries_left: u32,
-    written: bool,
-    connection: Option<(SocketId, Arc<ClientConnection>)>,
+    retried: u32,
+    backup_sent: bool,
+    attempts: Vec<Attempt>,
+    /// Servers this call went to, in order.
+    tried: Vec<SocketAddr>,
 }
 
 static CALLS: LazyLock<Registry<PendingCall>> = LazyLock::new(Registry::new);
@@ -136,85 +220,150 @@ pub fn pending_calls() -> usize {
     CALLS.live()
 }
 
+/// brpc's default retry policy: the errors after which another attempt may
+/// succeed (a broken or refused connection, a server stopping or over its
+/// limits); never a timeout of the call itself.
+pub fn is_retryable(code: i32) -> bool {
+    matches!(
+        code,
+        errno::EFAILEDSOCKET
+            | errno::EEOF
+            | errno::ELOGOFF
+            | errno::ELIMIT
+            | errno::EOVERCROWDED
+            | errno::EH2RUNOUTSTREAMS
+            | libc::EHOSTDOWN
+            | libc::ETIMEDOUT
+            | libc::ENOENT
+            | libc::EPIPE
+            | libc::ECONNREFUSED
+            | libc::ECONNRESET
+            | libc::ENODATA
+    )
+}
+
 impl Channel {
     /// A channel to "host:port"; nothing connects until the first call.
     pub fn new(server: &str, options: ChannelOptions) -> Result<Channel, i32> {
         let remote = super::resolve(server)?;
-        ENDPOINTS.lock().entry((remote, options.liveness)).or_default().channels += 1;
-        Ok(Channel { inner: Arc::new(ChannelInner { remote, options }) })
+        Ok(Channel::with_servers(Servers::One(remote), options))
     }
 
-    pub fn remote(&self) -> SocketAddr {
-        self.inner.remote
+    /// brpc's `Init(naming_service_url, load_balancer_name, options)`: a
+    /// "scheme://..." URL with a balancer's name, or a plain "host:port"
+    /// with "" (one server). Waits for the naming service's first list;
+    /// fails when it is empty and `succeed_without_server` is false.
+    pub fn init(naming_url: &str, load_balancer: &str, options: ChannelOptions) -> Result<Channel, (i32, String)> {
+        if naming::split_url(naming_url).is_none() {
+            if !load_balancer.is_empty() {
+                return Err((
+                    libc::EINVAL,
+                    format!("load balancer \"{load_balancer}\" needs a naming service URL, not \"{naming_url}\""),
+                ));
+            }
+            return Channel::new(naming_url, options)
+                .map_err(|code| (code, format!("invalid server address \"{naming_url}\"")));
+        }
+        if load_balancer.is_empty() {
+            return Err((
+                libc::EINVAL,
+                format!("{naming_url} needs a load balancer (rr, wrr, random, wr, la, c_murmurhash, c_md5)"),
+            ));
+        }
+        let lb = lb::by_name(load_balancer)?;
+        let service = naming::create(naming_url)?;
+        let cluster = Cluster::start(naming_url, service, lb, options.health_check_interval, options.connect_timeout)?;
+        if cluster.server_count() == 0 {
+            if !options.succeed_without_server {
+                return Err((libc::ENODATA, format!("{naming_url} lists no server")));
+            }
+            if options.log_succeed_without_server {
+                log_info!("{naming_url} lists no server yet; the channel waits for some");
+            }
+        }
+        Ok(Channel::with_servers(Servers::Cluster(cluster), options))
     }
 
-    /// Starts a call; `done` runs exactly once. A payload that cannot be
+    fn with_servers(servers: Servers, options: ChannelOptions) -> Channel {
+        Channel { inner: Arc::new(ChannelInner { servers, options, uses: Uses::default() }) }
+    }
+
+    /// The single server, or None for a channel over a naming service.
+    pub fn remote(&self) -> Option<SocketAddr> {
+        match &self.inner.servers {
+            Servers::One(addr) => Some(*addr),
+            Servers::Cluster(_) => None,
+        }
+    }
+
+    /// Starts a call; `done` runs exactly once. Returns the call's id (for
+    /// [`cancel`]), or None when it ended already. A payload that cannot be
     /// coded as `request.coding` asks ends the call with `EREQUEST` before
     /// anything is sent.
-    pub fn call(&self, request: CallRequest, done: CallDone) {
+    pub fn call(&self, request: CallRequest, done: CallDone) -> Option<Id> {
+        let ended_early = |done: CallDone, error: (i32, String)| {
+            done(CallOutcome {
+                result: Err(error),
+                remote: self.remote(),
+                local: None,
+                socket: None,
+                retried_count: 0,
+                has_backup_request: false,
+                latency: Duration::ZERO,
+            });
+            None
+        };
         let mut meta = RpcMeta::default();
         let body = match encode_body(request.coding, request.payload.clone(), &request.attachment, &mut meta) {
             Ok(body) => body,
-            Err(err) => {
-                let result = Err((errno::EREQUEST, format!("Fail to compress request: {err}")));
-                return done(CallOutcome { result, remote: Some(self.inner.remote), local: None, socket: None });
-            }
+            Err(err) => return ended_early(done, (errno::EREQUEST, format!("Fail to compress request: {err}"))),
         };
-        let options = self.inner.options;
+        let options = &self.inner.options;
         let timeout = match request.timeout {
             Some(t) if t.is_zero() => None,
             Some(t) => Some(t),
             None => options.timeout,
         };
-        let retries = request.max_retry.unwrap_or(options.max_retry);
-        let state = CallState { done: None, timer: None, retries_left: retries, written: false, connection: None };
+        let state = CallState { retries_left: request.max_retry.unwrap_or(options.max_retry), ..Default::default() };
+        let with_streams = request.stream_settings.is_some();
         let created = CALLS.create_with(|id| PendingCall {
             channel: Arc::clone(&self.inner),
-            frame: pack_request(id, &request, meta.clone(), body.clone()),
+            frame: pack_request(id, &request, meta, body),
+            request_code: request.request_code,
+            with_streams,
+            started: Instant::now(),
             state: Mutex::new(state),
         });
-        let call = match created.map(|id| (id, CALLS.address(id))) {
+        let (id, call) = match created.map(|id| (id, CALLS.address(id))) {
             Ok((id, Some(call))) => {
                 call.state.lock().done = Some(done);
                 (id, call)
             }
             Ok((_, None)) | Err(_) => {
-                let result = Err((libc::EAGAIN, "too many calls in flight".to_string()));
-                return done(CallOutcome { result, remote: Some(self.inner.remote), local: None, socket: None });
+                return ended_early(done, (libc::EAGAIN, "too many calls in flight".to_string()));
             }
         };
-        let (id, call) = call;
+        let mut scheduled = Vec::new();
         if let Some(timeout) = timeout {
-            let remote = self.inner.remote;
-            let text = format!("Reached timeout={}ms @{}", timeout.as_millis(), remote);
-            let timer = timers()
-                .schedule(Instant::now() + timeout, Box::new(move || finish(id, Err((errno::ERPCTIMEDOUT, text)))));
-            call.state.lock().timer = Some(timer);
+            let text = format!("Reached timeout={}ms", timeout.as_millis());
+            let task = Box::new(move || finish(id, Err((errno::ERPCTIMEDOUT, text)), None));
+            scheduled.push(timers().schedule(Instant::now() + timeout, task));
         }
-        send(id, &call);
+        if let (Some(backup), false) = (options.backup_request, with_streams) {
+            if timeout.is_none_or(|t| backup < t) {
+                scheduled.push(timers().schedule(Instant::now() + backup, Box::new(move || send_backup(id))));
+            }
+        }
+        call.state.lock().timers = scheduled;
+        issue(id, &call);
+        Some(id)
     }
 }
 
-impl Drop for ChannelInner {
-    /// The channel and its last call are gone: when no other channel uses
-    /// the endpoint, close its connection (once the streams on it closed).
-    fn drop(&mut self) {
-        let unused = {
-            let mut endpoints = ENDPOINTS.lock();
-            let last = endpoints.get_mut(&self.endpoint()).is_some_and(|endpoint| {
-                endpoint.channels = endpoint.channels.saturating_sub(1);
-                endpoint.channels == 0
-            });
-            if last {
-                endpoints.remove(&self.endpoint()).and_then(|endpoint| endpoint.connection)
-            } else {
-                None
-            }
-        };
-        if let Some((id, _)) = unused {
-            stream::close_host_when_idle(id, errno::ECLOSE, "the channel was destroyed");
-        }
-    }
+/// Ends a call with `ECANCELED` unless it ended already (brpc's
+/// `StartCancel`); its done runs as for any ending.
+pub fn cancel(id: Id) {
+    finish(id, Err((libc::ECANCELED, "RPC was canceled".to_string())), None);
 }
 
 /// The request's frame: `coded` is the meta with the body's coding (from
@@ -238,34 +387,83 @@ fn pack_request(id: Id, request: &CallRequest, coded: RpcMeta, body: Bytes) -> V
     vec![head.freeze(), body, request.attachment.clone()]
 }
 
-/// Writes the call on the channel's connection (a new one if it failed).
-fn send(id: Id, call: &PendingCall) {
-    let (socket, connection) = match call.channel.connection() {
-        Ok(pair) => pair,
-        Err(code) => return finish(id, Err((code, format!("fail to create a connection to {}", call.channel.remote)))),
-    };
-    connection.pending.lock().insert(id);
+impl ChannelInner {
+    fn pick(&self, request_code: Option<u64>, tried: &[SocketAddr]) -> Result<SocketAddr, (i32, String)> {
+        match &self.servers {
+            Servers::One(addr) => Ok(*addr),
+            Servers::Cluster(cluster) => cluster.pick(request_code, tried),
+        }
+    }
+
+    fn key(&self, remote: SocketAddr) -> ConnKey {
+        ConnKey { remote, liveness: self.options.liveness, group: self.options.connection_group.clone() }
+    }
+
+    fn cluster(&self) -> Option<&Arc<Cluster>> {
+        match &self.servers {
+            Servers::Cluster(cluster) => Some(cluster),
+            Servers::One(_) => None,
+        }
+    }
+}
+
+/// The backup request: a second attempt, to a server not tried yet when
+/// there is one, if the call is still waiting for its first.
+fn send_backup(id: Id) {
+    let Some(call) = CALLS.address(id) else { return };
     {
         let mut state = call.state.lock();
-        state.written = false;
-        state.connection = Some((socket.id(), Arc::clone(&connection)));
+        if state.backup_sent || state.attempts.is_empty() {
+            return;
+        }
+        state.backup_sent = true;
     }
+    issue(id, &call);
+}
+
+/// Sends one attempt of the call: picks a server, gets a connection of the
+/// channel's type to it, writes the request.
+fn issue(id: Id, call: &PendingCall) {
+    let channel = &call.channel;
+    let tried = call.state.lock().tried.clone();
+    let server = match channel.pick(call.request_code, &tried) {
+        Ok(server) => server,
+        Err((code, text)) => return attempt_lost(id, call, code, &text),
+    };
+    call.state.lock().tried.push(server);
+    let kind = if call.with_streams { ConnectionType::Single } else { channel.options.connection_type };
+    let lease = match connections::acquire(&channel.uses, kind, channel.key(server), channel.options.connect_timeout) {
+        Ok(lease) => lease,
+        Err(code) => {
+            let text = format!("fail to create a connection to {server}");
+            if let Some(cluster) = channel.cluster() {
+                cluster.feedback(&Feedback { server, latency: Duration::ZERO, failed: true });
+                cluster.mark_down(server);
+            }
+            return attempt_lost(id, call, code, &text);
+        }
+    };
+    let socket_id = lease.socket.id();
+    lease.connection.pending.lock().insert(id);
+    call.state.lock().attempts.push(Attempt {
+        server,
+        socket: socket_id,
+        connection: Arc::clone(&lease.connection),
+        kind: lease.kind,
+        key: lease.key.clone(),
+        started: Instant::now(),
+    });
     // A failure that swept the connection before this call joined it would
     // not have seen it: check now.
-    if let Some((code, text)) = socket.failure() {
-        return connection_failed(id, &connection, code, &text);
+    if let Some((code, text)) = lease.socket.failure() {
+        return on_attempt_failed(id, socket_id, code, &text);
     }
-    let written_connection = Arc::clone(&connection);
-    let result = socket.write(
+    let result = lease.socket.write(
         call.frame.clone(),
         Some(Box::new(move |code| {
-            if code == 0 {
-                if let Some(call) = CALLS.address(id) {
-                    call.state.lock().written = true;
-                }
-            } else {
+            if code != 0 {
                 let text = format!("fail to write the request: {}", errno::describe(code));
-                connection_failed(id, &written_connection, code, &text);
+                on_attempt_failed(id, socket_id, code, &text);
             }
         })),
     );
@@ -273,144 +471,99 @@ fn send(id: Id, call: &PendingCall) {
     let _ = result;
 }
 
-impl ChannelInner {
-    /// The key of the connection this channel shares.
-    fn endpoint(&self) -> (SocketAddr, Liveness) {
-        (self.remote, self.options.liveness)
-    }
-
-    fn connection(self: &Arc<Self>) -> Result<(SocketRef, Arc<ClientConnection>), i32> {
-        let mut endpoints = ENDPOINTS.lock();
-        let current = &mut endpoints.entry(self.endpoint()).or_default().connection;
-        if let Some((id, connection)) = current.as_ref() {
-            if let Some(socket) = Socket::address(*id) {
-                return Ok((socket, Arc::clone(connection)));
-            }
-        }
-        let connection = Arc::new(ClientConnection::default());
-        let id = Socket::create(SocketOptions {
-            remote: Some(self.remote),
-            connect_timeout: self.options.connect_timeout,
-            liveness: self.options.liveness,
-            user: Some(Arc::clone(&connection) as Arc<dyn SocketUser>),
-            ..Default::default()
-        })?;
-        let socket = Socket::address(id).ok_or(errno::EFAILEDSOCKET)?;
-        if let Some((old, _)) = current.replace((id, Arc::clone(&connection))) {
-            Socket::set_failed_by_id(old, errno::EFAILEDSOCKET, "replaced by a new connection");
-        }
-        Ok((socket, connection))
-    }
-}
-
-/// The connection a call was on failed: retry the call if its request was
-/// never written and retries are left, else end it with the failure.
-fn connection_failed(id: Id, connection: &ClientConnection, code: i32, text: &str) {
-    // Whoever removes the call from the connection handles it, once.
-    if !connection.pending.lock().remove(&id) {
-        return;
-    }
-    let Some(call) = CALLS.address(id) else { return };
+/// An attempt could not be made or failed: retry when brpc would, else
+/// leave the call to the attempts still out, else end it.
+fn attempt_lost(id: Id, call: &PendingCall, code: i32, text: &str) {
     let retry = {
         let mut state = call.state.lock();
-        state.connection = None;
-        let retry = !state.written && state.retries_left > 0;
+        let retry = is_retryable(code) && state.retries_left > 0;
         if retry {
             state.retries_left -= 1;
+            state.retried += 1;
+        } else if !state.attempts.is_empty() {
+            return;
         }
         retry
     };
     if retry {
-        send(id, &call);
+        issue(id, call);
     } else {
-        finish(id, Err((code, text.to_string())));
+        finish(id, Err((code, text.to_string())), None);
     }
 }
 
-/// Ends a call exactly once; later attempts find it ended.
-fn finish(id: Id, result: Result<RpcMessage, (i32, String)>) {
+/// Takes the call's attempts on `socket` out of its state; whoever takes
+/// them handles their ending, once.
+fn take_attempts(call: &PendingCall, id: Id, socket: SocketId, only_one: bool) -> Vec<Attempt> {
+    let mut state = call.state.lock();
+    let mut taken = Vec::new();
+    while let Some(at) = state.attempts.iter().position(|a| a.socket == socket) {
+        taken.push(state.attempts.swap_remove(at));
+        if only_one {
+            break;
+        }
+    }
+    if let Some(first) = taken.first() {
+        if !state.attempts.iter().any(|a| a.socket == socket) {
+            first.connection.pending.lock().remove(&id);
+        }
+    }
+    taken
+}
+
+/// The connection an attempt was on failed, or its request could not be
+/// written.
+pub(crate) fn on_attempt_failed(id: Id, socket: SocketId, code: i32, text: &str) {
     let Some(call) = CALLS.address(id) else { return };
-    if !CALLS.set_failed(id) {
+    let taken = take_attempts(&call, id, socket, false);
+    if taken.is_empty() {
         return;
     }
-    let (done, timer, connection) = {
-        let mut state = call.state.lock();
-        (state.done.take(), state.timer.take(), state.connection.take())
+    for attempt in taken {
+        if let Some(cluster) = call.channel.cluster() {
+            cluster.feedback(&Feedback { server: attempt.server, latency: attempt.started.elapsed(), failed: true });
+            cluster.mark_down(attempt.server);
+        }
+        connections::release(attempt.kind, &attempt.key, attempt.socket, attempt.connection, false);
+    }
+    attempt_lost(id, &call, code, text);
+}
+
+/// A response (or one that does not parse) came on `socket`.
+pub(crate) fn on_response_frame(socket: SocketId, response: Result<RpcMessage, (Id, (i32, String))>) {
+    let (id, result) = match response {
+        Ok(message) => match message.meta.correlation_id {
+            Some(id) => (id as Id, decode_response(message)),
+            None => return log_warning!("dropped a response without correlation_id"),
+        },
+        Err((id, error)) => (id, Err(error)),
     };
-    if let Some(timer) = timer {
-        timers().cancel(timer);
+    let Some(call) = CALLS.address(id) else { return };
+    let Some(attempt) = take_attempts(&call, id, socket, true).pop() else { return };
+    let error = match &result {
+        Ok(message) => response_error(message),
+        Err(error) => Some(error.clone()),
+    };
+    if let Some(cluster) = call.channel.cluster() {
+        let failed = error.is_some();
+        cluster.feedback(&Feedback { server: attempt.server, latency: attempt.started.elapsed(), failed });
     }
-    let (mut remote, mut local, mut socket) = (Some(call.channel.remote), None, None);
-    if let Some((socket_id, connection)) = connection {
-        connection.pending.lock().remove(&id);
-        socket = Some(socket_id);
-        if let Some(socket) = Socket::address_failed_as_well(socket_id) {
-            remote = socket.remote().or(remote);
-            local = connection.local(&socket);
+    match error {
+        Some((code, text)) if is_retryable(code) && call.state.lock().retries_left > 0 => {
+            connections::release(attempt.kind, &attempt.key, attempt.socket, attempt.connection, true);
+            attempt_lost(id, &call, code, &text);
         }
-    }
-    drop(call);
-    if let Some(done) = done {
-        done(CallOutcome { result, remote, local, socket });
-    }
-}
-
-/// The input side of a client connection: responses, and stream frames.
-#[derive(Default)]
-struct ClientConnection {
-    cutter: Mutex<Option<Cutter>>,
-    pending: Mutex<HashSet<Id>>,
-    /// This side's address once connected, read once rather than per call.
-    local: std::sync::OnceLock<SocketAddr>,
-}
-
-impl ClientConnection {
-    fn local(&self, socket: &Socket) -> Option<SocketAddr> {
-        if let Some(local) = self.local.get() {
-            return Some(*local);
+        _ => {
+            drop(call);
+            finish(id, result, Some(attempt));
         }
-        let local = socket.local()?;
-        Some(*self.local.get_or_init(|| local))
-    }
-}
-
-impl SocketUser for ClientConnection {
-    fn on_input(&self, socket: &Socket, buf: &mut BytesMut) -> Result<(), (i32, String)> {
-        let mut cutter = self.cutter.lock();
-        let cutter = cutter.get_or_insert_with(|| Cutter::new(Limits::default()));
-        super::cut_frames(
-            cutter,
-            buf,
-            |frame| match RpcMessage::decode(&frame) {
-                Ok(message) => on_response(message),
-                Err(err) => on_bad_response(&frame, &err.to_string()),
-            },
-            |frame| on_stream_frame(socket, frame),
-        )
-    }
-
-    fn on_failed(&self, socket: &Socket, code: i32, text: &str) {
-        let calls: Vec<Id> = self.pending.lock().iter().copied().collect();
-        let text = format!("{text} @{}", socket.remote().map_or_else(String::new, |r| r.to_string()));
-        for id in calls {
-            connection_failed(id, self, code, &text);
-        }
-        stream::on_host_failed(socket, code, &text);
-    }
-}
-
-fn on_response(message: RpcMessage) {
-    match message.meta.correlation_id {
-        Some(id) => finish(id as Id, decode_response(message)),
-        None => log_warning!("dropped a response without correlation_id"),
     }
 }
 
 /// Verifies and decompresses a successful response's payload; a response
 /// that fails either ends its call with `ERESPONSE`.
 fn decode_response(mut message: RpcMessage) -> Result<RpcMessage, (i32, String)> {
-    let failed = message.meta.response.as_ref().is_some_and(|r| r.error_code.unwrap_or(0) != 0);
-    if failed {
+    if response_error(&message).is_some() {
         return Ok(message);
     }
     let limit = Limits::default().max_body_size;
@@ -423,21 +576,70 @@ fn decode_response(mut message: RpcMessage) -> Result<RpcMessage, (i32, String)>
     }
 }
 
-fn on_bad_response(frame: &crate::protocol::RawFrame, why: &str) {
-    match frame.decode_rpc().ok().and_then(|meta| meta.correlation_id) {
-        Some(id) => finish(id as Id, Err((errno::ERESPONSE, format!("fail to parse the response: {why}")))),
-        None => log_warning!("dropped a response that does not parse: {why}"),
+/// Ends a call exactly once; later attempts find it ended. `winner` is the
+/// attempt that brought the ending response.
+fn finish(id: Id, result: Result<RpcMessage, (i32, String)>, winner: Option<Attempt>) {
+    let Some(call) = CALLS.address(id) else { return };
+    if !CALLS.set_failed(id) {
+        if let Some(w) = winner {
+            connections::release(w.kind, &w.key, w.socket, w.connection, true);
+        }
+        return;
+    }
+    let (done, timers_to_cancel, others, retried, backup, last) = {
+        let mut state = call.state.lock();
+        let others: Vec<Attempt> = state.attempts.drain(..).collect();
+        (
+            state.done.take(),
+            std::mem::take(&mut state.timers),
+            others,
+            state.retried,
+            state.backup_sent,
+            state.tried.last().copied(),
+        )
+    };
+    for timer in timers_to_cancel {
+        timers().cancel(timer);
+    }
+    for attempt in others {
+        attempt.connection.pending.lock().remove(&id);
+        if let Some(cluster) = call.channel.cluster() {
+            cluster.feedback(&Feedback { server: attempt.server, latency: attempt.started.elapsed(), failed: true });
+        }
+        connections::release(attempt.kind, &attempt.key, attempt.socket, attempt.connection, false);
+    }
+    let (mut remote, mut local, mut socket) = (last, None, None);
+    if let Some(w) = winner {
+        remote = Some(w.server);
+        socket = Some(w.socket);
+        if let Some(s) = Socket::address_failed_as_well(w.socket) {
+            local = w.connection.local(&s);
+        }
+        connections::release(w.kind, &w.key, w.socket, w.connection, true);
+    }
+    let latency = call.started.elapsed();
+    drop(call);
+    if let Some(done) = done {
+        done(CallOutcome {
+            result,
+            remote,
+            local,
+            socket,
+            retried_count: retried,
+            has_backup_request: backup,
+            latency,
+        });
     }
 }
 
 /// A DATA frame for a stream that is not connected yet carries the
 /// response of the call that sets it up; every other frame is the stream's.
-fn on_stream_frame(host: &Socket, frame: StreamFrame) {
+pub(crate) fn on_stream_frame(host: &Socket, frame: StreamFrame) {
     let target = frame.meta.stream_id() as Id;
     if frame.meta.frame_type() == FrameType::Data && !stream::is_connected(target) {
         if let Some(message) = embedded_rpc(frame.payload.clone()) {
             if message.meta.response.is_some() {
-                return on_response(message);
+                return on_response_frame(host.id(), Ok(message));
             }
         }
     }

@@ -30,6 +30,15 @@ pub struct Controller {
     /// Server: how the response is compressed and checksummed. Client: how
     /// it was.
     pub response_coding: BodyCoding,
+    /// Client: picks the server under consistent hashing.
+    pub request_code: Option<u64>,
+    /// Client: brpc's CallId (see `call_id`); 0 until asked for or a call
+    /// starts.
+    pub call_id: u64,
+    /// Client, after a call: its latency, retries and backup request.
+    pub latency_us: i64,
+    pub retried_count: i32,
+    pub has_backup_request: bool,
 }
 
 impl Controller {

@@ -5,12 +5,17 @@
 //! its response may come back inside a STRM DATA frame addressed to the
 //! client's stream; the client matches it by correlation id either way.
 
+pub mod call_id;
 pub mod client;
+mod cluster;
+mod connections;
 pub mod controller;
+pub mod lb;
 pub mod method_status;
+pub mod naming;
 pub mod server;
 
-pub use client::{CallDone, CallOutcome, CallRequest, Channel, ChannelOptions};
+pub use client::{CallDone, CallOutcome, CallRequest, Channel, ChannelOptions, ConnectionType};
 pub use controller::Controller;
 pub use method_status::{MethodSnapshot, MethodStatus, Percentiles};
 pub use server::{

@@ -1,0 +1,21 @@
+//! `list://host:port[ tag],host:port[ tag],...`: a fixed list, reported once.
+
+use super::{parse_list, NamingActions, NamingService, ServerNode};
+
+struct ListNamingService {
+    servers: Vec<ServerNode>,
+}
+
+pub(super) fn create(rest: &str) -> Result<Box<dyn NamingService>, (i32, String)> {
+    let servers = parse_list(rest.split(','), "list://");
+    if servers.is_empty() && !rest.trim().is_empty() {
+        return Err((libc::EINVAL, format!("list://{rest} has no valid server")));
+    }
+    Ok(Box::new(ListNamingService { servers }))
+}
+
+impl NamingService for ListNamingService {
+    fn run(self: Box<Self>, actions: NamingActions) {
+        actions.reset_servers(self.servers);
+    }
+}
