@@ -103,6 +103,14 @@ fn counts(channel: &Channel, calls: usize) -> HashMap<u16, usize> {
     counts
 }
 
+/// Replaces the file at once, as a careful editor does (a plain write
+/// truncates first, and a reader between the two sees an empty list).
+fn write_atomically(path: &std::path::Path, text: String) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
 fn options() -> ChannelOptions {
     ChannelOptions { timeout: Some(Duration::from_secs(5)), ..Default::default() }
 }
@@ -161,24 +169,23 @@ fn consistent_hashing_keeps_keys_and_moves_about_a_quarter_when_a_fourth_server_
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("servers");
     let lines = |n: usize| servers.iter().take(n).map(|b| format!("{}\n", b.addr)).collect::<String>();
-    std::fs::write(&file, lines(3)).unwrap();
+    write_atomically(&file, lines(3));
     for lb in ["c_murmurhash", "c_md5"] {
-        std::fs::write(&file, lines(3)).unwrap();
+        write_atomically(&file, lines(3));
         let channel = Channel::init(&format!("file://{}", file.display()), lb, options()).unwrap();
         let keys: Vec<u64> = (0..200).map(|k| u64::from(murmur_hash32(format!("key-{k}").as_bytes()))).collect();
         let before: Vec<u16> = keys.iter().map(|k| who(&channel, Some(*k)).unwrap()).collect();
         let again: Vec<u16> = keys.iter().map(|k| who(&channel, Some(*k)).unwrap()).collect();
         assert_eq!(before, again, "{lb}: a key changed server with no change of servers");
-        std::fs::write(&file, lines(4)).unwrap();
+        write_atomically(&file, lines(4));
         let fourth = servers[3].addr.port();
         let deadline = Instant::now() + Duration::from_secs(10);
-        let after = loop {
-            let after: Vec<u16> = keys.iter().map(|k| who(&channel, Some(*k)).unwrap()).collect();
-            if after.contains(&fourth) || Instant::now() > deadline {
-                break after;
-            }
+        while !keys.iter().any(|k| who(&channel, Some(*k)) == Ok(fourth)) {
+            assert!(Instant::now() < deadline, "{lb}: the fourth server never got a key");
             std::thread::sleep(Duration::from_millis(100));
-        };
+        }
+        // A whole pass after the change (one taken during it mixes both).
+        let after: Vec<u16> = keys.iter().map(|k| who(&channel, Some(*k)).unwrap()).collect();
         let moved: Vec<usize> = (0..keys.len()).filter(|i| before[*i] != after[*i]).collect();
         assert!(moved.iter().all(|i| after[*i] == fourth), "{lb}: keys moved between old servers");
         // About 1/4 of 200 = 50.
@@ -195,11 +202,11 @@ fn the_file_naming_service_picks_up_an_edited_file() {
     let dir = std::env::temp_dir().join(format!("brpc_file_ns_{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("servers");
-    std::fs::write(&file, format!("# one server\n{}\n", servers[0].addr)).unwrap();
+    write_atomically(&file, format!("# one server\n{}\n", servers[0].addr));
     let channel = Channel::init(&format!("file://{}", file.display()), "rr", options()).unwrap();
     let first = counts(&channel, 10);
     assert_eq!(first.keys().copied().collect::<Vec<_>>(), vec![servers[0].addr.port()]);
-    std::fs::write(&file, format!("{}\n", servers[1].addr)).unwrap();
+    write_atomically(&file, format!("{}\n", servers[1].addr));
     let deadline = Instant::now() + Duration::from_secs(10);
     while who(&channel, None).unwrap() != servers[1].addr.port() {
         assert!(Instant::now() < deadline, "the edit was not picked up");
