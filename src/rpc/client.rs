@@ -548,8 +548,11 @@ pub(crate) fn on_response_frame(socket: SocketId, response: Result<RpcMessage, (
         let failed = error.is_some();
         cluster.feedback(&Feedback { server: attempt.server, latency: attempt.started.elapsed(), failed });
     }
+    // A server's own refusal (ELOGOFF, ELIMIT, ...) is retried on another
+    // server; a channel with one server hands it to the caller at once.
+    let elsewhere = call.channel.cluster().is_some();
     match error {
-        Some((code, text)) if is_retryable(code) && call.state.lock().retries_left > 0 => {
+        Some((code, text)) if elsewhere && is_retryable(code) && call.state.lock().retries_left > 0 => {
             connections::release(attempt.kind, &attempt.key, attempt.socket, attempt.connection, true);
             attempt_lost(id, &call, code, &text);
         }
