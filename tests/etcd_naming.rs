@@ -144,7 +144,8 @@ impl Caller {
     /// Waits until `port` answered after `since`; how long it took from `since`.
     fn wait_for(&self, port: u16, since: Instant, within: Duration) -> Duration {
         while since.elapsed() < within {
-            let first = self.log.lock().unwrap().iter().find(|(at, r)| *at > since && r == &Ok(port)).map(|(at, _)| *at);
+            let first =
+                self.log.lock().unwrap().iter().find(|(at, r)| *at > since && r == &Ok(port)).map(|(at, _)| *at);
             if let Some(at) = first {
                 return at - since;
             }

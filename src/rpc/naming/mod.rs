@@ -29,6 +29,7 @@
 //! read the tag as the weight, as brpc does. [`parse_server`] parses one.
 
 mod domain;
+mod etcd;
 mod file;
 mod list;
 
@@ -82,12 +83,8 @@ pub const SCHEMES: &[(&str, NamingConstructor)] = &[
     ("file", file::create),
     ("dns", domain::create),
     ("http", domain::create),
-    ("etcd", etcd_unavailable),
+    ("etcd", etcd::create),
 ];
-
-fn etcd_unavailable(_: &str) -> Result<Box<dyn NamingService>, (i32, String)> {
-    Err((libc::EINVAL, "etcd naming service not available in this build".to_string()))
-}
 
 /// How long `Channel::init` waits for a naming service's first list.
 pub const FIRST_LIST_WAIT: Duration = Duration::from_secs(5);
@@ -215,11 +212,9 @@ mod tests {
     }
 
     #[test]
-    fn unknown_and_reserved_schemes_fail_with_a_text() {
+    fn unknown_schemes_fail_with_a_text() {
         let Err((code, text)) = create("zk://a/b") else { panic!("zk accepted") };
         assert_eq!(code, libc::EINVAL);
         assert!(text.contains("unknown naming service"), "{text}");
-        let Err((_, text)) = create("etcd://127.0.0.1:2379/svc") else { panic!("etcd accepted") };
-        assert!(text.contains("etcd naming service not available"), "{text}");
     }
 }
