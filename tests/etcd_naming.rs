@@ -108,11 +108,14 @@ fn rr_over_etcd_reaches_every_registered_server_evenly() {
     }
 }
 
+/// A call's outcome (the answering server's port, or the error) and when it ended.
+type Outcome = (Instant, Result<u16, (i32, String)>);
+
 /// Calls one after another on a thread until stopped; every outcome with
 /// the time it ended.
 struct Caller {
     stop: Arc<AtomicBool>,
-    log: Arc<Mutex<Vec<(Instant, Result<u16, (i32, String)>)>>>,
+    log: Arc<Mutex<Vec<Outcome>>>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -154,7 +157,7 @@ impl Caller {
         panic!("port {port} never answered within {within:?}");
     }
 
-    fn stop(mut self) -> Vec<(Instant, Result<u16, (i32, String)>)> {
+    fn stop(mut self) -> Vec<Outcome> {
         self.stop.store(true, Ordering::Release);
         if let Some(thread) = self.thread.take() {
             thread.join().unwrap();
