@@ -222,7 +222,7 @@ fn init_refuses_what_it_does_not_know_with_a_text() {
     for (url, lb, expect) in [
         ("list://127.0.0.1:1", "nope", "unknown load balancer"),
         ("zk://x/y", "rr", "unknown naming service"),
-        ("etcd://127.0.0.1:2379/svc", "rr", "etcd naming service not available"),
+        ("consul://127.0.0.1:8500/svc", "rr", "unknown naming service"),
         ("list://127.0.0.1:1", "", "needs a load balancer"),
         ("127.0.0.1:1", "rr", "needs a naming service URL"),
     ] {
