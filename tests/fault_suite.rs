@@ -7,6 +7,11 @@
 //! Cases run one at a time (a process-wide lock), so the RSS of one is not
 //! another's. Run with `--nocapture` to see the figures.
 
+#[path = "fault_suite/attacks.rs"]
+mod attacks;
+#[path = "fault_suite/raw_peer.rs"]
+mod raw_peer;
+
 use std::io::Write;
 use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -39,7 +44,8 @@ fn open_fds() -> usize {
     std::fs::read_dir("/proc/self/fd").map(|d| d.count()).unwrap_or(0)
 }
 
-/// Echo server: "Echo" answers with the request's payload.
+/// Echo server: "Echo" answers with the request's payload, "Stream"
+/// accepts one stream that echoes every message (see `raw_peer`).
 fn echo_server(options: ServerOptions) -> (Server, String) {
     let server = Server::new();
     server
@@ -52,6 +58,7 @@ fn echo_server(options: ServerOptions) -> (Server, String) {
             }),
         )
         .unwrap();
+    server.add_method("fault.Service", "Stream", Arc::new(raw_peer::accept_echo_stream)).unwrap();
     server.start("127.0.0.1:0", options).unwrap();
     let addr = server.listen_address().unwrap().to_string();
     (server, addr)
@@ -215,17 +222,18 @@ fn pipeline_without_reading(addr: &str, payload: usize, sample: &dyn Fn(), budge
 
 #[test]
 fn a_client_pipelining_requests_without_reading_responses_is_bounded_then_disconnected() {
-    socket::set_max_unwritten_bytes(8 * MIB as u64);
-    socket::set_overcrowded_grace(Duration::from_millis(500));
     // Requests read but not yet run wait on the worker pool with their
     // payload; max_concurrency bounds them (answered ELIMIT beyond).
     let options = ServerOptions { max_concurrency: 64, ..Default::default() };
     under_attack("pipelining without reading", options, |addr, sample| {
+        // Process-wide settings: set while this case holds the suite.
+        socket::set_max_unwritten_bytes(8 * MIB as u64);
+        socket::set_overcrowded_grace(Duration::from_millis(500));
         let cut = pipeline_without_reading(addr, 64 * 1024, sample, Duration::from_secs(30));
+        socket::set_max_unwritten_bytes(0);
+        socket::set_overcrowded_grace(Duration::ZERO);
         assert!(cut, "the server never disconnected a peer that does not read");
     });
-    socket::set_max_unwritten_bytes(0);
-    socket::set_overcrowded_grace(Duration::ZERO);
 }
 
 #[test]

@@ -78,6 +78,15 @@ struct StreamOptions {
     int min_buf_size;
     // Bytes written but not yet consumed by the peer's handler that make
     // StreamWrite return EAGAIN. <= 0: no limit (and no feedback asked).
+    // It is also the window the peer gets (brpc's writers keep to their
+    // own max_buf_size, so give a stream at least the writer's): a peer
+    // that starts a message while max_buf_size bytes already wait for this
+    // side's handler ignores FEEDBACK, and the stream is reset. This side's
+    // on_failed gets EOVERCROWDED with a text naming the window, the peer
+    // gets RST (its on_failed: ECONNRESET), and the queued messages are
+    // dropped. A message reassembled from DATA segments past 64 MiB resets
+    // the stream the same way with EMSGSIZE. With max_buf_size <= 0 the
+    // bound is 64 MiB.
     int max_buf_size;
     // on_idle_timeout after this long without a message; -1: never.
     long idle_timeout_ms;

@@ -43,6 +43,9 @@ pub struct StreamOptions {
     /// Kept for brpc's API; the window is `max_buf_size`.
     pub min_buf_size: i32,
     /// Bytes written and not yet consumed by the peer; <= 0: unlimited.
+    /// Also the window a peer gets: a peer that starts a message while
+    /// this many bytes wait for this side's handler is reset (see
+    /// `receive`).
     pub max_buf_size: i32,
     pub idle_timeout: Option<Duration>,
     pub messages_in_batch: usize,
@@ -151,6 +154,9 @@ pub(super) struct Receiver {
     pub delivering: bool,
     /// Bytes handed to the handler so far (what FEEDBACK reports).
     pub consumed: u64,
+    /// Bytes of whole messages queued so far; `received - consumed` is
+    /// what the handler has not consumed yet (the peer's window in use).
+    pub received: u64,
     pub last_data: Option<Instant>,
     /// The stream ended: what arrives from now on is dropped, and nothing
     /// more is queued for its handler after its last callbacks.

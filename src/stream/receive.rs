@@ -5,6 +5,11 @@
 //! and RST end the stream. Frames for streams this side does not have are
 //! answered with RST, except RST and FEEDBACK, which may legitimately
 //! outlive their stream.
+//!
+//! A peer's DATA is bounded: a message started while the stream's window
+//! (`max_buf_size`) is all unconsumed, or one reassembled past 64 MiB,
+//! resets the stream (RST to the peer, `on_failed` here with
+//! `EOVERCROWDED`/`EMSGSIZE`) and drops what it had queued.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -16,6 +21,7 @@ use super::close;
 use super::core::{core_of, find, find_core, Receiver, StreamCore, StreamId};
 use super::frames;
 use super::state::ResetAction;
+use crate::errno;
 use crate::protocol::{FrameType, Limits, StreamFrame};
 use crate::runtime::timers;
 use crate::socket::Socket;
@@ -74,11 +80,25 @@ fn on_data(socket: &Socket, core: &StreamCore, payload: Bytes, continues: bool) 
         if core.options.idle_timeout.is_some() {
             receiver.last_data = Some(Instant::now());
         }
+        if receiver.partial.is_none() {
+            let unconsumed = receiver.received - receiver.consumed;
+            let window = receive_window(core);
+            if unconsumed >= window {
+                receiver.queue.clear();
+                drop(receiver);
+                let text = format!(
+                    "the peer wrote past the stream's window: a new message while {unconsumed} bytes wait \
+                     for the handler, window (max_buf_size) {window} bytes; the peer ignores FEEDBACK, \
+                     the stream is reset"
+                );
+                return reset(socket, core, errno::EOVERCROWDED, &text);
+            }
+        }
         if too_large(&receiver, &payload) {
+            receiver.partial = None;
             drop(receiver);
-            let text = "a message in DATA segments grew past the 64 MiB body limit";
-            socket.set_failed(libc::EMSGSIZE, text);
-            return;
+            let text = "a message in DATA segments grew past the 64 MiB body limit; the stream is reset";
+            return reset(socket, core, libc::EMSGSIZE, text);
         }
         let message = match receiver.partial.take() {
             Some(mut partial) => {
@@ -97,6 +117,7 @@ fn on_data(socket: &Socket, core: &StreamCore, payload: Bytes, continues: bool) 
         };
         crate::stats::STREAM_MESSAGES_IN.inc();
         crate::stats::STREAM_BYTES_IN.add(message.len() as u64);
+        receiver.received += message.len() as u64;
         receiver.queue.push_back(message);
         if receiver.delivering {
             return;
@@ -109,6 +130,40 @@ fn on_data(socket: &Socket, core: &StreamCore, payload: Bytes, continues: bool) 
         core.executor.enqueue(move || deliver(&owned))
     };
     drop(queued);
+}
+
+/// What the peer may leave unconsumed here before it starts a message:
+/// this stream's `max_buf_size`, the window a brpc writer keeps to (it
+/// starts a message only while `produced < consumed + max_buf_size`, and
+/// this side's consumed count is never behind the FEEDBACK it sent). A
+/// stream without a window (`max_buf_size <= 0`) still holds at most
+/// [`UNWINDOWED_RECEIVE_BOUND`].
+fn receive_window(core: &StreamCore) -> u64 {
+    match core.options.max_buf_size {
+        size if size > 0 => size as u64,
+        _ => UNWINDOWED_RECEIVE_BOUND,
+    }
+}
+
+/// Unconsumed bytes a stream with `max_buf_size <= 0` holds before it
+/// resets its peer (brpc's `max_body_size`).
+const UNWINDOWED_RECEIVE_BOUND: u64 = Limits::DEFAULT_MAX_BODY_SIZE as u64;
+
+/// Ends a stream this side cannot go on with: the peer's stream is sent
+/// RST (its `on_failed` gets `ECONNRESET`), this one fails with `code` and
+/// `text` (its handler's `on_failed`), and what it had queued is gone.
+fn reset(socket: &Socket, core: &StreamCore, code: i32, text: &str) {
+    log_warning!("stream {}: {text}", core.id());
+    let (host, remote) = {
+        let link = core.link.lock();
+        (link.host, link.remote_id)
+    };
+    if let (Some(host), Some(remote)) = (host.and_then(Socket::address), remote) {
+        if let Ok(rst) = frames::rst(remote) {
+            let _ = host.write(vec![rst], None);
+        }
+    }
+    socket.set_failed(code, text);
 }
 
 /// A message reassembled from DATA segments may not exceed what one frame
