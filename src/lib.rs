@@ -4,6 +4,8 @@
 //! Layers, bottom up; each uses only the ones above it in this list:
 //! - [`log`]: the one logging path (level, program-set sink, brpc's format).
 //! - [`errno`]: brpc's error numbers and their texts.
+//! - [`error`]: [`Error`], the code, text and cause every layer from the
+//!   socket up returns (a C `int` only in `ffi`).
 //! - [`id`]: the versioned, reference-counted registry behind SocketId.
 //! - [`stats`]: live counters (alive objects, bytes, messages, failures).
 //! - [`runtime`]: the epoll dispatcher, timers and worker threads.
@@ -20,6 +22,7 @@
 #[macro_use]
 pub mod log;
 pub mod errno;
+pub mod error;
 pub mod etcd;
 pub mod id;
 pub mod portal;
@@ -32,3 +35,5 @@ pub mod stream;
 mod sync;
 
 pub mod ffi;
+
+pub use error::Error;
