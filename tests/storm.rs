@@ -231,7 +231,7 @@ fn healthy_server(server_side: Arc<ServerSide>, seed: u64) -> Server {
 fn write_some(id: StreamId, tracker: &Tracker, count: u64, size: usize, rng: &mut SplitMix) {
     let payload = Bytes::from(vec![b's'; size]);
     for _ in 0..count {
-        match stream::write(id, payload.clone(), rng.below(4) == 0) {
+        match stream::write(id, payload.clone(), rng.below(4) == 0).map_err(|e| e.code()) {
             Ok(()) => {
                 tracker.accepted.fetch_add(1, Ordering::AcqRel);
             }

@@ -21,6 +21,7 @@ pub mod stream;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use crate::errno;
+use crate::error::Error;
 
 /// Most streams one call may set up (`brpc_stream_create`'s `n`, the ids
 /// `brpc_stream_accept` can return); a request asking for more is answered
@@ -36,6 +37,16 @@ pub(crate) fn guard(f: impl FnOnce() -> i32) -> i32 {
             log_error!("internal error: a panic was caught at the C boundary");
             errno::EINTERNAL
         }
+    }
+}
+
+/// A result as C has it: 0, or the error's number. Where an [`Error`]
+/// becomes a C `int` (its text reaches C only through the error-text
+/// getters).
+pub(crate) fn c_code<E: Into<Error>>(result: Result<(), E>) -> i32 {
+    match result {
+        Ok(()) => 0,
+        Err(error) => error.into().code(),
     }
 }
 

@@ -13,7 +13,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::rpc::brpc_controller;
-use super::{guard, guard_value, SendPtr};
+use super::{c_code, guard, guard_value, SendPtr};
 use crate::stream::{self, StreamHandler, StreamId, StreamOptions};
 
 /// A stream's id (its socket's id).
@@ -206,7 +206,7 @@ pub unsafe extern "C" fn brpc_stream_create(
                 controller.streams = ids;
                 0
             }
-            Err(code) => code,
+            Err(error) => error.code(),
         }
     })
 }
@@ -250,7 +250,7 @@ pub unsafe extern "C" fn brpc_stream_accept(
                 controller.streams = ids;
                 0
             }
-            Err(code) => code,
+            Err(error) => error.code(),
         }
     })
 }
@@ -297,10 +297,7 @@ pub unsafe extern "C" fn brpc_stream_write(
         } else {
             stream::write_parts(id, &parts.collect::<Vec<_>>(), write_in_background)
         };
-        match written {
-            Ok(()) => 0,
-            Err(code) => code,
-        }
+        c_code(written)
     })
 }
 
@@ -389,10 +386,7 @@ pub unsafe extern "C" fn brpc_stream_write_blocks(
             }
         }
         drop(lender);
-        match stream::write_chunks(id, chunks, write_in_background) {
-            Ok(()) => 0,
-            Err(code) => code,
-        }
+        c_code(stream::write_chunks(id, chunks, write_in_background))
     })
 }
 
@@ -442,10 +436,7 @@ pub unsafe extern "C" fn brpc_stream_wait_async(
 /// everything written before.
 #[no_mangle]
 pub unsafe extern "C" fn brpc_stream_close(id: brpc_stream_id) -> c_int {
-    guard(|| match stream::close(id) {
-        Ok(()) => 0,
-        Err(code) => code,
-    })
+    guard(|| c_code(stream::close(id)))
 }
 
 /// Streams not yet recycled, process-wide.

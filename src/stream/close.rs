@@ -12,19 +12,20 @@ use bytes::BytesMut;
 use parking_lot::Mutex;
 
 use super::core::{find, find_core, AfterEnd, StreamCore, StreamId, CLOSE_TAG};
-use super::state::{CloseAction, EndAction, NORMAL_CLOSE};
+use super::state::{AlreadyClosing, CloseAction, EndAction, NORMAL_CLOSE};
 use super::{frames, hosts};
+use crate::error::Error;
 use crate::socket::{Chunks, Socket, SocketUser, WriteOptions};
 use crate::stats;
 
 /// `StreamClose`: any number of times, from any thread or callback;
 /// `EINVAL` once the stream is closing or gone.
-pub fn close(id: StreamId) -> Result<(), i32> {
-    let (socket, core) = find(id).ok_or(libc::EINVAL)?;
+pub fn close(id: StreamId) -> Result<(), Error> {
+    let (socket, core) = find(id).ok_or(AlreadyClosing)?;
     close_locally(&socket, &core, "the stream was closed")
 }
 
-fn close_locally(socket: &Socket, core: &StreamCore, why: &'static str) -> Result<(), i32> {
+fn close_locally(socket: &Socket, core: &StreamCore, why: &'static str) -> Result<(), Error> {
     let action = {
         let mut link = core.link.lock();
         let action = link.apply(|state| state.close(why))?;

@@ -10,6 +10,7 @@ use super::core::{find, AfterEnd, StreamCore, StreamId, StreamOptions};
 use super::state::{ConnectAction, ReleaseAction, State};
 use super::{frames, hosts, receive};
 use crate::errno;
+use crate::error::Error;
 use crate::protocol::StreamSettings;
 use crate::socket::{check_connected_and_keep_write, Socket, SocketId};
 
@@ -25,9 +26,9 @@ fn spawn(options: StreamOptions) -> Result<(StreamId, Arc<StreamCore>), i32> {
 
 /// Creates `n` client streams for a call that is yet to be made; `EINVAL`
 /// for 0 or more than [`MAX_STREAMS_PER_CALL`].
-pub fn create(n: usize, options: &StreamOptions) -> Result<Vec<StreamId>, i32> {
+pub fn create(n: usize, options: &StreamOptions) -> Result<Vec<StreamId>, Error> {
     if n == 0 || n > MAX_STREAMS_PER_CALL {
-        return Err(libc::EINVAL);
+        return Err(Error::new(libc::EINVAL, format!("a call sets up 1 to {MAX_STREAMS_PER_CALL} streams, not {n}")));
     }
     let mut ids = Vec::with_capacity(n);
     for _ in 0..n {
@@ -35,7 +36,7 @@ pub fn create(n: usize, options: &StreamOptions) -> Result<Vec<StreamId>, i32> {
             Ok((id, _)) => ids.push(id),
             Err(code) => {
                 close::discard(&ids);
-                return Err(code);
+                return Err(Error::new(code, "cannot create a stream"));
             }
         }
     }
@@ -115,10 +116,11 @@ pub fn accept(
     request: &StreamSettings,
     options: &StreamOptions,
     max: usize,
-) -> Result<Vec<StreamId>, i32> {
+) -> Result<Vec<StreamId>, Error> {
     let remotes = remote_ids(request);
     if remotes.len() > max {
-        return Err(libc::EINVAL);
+        let text = format!("the request carries {} streams, more than the {max} asked for", remotes.len());
+        return Err(Error::new(libc::EINVAL, text));
     }
     let mut accepted = Vec::with_capacity(remotes.len());
     for remote in remotes {
@@ -142,7 +144,7 @@ pub fn accept(
             }
             Err(code) => {
                 close::discard(&accepted);
-                return Err(code);
+                return Err(Error::new(code, "cannot create a stream"));
             }
         }
     }

@@ -21,6 +21,7 @@
 //! ```
 
 use crate::errno;
+use crate::error::Error;
 use crate::socket::ConnectData;
 
 /// The code a stream's socket fails with when the stream closed normally.
@@ -94,12 +95,22 @@ pub(super) enum WriteRefused {
     PeerDoesNotRead,
 }
 
-impl WriteRefused {
-    pub(super) fn code(self) -> i32 {
-        match self {
-            WriteRefused::WindowFull => libc::EAGAIN,
-            WriteRefused::Closed => libc::EINVAL,
-            WriteRefused::PeerDoesNotRead => libc::EBADF,
+/// A close of a stream closing or closed already (`EINVAL`, as brpc).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct AlreadyClosing;
+
+impl From<AlreadyClosing> for Error {
+    fn from(_: AlreadyClosing) -> Error {
+        Error::new(libc::EINVAL, "the stream is closing or closed already")
+    }
+}
+
+impl From<WriteRefused> for Error {
+    fn from(refused: WriteRefused) -> Error {
+        match refused {
+            WriteRefused::WindowFull => Error::new(libc::EAGAIN, "the stream's window is full"),
+            WriteRefused::Closed => Error::new(libc::EINVAL, "the stream is closing or closed"),
+            WriteRefused::PeerDoesNotRead => Error::new(libc::EBADF, "the peer's stream has no handler"),
         }
     }
 }
@@ -266,9 +277,9 @@ impl State {
         }
     }
 
-    /// `StreamClose` (`why` names it), or the peer's CLOSE. `EINVAL` when
+    /// `StreamClose` (`why` names it), or the peer's CLOSE. Refused when
     /// closing or closed already.
-    pub(super) fn close(&mut self, why: &'static str) -> Result<CloseAction, i32> {
+    pub(super) fn close(&mut self, why: &'static str) -> Result<CloseAction, AlreadyClosing> {
         match self {
             State::Created(held) => {
                 let waiting = held.pending.is_some();
@@ -289,7 +300,7 @@ impl State {
                     WritePath::Held(_) | WritePath::Queued => CloseAction::QueueClose,
                 })
             }
-            State::Closing { .. } | State::Closed { .. } => Err(libc::EINVAL),
+            State::Closing { .. } | State::Closed { .. } => Err(AlreadyClosing),
         }
     }
 
@@ -446,7 +457,7 @@ mod tests {
             "StreamClose with nothing written: a normal close",
             created,
             &[Event::Close, Event::Close],
-            &["Ok(Fail { code: 2005, text: \"the stream was closed\" })", "Err(22)"],
+            &["Ok(Fail { code: 2005, text: \"the stream was closed\" })", "Err(AlreadyClosing)"],
             Phase::Closing,
         ),
         (

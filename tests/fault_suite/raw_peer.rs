@@ -27,7 +27,7 @@ struct EchoStream;
 impl StreamHandler for EchoStream {
     fn on_received_messages(&self, id: StreamId, messages: &[Bytes]) {
         for message in messages {
-            while let Err(libc::EAGAIN) = stream::write(id, message.clone(), false) {
+            while let Err(libc::EAGAIN) = stream::write(id, message.clone(), false).map_err(|e| e.code()) {
                 if stream::wait(id, Some(Duration::from_secs(5))) != 0 {
                     return;
                 }
@@ -50,7 +50,7 @@ pub fn accept_echo_stream(call: ServerCall) {
     let options = StreamOptions { handler: Some(Arc::new(EchoStream)), ..Default::default() };
     match stream::accept(call.host(), &settings, &options, 1) {
         Ok(ids) => call.respond_with_streams(Ok((Bytes::from_static(b"accepted"), Bytes::new())), &ids),
-        Err(code) => call.respond(Err((code, "only one stream per call".into()))),
+        Err(error) => call.respond(Err((error.code(), "only one stream per call".into()))),
     }
 }
 
