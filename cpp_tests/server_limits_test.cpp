@@ -1,7 +1,12 @@
 // brpc::Server's limits through the facade: ServerOptions.max_concurrency,
 // method_max_concurrency and MaxConcurrencyOf answer ELIMIT beyond the
 // limit without running the method; limiters not implemented refuse Start.
+// The bounds against peers that send no whole request: max_connections,
+// max_partial_request_bytes, header_timeout_ms.
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -131,6 +136,94 @@ TEST(ServerLimitsTest, AnUnknownMethodGetsAPlaceholderLimit) {
     const brpc::Server& const_server = server;
     EXPECT_EQ(0, const_server.MaxConcurrencyOf("test.EchoService.Nope"));
     EXPECT_EQ(0, server.Start("127.0.0.1:0", NULL));
+}
+
+// A connection to 127.0.0.1:port, or -1.
+int ConnectTo(int port) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr = {};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(port);
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+// True when the server closed `fd` within `ms` (a read sees EOF or a reset).
+bool ClosedByServer(int fd, int ms) {
+    timeval timeout = {ms / 1000, (ms % 1000) * 1000};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
+    char byte;
+    const ssize_t n = read(fd, &byte, 1);
+    return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK);
+}
+
+TEST(ServerLimitsTest, ServerOptionsBoundConnectionsPartialRequestsAndHeaderTimeByDefault) {
+    brpc::ServerOptions options;
+    EXPECT_EQ(10000, options.max_connections);
+    EXPECT_EQ(512LL * 1024 * 1024, options.max_partial_request_bytes);
+    EXPECT_EQ(10000, options.header_timeout_ms);
+}
+
+TEST(ServerLimitsTest, NegativeConnectionOrPartialRequestBoundsAreRefusedAtStart) {
+    for (int which = 0; which < 2; ++which) {
+        SleepyEcho service;
+        brpc::Server server;
+        ASSERT_EQ(0, server.AddService(&service, brpc::SERVER_DOESNT_OWN_SERVICE));
+        brpc::ServerOptions options;
+        if (which == 0) {
+            options.max_connections = -1;
+        } else {
+            options.max_partial_request_bytes = -1;
+        }
+        EXPECT_EQ(-1, server.Start("127.0.0.1:0", &options));
+        EXPECT_EQ(EINVAL, errno);
+        EXPECT_FALSE(server.IsRunning());
+    }
+}
+
+TEST(ServerLimitsTest, AConnectionBeyondMaxConnectionsIsClosedAtOnce) {
+    SleepyEcho service;
+    brpc::Server server;
+    ASSERT_EQ(0, server.AddService(&service, brpc::SERVER_DOESNT_OWN_SERVICE));
+    brpc::ServerOptions options;
+    options.max_connections = 2;
+    options.has_builtin_services = false;
+    ASSERT_EQ(0, server.Start("127.0.0.1:0", &options));
+    const int port = server.listen_address().port;
+    int kept[2];
+    for (int i = 0; i < 2; ++i) {
+        kept[i] = ConnectTo(port);
+        ASSERT_GE(kept[i], 0);
+    }
+    // Accepted one after the other, so the third is the one refused.
+    usleep(200 * 1000);
+    const int third = ConnectTo(port);
+    ASSERT_GE(third, 0);
+    EXPECT_TRUE(ClosedByServer(third, 5000));
+    EXPECT_FALSE(ClosedByServer(kept[0], 300));
+    close(third);
+    close(kept[0]);
+    close(kept[1]);
+}
+
+TEST(ServerLimitsTest, AHeaderThatNeverCompletesIsCutAfterHeaderTimeoutMs) {
+    SleepyEcho service;
+    brpc::Server server;
+    ASSERT_EQ(0, server.AddService(&service, brpc::SERVER_DOESNT_OWN_SERVICE));
+    brpc::ServerOptions options;
+    options.header_timeout_ms = 300;
+    ASSERT_EQ(0, server.Start("127.0.0.1:0", &options));
+    const int fd = ConnectTo(server.listen_address().port);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(5, write(fd, "PRPC\0", 5));
+    const auto started = std::chrono::steady_clock::now();
+    EXPECT_TRUE(ClosedByServer(fd, 5000));
+    EXPECT_GE(std::chrono::steady_clock::now() - started, std::chrono::milliseconds(250));
+    close(fd);
 }
 
 }  // namespace

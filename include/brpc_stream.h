@@ -191,6 +191,16 @@ typedef struct {
   // port. Default: true. False: a connection that does not speak
   // baidu_std is closed.
   bool has_builtin_services;
+  // Connections kept at once; a new one beyond is closed at once (and
+  // logged). Default 10000; 0: unlimited; < 0: `EINVAL`.
+  int max_connections;
+  // Bytes of requests still being read, every connection together; the
+  // connection that takes the server past it is closed (logged,
+  // `EOVERCROWDED`). Default 512 MiB; 0: unlimited; < 0: `EINVAL`.
+  int64_t max_partial_request_bytes;
+  // A connection holding part of a frame header this long is closed
+  // (logged, `ETIMEDOUT`). Default 10000; <= 0: never.
+  int header_timeout_ms;
 } brpc_server_options;
 
 // Handles one request of a method, on a worker thread; the call must be

@@ -140,6 +140,11 @@ impl LegitClient {
 /// server, with a legitimate client calling throughout, and checks and
 /// prints the figures.
 fn under_attack(name: &str, options: ServerOptions, attack: impl FnOnce(&str, &dyn Fn()) + Send) {
+    under_attack_on(name, options, |_server, addr, sample| attack(addr, sample));
+}
+
+/// [`under_attack`], the attack seeing the server too.
+fn under_attack_on(name: &str, options: ServerOptions, attack: impl FnOnce(&Server, &str, &dyn Fn()) + Send) {
     let _one = ONE_AT_A_TIME.lock();
     let (server, addr) = echo_server(options);
     // Warm up the runtime's threads and the legit path before the baseline.
@@ -156,7 +161,7 @@ fn under_attack(name: &str, options: ServerOptions, attack: impl FnOnce(&str, &d
         *peak = (*peak).max(now);
     };
     let legit = LegitClient::start(&addr);
-    attack(&addr, sample);
+    attack(&server, &addr, sample);
     sample();
     let (calls, p99, max) = legit.finish();
     assert!(server.is_running(), "{name}: the server stopped");

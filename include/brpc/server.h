@@ -60,6 +60,9 @@ struct ServerOptions {
         etcd_registration_ttl_s = defaults.etcd_registration.ttl_s;
         max_concurrency = defaults.max_concurrency;
         has_builtin_services = defaults.has_builtin_services;
+        max_connections = defaults.max_connections;
+        max_partial_request_bytes = defaults.max_partial_request_bytes;
+        header_timeout_ms = defaults.header_timeout_ms;
     }
 
     // Largest request accepted, in bytes (brpc's -max_body_size flag;
@@ -105,6 +108,24 @@ struct ServerOptions {
     // as in brpc). False: a connection that does not speak baidu_std is
     // closed.
     bool has_builtin_services;
+
+    // Bounds against peers that hold a server's memory or descriptors
+    // without sending whole requests (brpc has none of the three; its
+    // max_body_size above bounds one request). Each closes a connection
+    // and logs an error naming the option.
+    // Connections kept at once; a new one beyond is closed at once.
+    // Default 10000; 0: unlimited; negative: Start fails with EINVAL.
+    int max_connections;
+    // Bytes of requests still being read (a header and part of its body),
+    // every connection together: the connection that takes the server past
+    // it is closed (EOVERCROWDED), so a thousand peers each half-sending a
+    // 60 MiB body are not all kept. Default 512 MiB; 0: unlimited;
+    // negative: EINVAL.
+    int64_t max_partial_request_bytes;
+    // A connection holding part of a frame header this long is closed
+    // (ETIMEDOUT): a peer sending a byte now and then (slowloris) is not
+    // kept. Default 10000 (10 s); <= 0: never.
+    int header_timeout_ms;
 };
 
 // IsAskedToQuit() and AskToQuit() are in brpc/controller.h, as in brpc.
@@ -306,6 +327,9 @@ inline int Server::Start(const butil::EndPoint& endpoint, const ServerOptions* o
     c.etcd_registration.tag = chosen.etcd_registration_tag.c_str();
     c.etcd_registration.ttl_s = chosen.etcd_registration_ttl_s;
     c.max_concurrency = chosen.max_concurrency;
+    c.max_connections = chosen.max_connections;
+    c.max_partial_request_bytes = chosen.max_partial_request_bytes;
+    c.header_timeout_ms = chosen.header_timeout_ms;
     if (chosen.max_concurrency < 0) {
         LOG(ERROR) << "Fail to start the server: ServerOptions.max_concurrency=" << chosen.max_concurrency
                    << " is negative (0 means unlimited)";

@@ -182,6 +182,16 @@ pub struct brpc_server_options {
     /// port. Default: true. False: a connection that does not speak
     /// baidu_std is closed.
     pub has_builtin_services: bool,
+    /// Connections kept at once; a new one beyond is closed at once (and
+    /// logged). Default 10000; 0: unlimited; < 0: `EINVAL`.
+    pub max_connections: c_int,
+    /// Bytes of requests still being read, every connection together; the
+    /// connection that takes the server past it is closed (logged,
+    /// `EOVERCROWDED`). Default 512 MiB; 0: unlimited; < 0: `EINVAL`.
+    pub max_partial_request_bytes: i64,
+    /// A connection holding part of a frame header this long is closed
+    /// (logged, `ETIMEDOUT`). Default 10000; <= 0: never.
+    pub header_timeout_ms: c_int,
 }
 
 /// How a call ended; every pointer is valid only during the callback.
@@ -837,6 +847,9 @@ pub unsafe extern "C" fn brpc_server_options_init(options: *mut brpc_server_opti
             etcd_registration: brpc_etcd_registration_options::defaults(),
             max_concurrency: defaults.max_concurrency as c_int,
             has_builtin_services: true,
+            max_connections: defaults.max_connections.min(c_int::MAX as usize) as c_int,
+            max_partial_request_bytes: defaults.max_partial_request_bytes as i64,
+            header_timeout_ms: defaults.header_timeout.map_or(-1, |t| t.as_millis().min(c_int::MAX as u128) as c_int),
         })
     };
 }
@@ -917,6 +930,18 @@ pub unsafe extern "C" fn brpc_server_start(
                 return libc::EINVAL;
             }
             opts.max_concurrency = o.max_concurrency as usize;
+            if o.max_connections < 0 || o.max_partial_request_bytes < 0 {
+                log_error!(
+                    "ServerOptions.max_connections={} or max_partial_request_bytes={} is negative; \
+                     0 means unlimited",
+                    o.max_connections,
+                    o.max_partial_request_bytes
+                );
+                return libc::EINVAL;
+            }
+            opts.max_connections = o.max_connections as usize;
+            opts.max_partial_request_bytes = usize::try_from(o.max_partial_request_bytes).unwrap_or(usize::MAX);
+            opts.header_timeout = (o.header_timeout_ms > 0).then(|| Duration::from_millis(o.header_timeout_ms as u64));
             if !o.has_builtin_services {
                 opts.builtin_services = None;
             }

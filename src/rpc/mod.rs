@@ -5,6 +5,7 @@
 //! its response may come back inside a STRM DATA frame addressed to the
 //! client's stream; the client matches it by correlation id either way.
 
+mod admission;
 pub mod call_id;
 pub mod client;
 mod cluster;
@@ -15,6 +16,7 @@ pub mod method_status;
 pub mod naming;
 pub mod server;
 
+pub use admission::{DEFAULT_HEADER_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_PARTIAL_REQUEST_BYTES};
 pub use client::{CallDone, CallOutcome, CallRequest, Channel, ChannelOptions, ConnectionType};
 pub use controller::Controller;
 pub use method_status::{MethodSnapshot, MethodStatus, Percentiles};

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 use parking_lot::{Condvar, Mutex, RwLock};
 
+use super::admission::{self, Intake, PartialBudget};
 use super::method_status::{MethodSnapshot, MethodStatus};
 use crate::errno;
 use crate::etcd::{Registration, RegistrationOptions};
@@ -25,9 +26,23 @@ use crate::stream::{self, StreamId};
 /// Runs on a worker thread for each request of its method.
 pub type Handler = Arc<dyn Fn(ServerCall) + Send + Sync>;
 
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct ServerOptions {
     pub limits: Limits,
+    /// Connections kept at once; a new one beyond is closed at once (and
+    /// logged). 0: unlimited. Default
+    /// [`DEFAULT_MAX_CONNECTIONS`](crate::rpc::DEFAULT_MAX_CONNECTIONS) (10000). brpc has no such option.
+    pub max_connections: usize,
+    /// Bytes of requests still being read that the server holds, every
+    /// connection together; the connection that takes it past this is
+    /// closed (logged, `EOVERCROWDED`). 0: unlimited. Default
+    /// [`DEFAULT_MAX_PARTIAL_REQUEST_BYTES`](crate::rpc::DEFAULT_MAX_PARTIAL_REQUEST_BYTES) (512 MiB).
+    pub max_partial_request_bytes: usize,
+    /// How long part of a frame header may wait for the rest (a peer
+    /// sending a byte now and then holds its connection otherwise); the
+    /// connection is then closed (logged, `ETIMEDOUT`). None: never.
+    /// Default [`DEFAULT_HEADER_TIMEOUT`](crate::rpc::DEFAULT_HEADER_TIMEOUT) (10 s).
+    pub header_timeout: Option<std::time::Duration>,
     /// Keepalive and TCP_USER_TIMEOUT for accepted connections.
     pub liveness: Liveness,
     /// When set, `start` registers the server in etcd (the entry is there
@@ -44,10 +59,28 @@ pub struct ServerOptions {
     pub builtin_services: Option<Arc<dyn HttpService>>,
 }
 
+impl Default for ServerOptions {
+    fn default() -> Self {
+        ServerOptions {
+            limits: Limits::default(),
+            max_connections: admission::DEFAULT_MAX_CONNECTIONS,
+            max_partial_request_bytes: admission::DEFAULT_MAX_PARTIAL_REQUEST_BYTES,
+            header_timeout: Some(admission::DEFAULT_HEADER_TIMEOUT),
+            liveness: Liveness::default(),
+            etcd_registration: None,
+            max_concurrency: 0,
+            builtin_services: None,
+        }
+    }
+}
+
 impl std::fmt::Debug for ServerOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ServerOptions")
             .field("limits", &self.limits)
+            .field("max_connections", &self.max_connections)
+            .field("max_partial_request_bytes", &self.max_partial_request_bytes)
+            .field("header_timeout", &self.header_timeout)
             .field("liveness", &self.liveness)
             .field("etcd_registration", &self.etcd_registration)
             .field("max_concurrency", &self.max_concurrency)
@@ -156,6 +189,13 @@ struct ServerInner {
     accept_retry_due: AtomicBool,
     /// The server's entry in etcd, from start to stop.
     registration: Mutex<Option<Registration>>,
+    /// `ServerOptions::max_connections` of the current run.
+    max_connections: AtomicUsize,
+    /// Connections closed at accept for `max_connections`.
+    refused_connections: AtomicUsize,
+    /// Bytes of requests being read, against `max_partial_request_bytes`.
+    partial: Arc<PartialBudget>,
+    header_timeout: Mutex<Option<std::time::Duration>>,
 }
 
 /// How soon accepting is tried again after it failed.
@@ -192,6 +232,10 @@ impl Server {
                 accept_retries: AtomicUsize::new(0),
                 accept_retry_due: AtomicBool::new(false),
                 registration: Mutex::new(None),
+                max_connections: AtomicUsize::new(0),
+                refused_connections: AtomicUsize::new(0),
+                partial: Arc::default(),
+                header_timeout: Mutex::new(None),
             }),
         }
     }
@@ -239,6 +283,17 @@ impl Server {
         *self.inner.in_flight.lock()
     }
 
+    /// Connections the server holds now.
+    pub fn connection_count(&self) -> usize {
+        self.inner.connections.lock().len()
+    }
+
+    /// Bytes of requests still being read, every connection together
+    /// (what `max_partial_request_bytes` bounds).
+    pub fn partial_request_bytes(&self) -> usize {
+        self.inner.partial.held()
+    }
+
     /// Listens on "ip:port" (port 0 picks a free one) and starts accepting.
     pub fn start(&self, address: &str, options: ServerOptions) -> Result<(), i32> {
         if self.inner.running.swap(true, Ordering::AcqRel) {
@@ -260,6 +315,9 @@ impl Server {
         *self.inner.limits.lock() = options.limits;
         *self.inner.liveness.lock() = options.liveness;
         self.inner.max_concurrency.store(options.max_concurrency, Ordering::Release);
+        self.inner.max_connections.store(options.max_connections, Ordering::Release);
+        self.inner.partial.set_max(options.max_partial_request_bytes);
+        *self.inner.header_timeout.lock() = options.header_timeout;
         *self.inner.builtin_services.lock() = options.builtin_services.clone();
         *self.inner.started.lock() = Some(std::time::Instant::now());
         self.inner.stopping.store(false, Ordering::Release);
@@ -403,6 +461,11 @@ impl ServerInner {
     }
 
     fn adopt(self: &Arc<Self>, stream: std::net::TcpStream) {
+        let connections = self.connections.lock().len();
+        let max = self.max_connections.load(Ordering::Acquire);
+        if !admission::admit_connection(connections, max, &self.refused_connections) {
+            return;
+        }
         let _ = stream.set_nodelay(true);
         let local = stream.local_addr().ok();
         // SAFETY: into_raw_fd hands over the descriptor's only owner.
@@ -414,6 +477,7 @@ impl ServerInner {
             protocol: Mutex::new(Protocol::Undecided),
             http: self.builtin_services.lock().clone(),
             http_answered: Arc::new(AtomicBool::new(false)),
+            intake: Intake::new(Arc::clone(&self.partial), *self.header_timeout.lock()),
         });
         let liveness = *self.liveness.lock();
         match Socket::create(SocketOptions { fd: Some(fd), user: Some(connection), liveness, ..Default::default() }) {
@@ -654,6 +718,8 @@ struct ServerConnection {
     http: Option<Arc<dyn HttpService>>,
     /// The HTTP request was answered (shared with the request's timer).
     http_answered: Arc<AtomicBool>,
+    /// Its part of the server's partial-request budget, its header watch.
+    intake: Intake,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -667,20 +733,24 @@ enum Protocol {
 impl SocketUser for ServerConnection {
     fn on_input(&self, socket: &Socket, buf: &mut BytesMut) -> Result<(), (i32, String)> {
         match self.protocol(socket, buf) {
-            Protocol::Undecided => return Ok(()),
+            Protocol::Undecided => {}
             Protocol::Http => return self.on_http_input(socket, buf),
-            Protocol::BaiduStd => {}
+            Protocol::BaiduStd => {
+                let mut cutter = self.cutter.lock();
+                super::cut_frames(
+                    &mut cutter,
+                    buf,
+                    |frame| self.on_request(socket, &frame),
+                    |frame| stream::on_frame(socket, frame),
+                )?;
+            }
         }
-        let mut cutter = self.cutter.lock();
-        super::cut_frames(
-            &mut cutter,
-            buf,
-            |frame| self.on_request(socket, &frame),
-            |frame| stream::on_frame(socket, frame),
-        )
+        // What is left is part of a frame.
+        self.intake.after_input(socket, buf.len())
     }
 
     fn on_failed(&self, socket: &Socket, code: i32, text: &str) {
+        self.intake.on_closed();
         if let Some(server) = self.server.upgrade() {
             server.connections.lock().remove(&socket.id());
         }

@@ -3,14 +3,20 @@
 //! and descriptors come back.
 
 use std::io::Write;
+use std::net::TcpStream;
+use std::thread;
 use std::time::{Duration, Instant};
 
 use brpc_stream::errno;
-use brpc_stream::protocol::FrameType;
+use brpc_stream::protocol::{FrameType, RpcMeta, RpcResponseMeta, StreamSettings};
 use brpc_stream::rpc::ServerOptions;
+use brpc_stream::stream;
 
-use super::raw_peer::{data_frame, RawPeer, Received, STREAM_FAILURES};
-use super::{under_attack, MIB};
+use super::raw_peer::{
+    closed_by_server, connect_many, data_frame, header, request_meta, reset_on_close, rpc_frame, RawPeer, Received,
+    SplitMix, STREAM_FAILURES,
+};
+use super::{under_attack, under_attack_on, MIB};
 
 /// The attacker's stream ids: far from anything the library hands out.
 const MY_STREAM: i64 = 0x7000_0000_0000;
@@ -57,6 +63,276 @@ fn a_stream_peer_that_ignores_feedback_is_reset_on_both_sides() {
         let (code, text) =
             failures.iter().find(|(code, _)| *code == errno::EOVERCROWDED).expect("on_failed on the server");
         assert!(text.contains("window"), "unclear error text: {text}");
+        hold(sample, Duration::from_millis(500));
         println!("stream flood: {} MiB sent; the server's stream failed with {code}: {text}", sent / MIB);
+    });
+}
+
+/// Samples RSS while `duration` passes, so the legitimate client calls
+/// throughout an attack that holds its ground.
+fn hold(sample: &dyn Fn(), duration: Duration) {
+    let until = Instant::now() + duration;
+    while Instant::now() < until {
+        sample();
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn extra_stream_ids_sent_to_a_single_stream_method_are_refused_without_a_crash() {
+    under_attack("extra stream ids", ServerOptions::default(), |addr, sample| {
+        let mut peer = RawPeer::connect(addr);
+        let mut refused = 0;
+        for call in 1..=300i64 {
+            // 1 to MAX_STREAMS_PER_CALL + 8 extra ids, some of them absurd.
+            let extra: Vec<i64> = (0..call % (stream::MAX_STREAMS_PER_CALL as i64 + 8) + 1)
+                .map(|i| if i % 3 == 0 { -i } else { MY_STREAM + call * 1000 + i })
+                .collect();
+            let response = peer.call_with_streams(call, MY_STREAM + call * 1000, extra).expect("an answer");
+            let code = response.response.and_then(|r| r.error_code).unwrap_or(0);
+            assert_ne!(code, 0, "call {call}: a request with extra streams was accepted");
+            refused += 1;
+            if call % 50 == 0 {
+                sample();
+            }
+        }
+        // The same connection still sets up a legitimate stream.
+        let response = peer.call_with_streams(1000, MY_STREAM - 1, Vec::new()).expect("an answer");
+        assert_eq!(response.response.and_then(|r| r.error_code).unwrap_or(0), 0);
+        hold(sample, Duration::from_millis(500));
+        println!("extra stream ids: {refused} requests refused, then one stream accepted");
+    });
+}
+
+#[test]
+fn garbage_instead_of_a_header_closes_the_connection() {
+    under_attack("garbage headers", ServerOptions::default(), |addr, sample| {
+        let mut rng = SplitMix(12);
+        let mut conns = connect_many(addr, 500);
+        for conn in &mut conns {
+            let mut garbage: Vec<u8> = (0..64).map(|_| rng.below(256) as u8).collect();
+            garbage[0] = b'X';
+            let _ = conn.write_all(&garbage);
+        }
+        sample();
+        let closed = closed_by_server(&conns, Instant::now() + Duration::from_secs(10));
+        assert_eq!(closed, conns.len(), "connections sending garbage were kept");
+        hold(sample, Duration::from_millis(500));
+    });
+}
+
+#[test]
+fn headers_cut_short_by_the_peer_leave_nothing_behind() {
+    under_attack_on("truncated headers", ServerOptions::default(), |server, addr, sample| {
+        for round in 0..5 {
+            let mut conns = connect_many(addr, 200);
+            for (i, conn) in conns.iter_mut().enumerate() {
+                let whole = header(b"PRPC", 1000, 10);
+                let _ = conn.write_all(&whole[..1 + (i + round) % 11]);
+            }
+            sample();
+            drop(conns);
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while (server.connection_count() > 1 || server.partial_request_bytes() > 0) && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(server.partial_request_bytes(), 0, "bytes of closed connections still counted");
+        assert!(server.connection_count() <= 1, "{} connections kept", server.connection_count());
+    });
+}
+
+#[test]
+fn a_body_claiming_two_gib_closes_the_connection_before_any_is_buffered() {
+    under_attack("bodies claiming 2 GiB", ServerOptions::default(), |addr, sample| {
+        let mut conns = connect_many(addr, 300);
+        for conn in &mut conns {
+            let _ = conn.write_all(&header(b"PRPC", 0x8000_0000, 64));
+            let _ = conn.write_all(&[0u8; 4096]);
+        }
+        sample();
+        let closed = closed_by_server(&conns, Instant::now() + Duration::from_secs(10));
+        assert_eq!(closed, conns.len(), "connections claiming 2 GiB bodies were kept");
+        hold(sample, Duration::from_millis(500));
+    });
+}
+
+#[test]
+fn slowloris_connections_are_cut_after_the_header_timeout() {
+    let options = ServerOptions { header_timeout: Some(Duration::from_secs(1)), ..Default::default() };
+    under_attack_on("slowloris x1000", options, |server, addr, sample| {
+        let mut conns = connect_many(addr, 1000);
+        let started = Instant::now();
+        // One byte of a header per connection every 300 ms: the header
+        // would take 3.6 s, the server gives it 1.
+        let whole = header(b"PRPC", 100, 10);
+        for byte in &whole[..8] {
+            for conn in &mut conns {
+                let _ = conn.write(std::slice::from_ref(byte));
+            }
+            sample();
+            if started.elapsed() > Duration::from_secs(3) {
+                break;
+            }
+            thread::sleep(Duration::from_millis(300));
+        }
+        let closed = closed_by_server(&conns, started + Duration::from_secs(6));
+        println!("slowloris x1000: {closed} cut within {:.1} s", started.elapsed().as_secs_f64());
+        assert_eq!(closed, conns.len(), "slow headers were kept past the header timeout");
+        assert!(server.connection_count() <= 1);
+    });
+}
+
+#[test]
+fn two_thousand_idle_connections_are_kept_while_others_are_served() {
+    under_attack_on("idle x2000", ServerOptions::default(), |server, addr, sample| {
+        let conns = connect_many(addr, 2000);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while server.connection_count() < 2000 && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(20));
+        }
+        assert!(server.connection_count() >= 2000, "only {} accepted", server.connection_count());
+        hold(sample, Duration::from_secs(1));
+        drop(conns);
+    });
+}
+
+#[test]
+fn connections_beyond_max_connections_are_closed_at_once() {
+    let options = ServerOptions { max_connections: 100, ..Default::default() };
+    under_attack_on("connections beyond max_connections", options, |server, addr, sample| {
+        let conns = connect_many(addr, 400);
+        sample();
+        let closed = closed_by_server(&conns, Instant::now() + Duration::from_secs(5));
+        assert!(closed >= 300, "only {closed} of 400 closed with 100 allowed");
+        assert!(server.connection_count() <= 100, "{} connections kept", server.connection_count());
+        hold(sample, Duration::from_millis(500));
+    });
+}
+
+#[test]
+fn five_thousand_resets_mid_request_leave_nothing_behind() {
+    under_attack_on("resets mid-request x5000", ServerOptions::default(), |server, addr, sample| {
+        let body = vec![5u8; 32 * 1024];
+        let mut request = header(b"PRPC", 64 * 1024, 16);
+        request.extend_from_slice(&body);
+        thread::scope(|scope| {
+            for _ in 0..4 {
+                scope.spawn(|| {
+                    for _ in 0..1250 {
+                        let Ok(mut conn) = TcpStream::connect(addr) else { continue };
+                        let _ = conn.write_all(&request);
+                        reset_on_close(&conn);
+                    }
+                });
+            }
+            hold(sample, Duration::from_millis(500));
+        });
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while (server.connection_count() > 1 || server.partial_request_bytes() > 0) && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(server.partial_request_bytes(), 0);
+        assert!(server.connection_count() <= 1, "{} connections kept", server.connection_count());
+    });
+}
+
+#[test]
+fn absurd_rpc_meta_fields_are_answered_with_error_codes() {
+    under_attack("absurd RpcMeta fields", ServerOptions::default(), |addr, sample| {
+        let mut peer = RawPeer::connect(addr);
+        let mut cases: Vec<(RpcMeta, Vec<u8>)> = Vec::new();
+        let echo = |id| request_meta(id, "Echo");
+        let mut m = echo(1);
+        m.attachment_size = Some(i32::MAX);
+        cases.push((m, b"short".to_vec()));
+        let mut m = echo(2);
+        m.attachment_size = Some(-5);
+        cases.push((m, b"short".to_vec()));
+        let mut m = echo(3);
+        m.compress_type = Some(99);
+        cases.push((m, b"x".to_vec()));
+        let mut m = echo(4);
+        m.compress_type = Some(2);
+        cases.push((m, b"not gzip at all".to_vec()));
+        let mut m = echo(5);
+        m.checksum_type = Some(1);
+        m.checksum_value = Some(bytes::Bytes::from_static(b"\0\0\0\0"));
+        cases.push((m, b"x".to_vec()));
+        let mut m = echo(6);
+        m.checksum_type = Some(-7);
+        cases.push((m, b"x".to_vec()));
+        let mut m = request_meta(7, "NoSuchMethod");
+        m.request.as_mut().unwrap().service_name = Some("s".repeat(100_000));
+        cases.push((m, Vec::new()));
+        let mut m = echo(8);
+        m.request.as_mut().unwrap().timeout_ms = Some(i32::MIN);
+        m.request.as_mut().unwrap().log_id = Some(i64::MIN);
+        cases.push((m, b"ok".to_vec()));
+        let mut m = echo(9);
+        m.stream_settings = Some(StreamSettings {
+            stream_id: Some(-1),
+            need_feedback: Some(true),
+            writable: Some(true),
+            extra_stream_ids: (0..10_000).collect(),
+        });
+        cases.push((m, b"x".to_vec()));
+        let mut m = echo(10);
+        m.user_fields = (0..2000).map(|i| (format!("k{i}"), "v".repeat(100))).collect();
+        cases.push((m, b"ok".to_vec()));
+        let mut m = echo(11);
+        m.response = Some(RpcResponseMeta { error_code: Some(i32::MIN), error_text: Some("a response".into()) });
+        cases.push((m, b"ok".to_vec()));
+        let mut m = echo(i64::MIN);
+        m.content_type = Some(i32::MAX);
+        cases.push((m, b"ok".to_vec()));
+        for round in 0..20 {
+            for (meta, payload) in &cases {
+                peer.conn.write_all(&rpc_frame(meta, payload)).unwrap();
+                let id = meta.correlation_id.unwrap_or(0);
+                let answer = peer.response(id, Instant::now() + Duration::from_secs(10));
+                assert!(answer.is_some(), "round {round}: no answer to call {id}");
+            }
+            sample();
+        }
+        // A meta that is no protobuf is dropped (logged); the connection
+        // goes on and answers the next request.
+        let mut bad = header(b"PRPC", 8, 8);
+        bad.extend_from_slice(&[0xff; 8]);
+        peer.conn.write_all(&bad).unwrap();
+        peer.conn.write_all(&rpc_frame(&echo(77), b"after")).unwrap();
+        assert!(peer.response(77, Instant::now() + Duration::from_secs(10)).is_some());
+        hold(sample, Duration::from_millis(300));
+    });
+}
+
+#[test]
+fn partial_bodies_beyond_the_budget_close_their_connections() {
+    let options = ServerOptions { max_partial_request_bytes: 32 * MIB, ..Default::default() };
+    under_attack_on("partial bodies", options, |server, addr, sample| {
+        let mut conns = connect_many(addr, 64);
+        let chunk = vec![9u8; 256 * 1024];
+        for conn in &mut conns {
+            // A request claiming 60 MiB, 2 MiB of it sent, then silence.
+            let _ = conn.write_all(&header(b"PRPC", 60 * MIB as u32, 32));
+            for _ in 0..8 {
+                if conn.write_all(&chunk).is_err() {
+                    break;
+                }
+            }
+            sample();
+        }
+        let closed = closed_by_server(&conns, Instant::now() + Duration::from_secs(3));
+        let held = server.partial_request_bytes();
+        println!("partial bodies: {closed} of 64 closed, {} MiB held", held / MIB);
+        assert!(held <= 32 * MIB, "{held} bytes held");
+        assert!(closed >= 40, "only {closed} of 64 closed");
+        hold(sample, Duration::from_millis(500));
+        drop(conns);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while server.partial_request_bytes() > 0 && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(server.partial_request_bytes(), 0);
     });
 }

@@ -150,7 +150,12 @@ impl RawPeer {
     /// Sets up a stream `mine` (with `extra` ids beside it) through
     /// "fault.Service/Stream"; returns the response's meta.
     pub fn open_stream(&mut self, mine: i64, extra: Vec<i64>) -> Option<RpcMeta> {
-        let mut meta = request_meta(1, "Stream");
+        self.call_with_streams(1, mine, extra)
+    }
+
+    /// [`RawPeer::open_stream`] as call `correlation_id`.
+    pub fn call_with_streams(&mut self, correlation_id: i64, mine: i64, extra: Vec<i64>) -> Option<RpcMeta> {
+        let mut meta = request_meta(correlation_id, "Stream");
         meta.stream_settings = Some(StreamSettings {
             stream_id: Some(mine),
             need_feedback: Some(true),
@@ -158,6 +163,78 @@ impl RawPeer {
             extra_stream_ids: extra,
         });
         self.conn.write_all(&rpc_frame(&meta, b"open")).ok()?;
-        self.response(1, Instant::now() + Duration::from_secs(10))
+        self.response(correlation_id, Instant::now() + Duration::from_secs(10))
+    }
+}
+
+/// A frame header: `magic`, then the sizes as written (they need not fit
+/// what follows).
+pub fn header(magic: &[u8; 4], body_size: u32, meta_size: u32) -> Vec<u8> {
+    let mut out = magic.to_vec();
+    out.extend_from_slice(&body_size.to_be_bytes());
+    out.extend_from_slice(&meta_size.to_be_bytes());
+    out
+}
+
+/// `n` connections to `addr`.
+pub fn connect_many(addr: &str, n: usize) -> Vec<TcpStream> {
+    (0..n).map(|_| TcpStream::connect(addr).unwrap()).collect()
+}
+
+/// How many of `conns` the server closed (EOF or reset seen) by `deadline`;
+/// returns early once all are.
+pub fn closed_by_server(conns: &[TcpStream], deadline: Instant) -> usize {
+    for conn in conns {
+        conn.set_nonblocking(true).unwrap();
+    }
+    let mut closed = vec![false; conns.len()];
+    let mut byte = [0u8; 1];
+    loop {
+        for (conn, closed) in conns.iter().zip(closed.iter_mut()).filter(|(_, c)| !**c) {
+            *closed = match conn.peek(&mut byte) {
+                Ok(0) => true,
+                Ok(_) => false,
+                Err(err) => err.kind() != std::io::ErrorKind::WouldBlock,
+            };
+        }
+        let count = closed.iter().filter(|c| **c).count();
+        if count == conns.len() || Instant::now() >= deadline {
+            return count;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Makes the coming close send RST instead of FIN.
+pub fn reset_on_close(conn: &TcpStream) {
+    use std::os::fd::AsRawFd;
+    let linger = libc::linger { l_onoff: 1, l_linger: 0 };
+    // SAFETY: setsockopt on an open socket with a properly sized value.
+    unsafe {
+        libc::setsockopt(
+            conn.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&linger as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        );
+    }
+}
+
+/// splitmix64: a seeded generator, so every run sends the same bytes.
+pub struct SplitMix(pub u64);
+
+impl SplitMix {
+    pub fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in 0..n.
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
     }
 }
