@@ -84,7 +84,8 @@ fn request_frame(correlation_id: i64, payload: &[u8]) -> Vec<u8> {
 /// A client calling "Echo" in a loop, timing each call.
 struct LegitClient {
     stop: Arc<AtomicBool>,
-    results: mpsc::Receiver<(Vec<Duration>, usize)>,
+    /// Latencies of the calls answered, errors of the others.
+    results: mpsc::Receiver<(Vec<Duration>, Vec<String>)>,
 }
 
 impl LegitClient {
@@ -95,7 +96,7 @@ impl LegitClient {
         let stopping = Arc::clone(&stop);
         thread::spawn(move || {
             let mut latencies = Vec::new();
-            let mut failures = 0;
+            let mut failures = Vec::new();
             while !stopping.load(Ordering::Acquire) {
                 let (done_tx, done_rx) = mpsc::channel();
                 let started = Instant::now();
@@ -109,12 +110,13 @@ impl LegitClient {
                 channel.call(
                     request,
                     Box::new(move |outcome| {
-                        let _ = done_tx.send(outcome.error().is_none());
+                        let _ = done_tx.send(outcome.error().map(|(code, text)| format!("[E{code}] {text}")));
                     }),
                 );
                 match done_rx.recv_timeout(Duration::from_secs(15)) {
-                    Ok(true) => latencies.push(started.elapsed()),
-                    _ => failures += 1,
+                    Ok(None) => latencies.push(started.elapsed()),
+                    Ok(Some(error)) => failures.push(error),
+                    Err(_) => failures.push("no answer within 15 s".to_string()),
                 }
                 thread::sleep(Duration::from_millis(5));
             }
@@ -127,7 +129,7 @@ impl LegitClient {
     fn finish(self) -> (usize, Duration, Duration) {
         self.stop.store(true, Ordering::Release);
         let (mut latencies, failures) = self.results.recv_timeout(Duration::from_secs(30)).expect("the client ends");
-        assert_eq!(failures, 0, "legitimate calls failed during the attack");
+        assert!(failures.is_empty(), "legitimate calls failed during the attack: {failures:?}");
         assert!(!latencies.is_empty(), "no legitimate call was answered during the attack");
         latencies.sort();
         let p99 = latencies[(latencies.len() * 99 / 100).min(latencies.len() - 1)];
