@@ -256,8 +256,8 @@ fn a_write_beyond_the_unwritten_bound_fails_with_eovercrowded() {
     let sock = socket::Socket::address(id).unwrap();
     let mut refused = None;
     for _ in 0..10_000 {
-        if let Err(code) = sock.write(Bytes::from(vec![0u8; 64 * 1024]), None) {
-            refused = Some(code);
+        if let Err(error) = sock.write(Bytes::from(vec![0u8; 64 * 1024]), None) {
+            refused = Some(error.code());
             break;
         }
     }

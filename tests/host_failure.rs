@@ -113,7 +113,7 @@ fn open_many(channel: &Channel) -> (SocketRef, Vec<Arc<Counts>>) {
 
 /// The code the connection failed with.
 fn failure_code(host: &SocketRef) -> i32 {
-    host.failure().expect("the connection failed").0
+    host.failure().expect("the connection failed").code()
 }
 
 #[test]

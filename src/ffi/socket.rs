@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 
-use super::{c_string, guard, guard_value, on_worker, write_c_string, SendPtr};
+use super::{c_code, c_string, guard, guard_value, on_worker, write_c_string, SendPtr};
+use crate::error::Error;
 use crate::runtime::SerialExecutor;
 use crate::socket::connect::tcp_connect;
 use crate::socket::{
@@ -178,7 +179,7 @@ pub unsafe extern "C" fn brpc_socket_create(options: *const brpc_socket_options,
                 unsafe { *id = created };
                 0
             }
-            Err(code) => code,
+            Err(error) => error.code(),
         }
     })
 }
@@ -280,12 +281,12 @@ pub unsafe extern "C" fn brpc_socket_failure(
     guard_value(0, || {
         // SAFETY: a handle that was not released, or NULL.
         let Some(socket) = (unsafe { socket.as_ref() }) else { return 0 };
-        let (failure_code, failure_text) = socket.inner.failure().unwrap_or((0, String::new()));
+        let failure = socket.inner.failure();
         if !code.is_null() {
             // SAFETY: checked non-null; writable per the contract.
-            unsafe { *code = failure_code };
+            unsafe { *code = failure.as_ref().map_or(0, Error::code) };
         }
-        write_c_string(&failure_text, text, cap)
+        write_c_string(&failure.as_ref().map(Error::text).unwrap_or_default(), text, cap)
     })
 }
 
@@ -343,10 +344,7 @@ pub unsafe extern "C" fn brpc_socket_write(
             }
             chunks.push(data.freeze());
         }
-        match socket.inner.write(chunks, completion) {
-            Ok(()) => 0,
-            Err(code) => code,
-        }
+        c_code(socket.inner.write(chunks, completion))
     })
 }
 
@@ -476,7 +474,7 @@ impl Drop for UserArg {
 }
 
 impl SocketUser for CUser {
-    fn on_input(&self, socket: &Socket, buf: &mut BytesMut) -> Result<(), (i32, String)> {
+    fn on_input(&self, socket: &Socket, buf: &mut BytesMut) -> Result<(), Error> {
         let data = buf.split().freeze();
         if let Some(f) = self.on_input {
             let arg = Arc::clone(&self.arg);
@@ -535,14 +533,16 @@ unsafe extern "C" fn keep_write_trampoline(fd: c_int, err: c_int, data: *mut c_v
 }
 
 impl Connection for CConnection {
-    fn connect(&self, socket: &Socket, data: ConnectData) -> Result<(), i32> {
-        let Some(connect) = self.connect else { return Err(libc::EINVAL) };
+    fn connect(&self, socket: &Socket, data: ConnectData) -> Result<(), Error> {
+        let Some(connect) = self.connect else {
+            return Err(Error::new(libc::EINVAL, "the owner's connection has no connect function"));
+        };
         // SAFETY: the owner's callback with the context it gave.
         let rc = unsafe { connect(self.ctx.get(), socket.id(), Some(keep_write_trampoline), data.0 as *mut c_void) };
         if rc == 0 {
             Ok(())
         } else {
-            Err(rc)
+            Err(Error::new(rc, "the owner's connection refused to connect"))
         }
     }
 

@@ -246,7 +246,7 @@ pub fn connections(server: &ServerView<'_>) -> Table {
         let Some(socket) = Socket::address_failed_as_well(id) else { continue };
         let traffic = socket.traffic();
         let state = match socket.failure() {
-            Some((code, _)) => format!("failed E{code}"),
+            Some(failure) => format!("failed E{}", failure.code()),
             None => "connected".to_string(),
         };
         rows.push(vec![

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 
 use crate::errno;
+use crate::error::Error;
 use crate::protocol::RawFrame;
 use crate::runtime::timers;
 use crate::socket::{Socket, SocketId};
@@ -88,7 +89,7 @@ impl Intake {
 
     /// The connection's input was cut into frames and `pending` bytes of
     /// an incomplete one remain. An error closes the connection.
-    pub(super) fn after_input(&self, socket: &Socket, pending: usize) -> Result<(), (i32, String)> {
+    pub(super) fn after_input(&self, socket: &Socket, pending: usize) -> Result<(), Error> {
         let mut state = self.state.lock();
         if state.closed {
             return Ok(());
@@ -108,7 +109,7 @@ impl Intake {
                  max_partial_request_bytes={max}: this connection ({pending} bytes of a request) is closed"
             );
             log_error!("{text}");
-            return Err((errno::EOVERCROWDED, text));
+            return Err(Error::new(errno::EOVERCROWDED, text));
         }
         let header_incomplete = pending > 0 && pending < RawFrame::HEADER_LEN;
         match (header_incomplete, self.header_timeout) {

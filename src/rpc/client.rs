@@ -434,8 +434,8 @@ fn issue(id: Id, call: &PendingCall) {
     let kind = if call.with_streams { ConnectionType::Single } else { channel.options.connection_type };
     let lease = match connections::acquire(&channel.uses, kind, channel.key(server), channel.options.connect_timeout) {
         Ok(lease) => lease,
-        Err(code) => {
-            let text = format!("fail to create a connection to {server}");
+        Err(error) => {
+            let (code, text) = (error.code(), format!("fail to create a connection to {server}: {}", error.text()));
             if let Some(cluster) = channel.cluster() {
                 cluster.feedback(&Feedback { server, latency: Duration::ZERO, failed: true });
                 cluster.mark_down(server);
@@ -455,8 +455,8 @@ fn issue(id: Id, call: &PendingCall) {
     });
     // A failure that swept the connection before this call joined it would
     // not have seen it: check now.
-    if let Some((code, text)) = lease.socket.failure() {
-        return on_attempt_failed(id, socket_id, code, &text);
+    if let Some(failure) = lease.socket.failure() {
+        return on_attempt_failed(id, socket_id, failure.code(), &failure.text());
     }
     let result = lease.socket.write(
         call.frame.clone(),

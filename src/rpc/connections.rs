@@ -17,6 +17,7 @@ use parking_lot::Mutex;
 
 use super::client::{on_attempt_failed, on_response_frame, ConnectionType};
 use crate::errno;
+use crate::error::Error;
 use crate::id::Id;
 use crate::protocol::{Cutter, Limits, RpcMessage};
 use crate::socket::{Liveness, Socket, SocketId, SocketOptions, SocketRef, SocketUser};
@@ -101,7 +102,7 @@ pub(crate) fn acquire(
     kind: ConnectionType,
     key: ConnKey,
     connect_timeout: Option<Duration>,
-) -> Result<Lease, i32> {
+) -> Result<Lease, Error> {
     let mut endpoints = ENDPOINTS.lock();
     uses.note(&key, &mut endpoints);
     let endpoint = endpoints.entry(key.clone()).or_default();
@@ -129,7 +130,7 @@ pub(crate) fn acquire(
         user: Some(Arc::clone(&connection) as Arc<dyn SocketUser>),
         ..Default::default()
     })?;
-    let socket = Socket::address(id).ok_or(errno::EFAILEDSOCKET)?;
+    let socket = Socket::address(id).ok_or_else(|| Error::new(errno::EFAILEDSOCKET, "the new connection is gone"))?;
     if kind == ConnectionType::Single {
         if let Some((old, _)) = endpoint.single.replace((id, Arc::clone(&connection))) {
             Socket::set_failed_by_id(old, errno::EFAILEDSOCKET, "replaced by a new connection");
@@ -189,7 +190,7 @@ impl ClientConnection {
 }
 
 impl SocketUser for ClientConnection {
-    fn on_input(&self, socket: &Socket, buf: &mut BytesMut) -> Result<(), (i32, String)> {
+    fn on_input(&self, socket: &Socket, buf: &mut BytesMut) -> Result<(), Error> {
         let mut cutter = self.cutter.lock();
         let cutter = cutter.get_or_insert_with(|| Cutter::new(Limits::default()));
         let host = socket.id();

@@ -28,6 +28,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 
 use bytes::BytesMut;
 
+use crate::error::Error;
 use crate::protocol::{Cut, Cutter, Magic, RawFrame, RpcMessage, StreamFrame};
 
 /// Resolves "host:port" (an IPv4 address or a host name such as
@@ -52,7 +53,7 @@ pub(crate) fn cut_frames(
     buf: &mut BytesMut,
     mut on_rpc: impl FnMut(RawFrame),
     mut on_stream: impl FnMut(StreamFrame),
-) -> Result<(), (i32, String)> {
+) -> Result<(), Error> {
     loop {
         match cutter.cut(buf) {
             Cut::Frame(frame) if frame.magic == Magic::Rpc => on_rpc(frame),
@@ -65,7 +66,7 @@ pub(crate) fn cut_frames(
                 buf.reserve(at_least);
                 return Ok(());
             }
-            Cut::Fatal(error) => return Err((error.code, error.text)),
+            Cut::Fatal(error) => return Err(Error::new(error.code, error.text)),
         }
     }
 }

@@ -14,6 +14,7 @@ use parking_lot::{Condvar, Mutex, RwLock};
 use super::admission::{self, Intake, PartialBudget};
 use super::method_status::{MethodSnapshot, MethodStatus};
 use crate::errno;
+use crate::error::Error;
 use crate::etcd::{Registration, RegistrationOptions};
 use crate::protocol::{
     decode_body, encode_body, pack_rpc_header, pack_stream_header, BodyCoding, Cutter, FrameType, Limits, Magic,
@@ -489,7 +490,7 @@ impl ServerInner {
                     Socket::set_failed_by_id(id, errno::ELOGOFF, "the server stopped");
                 }
             }
-            Err(code) => log_warning!("fail to create a socket for an accepted connection: {}", errno::describe(code)),
+            Err(error) => log_warning!("fail to create a socket for an accepted connection: {error}"),
         }
     }
 
@@ -731,7 +732,7 @@ enum Protocol {
 }
 
 impl SocketUser for ServerConnection {
-    fn on_input(&self, socket: &Socket, buf: &mut BytesMut) -> Result<(), (i32, String)> {
+    fn on_input(&self, socket: &Socket, buf: &mut BytesMut) -> Result<(), Error> {
         match self.protocol(socket, buf) {
             Protocol::Undecided => {}
             Protocol::Http => return self.on_http_input(socket, buf),
@@ -803,13 +804,13 @@ impl ServerConnection {
         timers().schedule(std::time::Instant::now() + HTTP_REQUEST_TIMEOUT, expire);
     }
 
-    fn on_http_input(&self, socket: &Socket, buf: &mut BytesMut) -> Result<(), (i32, String)> {
+    fn on_http_input(&self, socket: &Socket, buf: &mut BytesMut) -> Result<(), Error> {
         if self.http_answered.load(Ordering::Acquire) {
             buf.clear();
             return Ok(());
         }
         let (Some(http), Some(server)) = (&self.http, self.server.upgrade()) else {
-            return Err((errno::ELOGOFF, "Server is stopping".into()));
+            return Err(Error::new(errno::ELOGOFF, "Server is stopping"));
         };
         if http.on_input(ServerView { inner: &server }, socket, buf) == HttpProgress::Answered {
             self.http_answered.store(true, Ordering::Release);

@@ -30,6 +30,7 @@ use nix::sys::socket::SockaddrStorage;
 use parking_lot::Mutex;
 
 use crate::errno;
+use crate::error::Error;
 use crate::id::{self, Registry};
 use crate::runtime::{dispatcher, Interest, Token};
 use crate::stats;
@@ -58,7 +59,7 @@ static SOCKETS: LazyLock<Registry<Socket>> = LazyLock::new(Registry::new);
 pub trait SocketUser: Send + Sync {
     /// New bytes were appended to `buf`; consume what forms whole messages and
     /// leave the rest for the next call. An `Err` fails the socket.
-    fn on_input(&self, socket: &Socket, buf: &mut BytesMut) -> Result<(), (i32, String)>;
+    fn on_input(&self, socket: &Socket, buf: &mut BytesMut) -> Result<(), Error>;
     /// The socket failed; called exactly once, after queued writes were failed.
     fn on_failed(&self, socket: &Socket, code: i32, text: &str);
     /// The socket failed and the last data write still in flight was just
@@ -74,10 +75,11 @@ pub trait Connection: Send + Sync {
     /// Starts connecting; the owner must eventually call
     /// [`check_connected_and_keep_write`] with `data`, exactly once, unless this
     /// returns an error.
-    fn connect(&self, socket: &Socket, data: ConnectData) -> Result<(), i32>;
+    fn connect(&self, socket: &Socket, data: ConnectData) -> Result<(), Error>;
     /// Writes queued messages of a connected socket, oldest first; returns
     /// how many bytes were taken, or an errno (`EAGAIN` waits for
-    /// [`Socket::notify_writable`]). Message boundaries and tags are kept so
+    /// [`Socket::notify_writable`]): shaped as `writev(2)`, whose place it
+    /// takes on the write path. Message boundaries and tags are kept so
     /// the owner can frame each message.
     fn write(&self, socket: &Socket, messages: &[OutMessage<'_>]) -> Result<usize, i32>;
     /// The connection as `Any`, so its owner can find its own type again.
@@ -162,14 +164,18 @@ pub struct Traffic {
 impl Socket {
     /// Creates a socket; a given fd is made non-blocking and watched for input
     /// at once.
-    pub fn create(options: SocketOptions) -> Result<SocketId, i32> {
+    pub fn create(options: SocketOptions) -> Result<SocketId, Error> {
         let SocketOptions { fd, remote, connect_timeout, user, connection, liveness } = options;
         let remote = remote.or_else(|| fd.as_ref().and_then(|fd| peer_address(fd.as_raw_fd())));
         let raw_fd = match &fd {
             Some(fd) => {
-                set_nonblocking(fd.as_raw_fd())?;
-                liveness.apply(fd.as_raw_fd())?;
-                fd.as_raw_fd()
+                let raw_fd = fd.as_raw_fd();
+                set_nonblocking(raw_fd)
+                    .map_err(|code| Error::new(code, format!("fail to make fd={raw_fd} non-blocking")))?;
+                liveness
+                    .apply(raw_fd)
+                    .map_err(|code| Error::new(code, format!("fail to set the liveness options of fd={raw_fd}")))?;
+                raw_fd
             }
             None => -1,
         };
@@ -203,14 +209,15 @@ impl Socket {
             }
         });
         // On error `fd` is dropped (closed) here.
-        let id = id?;
+        let id = id.map_err(|code| Error::new(code, "too many sockets"))?;
         // The socket owns the fd from now on: it is closed at recycle.
         if let Some(fd) = fd {
             let _ = std::os::fd::IntoRawFd::into_raw_fd(fd);
             if let Some(socket) = Socket::address(id) {
                 if let Err(code) = socket.watch_input(raw_fd) {
-                    socket.set_failed(code, &format!("fail to watch fd={raw_fd} for input"));
-                    return Err(code);
+                    let error = Error::new(code, format!("fail to watch fd={raw_fd} for input"));
+                    socket.set_failed(code, &error.text());
+                    return Err(error);
                 }
             }
         }
@@ -276,9 +283,9 @@ impl Socket {
         SOCKETS.status(self.id).is_none_or(|status| status.failed)
     }
 
-    /// The code and text the socket failed with, if it did.
-    pub fn failure(&self) -> Option<(i32, String)> {
-        self.failure.lock().clone()
+    /// What the socket failed with, if it did.
+    pub fn failure(&self) -> Option<Error> {
+        self.failure.lock().as_ref().map(|(code, text)| Error::new(*code, text.clone()))
     }
 
     pub fn description(&self) -> String {
@@ -286,7 +293,7 @@ impl Socket {
         if let Some(remote) = self.remote {
             text.push_str(&format!(" addr={remote}"));
         }
-        if let Some((code, reason)) = self.failure() {
+        if let Some((code, reason)) = &*self.failure.lock() {
             text.push_str(&format!(" failed={code} \"{reason}\""));
         }
         text.push('}');

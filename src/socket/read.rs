@@ -96,8 +96,8 @@ fn deliver(socket: &Socket, buf: &mut BytesMut) -> bool {
     // What the input makes this thread write leaves once it is handled.
     match super::write::while_handling_input(|| user.on_input(socket, buf)) {
         Ok(()) => true,
-        Err((code, text)) => {
-            socket.set_failed(code, &text);
+        Err(error) => {
+            socket.set_failed(error.code(), &error.text());
             false
         }
     }

@@ -27,6 +27,7 @@ use super::connect::{socket_error, tcp_connect};
 use super::write_queue::Owner;
 use super::{OutMessage, Socket, SocketRef, WriteOptions};
 use crate::errno;
+use crate::error::Error;
 use crate::id::{self, Registry};
 use crate::runtime::{spawn, timers};
 use crate::stats;
@@ -247,7 +248,7 @@ impl Socket {
     ///
     /// `done` (if any) runs exactly once, also when this returns an error (a
     /// failed socket takes no writes: `EFAILEDSOCKET`).
-    pub fn write(&self, chunks: impl Into<Chunks>, done: Option<WriteDone>) -> Result<(), i32> {
+    pub fn write(&self, chunks: impl Into<Chunks>, done: Option<WriteDone>) -> Result<(), Error> {
         self.write_with(chunks, WriteOptions::default(), done)
     }
 
@@ -258,7 +259,7 @@ impl Socket {
         chunks: impl Into<Chunks>,
         options: WriteOptions,
         done: Option<WriteDone>,
-    ) -> Result<(), i32> {
+    ) -> Result<(), Error> {
         let request = WriteRequest { chunks: chunks.into(), tag: options.tag, done };
         // In flight before the failure check, so a socket failing meanwhile
         // either refuses the write here or waits for it to be resolved.
@@ -267,13 +268,13 @@ impl Socket {
             self.writes_in_flight.fetch_add(1, Ordering::SeqCst);
             stats::WRITES_QUEUED.inc();
         }
-        if self.failure.lock().is_some() {
+        if let Some(failure) = self.failure() {
             // Refused, not dropped: the caller is told.
             request.complete(errno::EFAILEDSOCKET);
             if data {
                 self.write_resolved();
             }
-            return Err(errno::EFAILEDSOCKET);
+            return Err(Error::new(errno::EFAILEDSOCKET, "the socket failed").caused_by(failure));
         }
         let len = request.chunks.len();
         if self.overcrowded(len) {
@@ -281,7 +282,7 @@ impl Socket {
             if data {
                 self.write_resolved();
             }
-            return Err(errno::EOVERCROWDED);
+            return Err(Error::new(errno::EOVERCROWDED, "too many bytes are waiting to be written to the socket"));
         }
         self.unwritten.fetch_add(len as u64, Ordering::AcqRel);
         let own_fd = self.owns_fd();
@@ -544,13 +545,13 @@ fn start_connect(socket: &Socket, writer: ParkedWriter) {
     }
     socket.connecting.store(attempt.0, Ordering::Release);
     // set_failed may have run before the attempt was visible to it.
-    if let Some((code, text)) = socket.failure() {
-        let _ = resolve_attempt(attempt, -1, code, &text);
+    if let Some(failure) = socket.failure() {
+        let _ = resolve_attempt(attempt, -1, failure.code(), &failure.text());
         return;
     }
     if let Some(connection) = &socket.connection {
-        if let Err(code) = connection.connect(socket, attempt) {
-            let _ = resolve_attempt(attempt, -1, code, "the owner's connection refused to connect");
+        if let Err(error) = connection.connect(socket, attempt) {
+            let _ = resolve_attempt(attempt, -1, error.code(), &error.text());
         }
         return;
     }

@@ -126,7 +126,7 @@ impl Countdown {
 pub(super) struct StreamEnd;
 
 impl SocketUser for StreamEnd {
-    fn on_input(&self, _socket: &Socket, buf: &mut BytesMut) -> Result<(), (i32, String)> {
+    fn on_input(&self, _socket: &Socket, buf: &mut BytesMut) -> Result<(), Error> {
         // A stream's socket has no fd to read; its input comes as frames.
         buf.clear();
         Ok(())

@@ -17,6 +17,7 @@ use super::flow::Flow;
 use super::frames;
 use super::state::{Phase, QueueConnectAction, State, NORMAL_CLOSE};
 use crate::errno;
+use crate::error::Error;
 use crate::runtime::SerialExecutor;
 use crate::socket::{
     check_connected_and_keep_write, ConnectData, Connection, OutMessage, Socket, SocketId, SocketRef, SocketUser,
@@ -221,7 +222,10 @@ impl StreamCore {
 
     /// Creates a stream (its socket, not connected) and returns its id.
     /// `user` is told when the stream's socket fails (the stream ends).
-    pub(super) fn spawn(options: StreamOptions, user: Arc<dyn SocketUser>) -> Result<(StreamId, Arc<StreamCore>), i32> {
+    pub(super) fn spawn(
+        options: StreamOptions,
+        user: Arc<dyn SocketUser>,
+    ) -> Result<(StreamId, Arc<StreamCore>), Error> {
         let core = Arc::new(StreamCore::new(options));
         let id = Socket::create(crate::socket::SocketOptions {
             connection: Some(Arc::clone(&core) as Arc<dyn Connection>),
@@ -288,7 +292,7 @@ impl Drop for StreamCore {
 }
 
 impl Connection for StreamCore {
-    fn connect(&self, _socket: &Socket, data: ConnectData) -> Result<(), i32> {
+    fn connect(&self, _socket: &Socket, data: ConnectData) -> Result<(), Error> {
         let (action, host) = {
             let mut link = self.link.lock();
             (link.apply(|state| state.queue_connect(data)), link.host)
@@ -301,7 +305,7 @@ impl Connection for StreamCore {
                 let _ = check_connected_and_keep_write(fd, 0, data);
                 Ok(())
             }
-            QueueConnectAction::Refuse => Err(libc::ECONNRESET),
+            QueueConnectAction::Refuse => Err(Error::new(libc::ECONNRESET, "the stream closed before it connected")),
         }
     }
 
@@ -337,7 +341,8 @@ impl Connection for StreamCore {
         if !small.is_empty() {
             chunks.push_back(small.freeze());
         }
-        host.write(chunks, None)?;
+        // The host's reason goes with its socket; this write reports the code.
+        host.write(chunks, None).map_err(|error| error.code())?;
         let sent = messages.iter().take_while(|m| m.tag != CLOSE_TAG).count();
         stats::STREAM_MESSAGES_OUT.add(sent as u64);
         stats::STREAM_BYTES_OUT.add(taken as u64);

@@ -4,6 +4,7 @@
 //! connection that failed already is closed at once.
 
 use crate::errno;
+use crate::error::Error;
 use crate::socket::{Socket, SocketId};
 
 use super::core::StreamId;
@@ -11,9 +12,10 @@ use super::core::StreamId;
 /// `stream` rides on `host` from now on.
 pub(super) fn attach(host: &Socket, stream: StreamId) {
     if !host.riders().add(stream) {
-        let (code, text) =
-            host.failure().unwrap_or((errno::EFAILEDSOCKET, "the connection of the stream's call is gone".to_string()));
-        Socket::set_failed_by_id(stream, code, &text);
+        let failure = host
+            .failure()
+            .unwrap_or_else(|| Error::new(errno::EFAILEDSOCKET, "the connection of the stream's call is gone"));
+        Socket::set_failed_by_id(stream, failure.code(), &failure.text());
     }
 }
 

@@ -71,14 +71,14 @@ fn write_message(id: StreamId, parts: &[&[u8]], owned: Option<&[Bytes]>, backgro
         });
         // A write the socket drops later is counted there and reported at
         // close; one it refuses now (it failed meanwhile) is refused here.
-        socket.write_with(message, options, None).map_err(|code| refused_by_host(code.into()))?;
+        socket.write_with(message, options, None).map_err(refused_by_host)?;
         stats::STREAM_WRITES.inc();
         return Ok(());
     };
     // Connected, nothing ever queued: frame it straight onto the host.
     let sent = match (host.and_then(Socket::address), remote) {
         (Some(host), Some(remote)) => match frames::data_message(remote, id as i64, parts, owned) {
-            Ok(frame) => host.write_with(frame, options, None).map_err(|code| refused_by_host(code.into())),
+            Ok(frame) => host.write_with(frame, options, None).map_err(refused_by_host),
             Err(code) => Err(Error::new(libc::EINVAL, "the message cannot be framed").caused_by(Error::from(code))),
         },
         _ => Err(closed()),

@@ -20,7 +20,7 @@ use crate::socket::{check_connected_and_keep_write, Socket, SocketId};
 pub const MAX_STREAMS_PER_CALL: usize = 1024;
 
 /// A new stream, not connected.
-fn spawn(options: StreamOptions) -> Result<(StreamId, Arc<StreamCore>), i32> {
+fn spawn(options: StreamOptions) -> Result<(StreamId, Arc<StreamCore>), Error> {
     StreamCore::spawn(options, Arc::new(StreamEnd))
 }
 
@@ -34,9 +34,9 @@ pub fn create(n: usize, options: &StreamOptions) -> Result<Vec<StreamId>, Error>
     for _ in 0..n {
         match spawn(options.clone()) {
             Ok((id, _)) => ids.push(id),
-            Err(code) => {
+            Err(error) => {
                 close::discard(&ids);
-                return Err(Error::new(code, "cannot create a stream"));
+                return Err(error);
             }
         }
     }
@@ -142,9 +142,9 @@ pub fn accept(
                 }
                 accepted.push(id);
             }
-            Err(code) => {
+            Err(error) => {
                 close::discard(&accepted);
-                return Err(Error::new(code, "cannot create a stream"));
+                return Err(error);
             }
         }
     }
