@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <unordered_map>
 
+#include "brpc/stream_stats.h"
 #include "echo.pb.h"
 #include "stream_test_support.h"
 
@@ -210,6 +211,39 @@ TEST(BrpcStreamingRpc, BatchCreatedExtraStreamGetsFeedbackAndWritesAgain) {
         EXPECT_TRUE(client_handler.WaitClosed(id));
     }
     server.StopAndJoin();
+}
+
+TEST(BrpcStreamingRpc, MessagesWrittenBeforeCloseArriveInOrderBeforeJoinReturns) {
+    OrderedInputHandler handler;
+    brpc::StreamOptions server_options;
+    server_options.handler = &handler;
+    server_options.messages_in_batch = 100;
+    StreamEchoService service(server_options);
+    TestServer server(&service);
+    brpc::Channel channel;
+    ASSERT_EQ(0, channel.Init(server.address().c_str(), NULL));
+    brpc::Controller cntl;
+    brpc::StreamId request_stream = brpc::INVALID_STREAM_ID;
+    brpc::StreamOptions request_options;
+    request_options.max_buf_size = 0;
+    ASSERT_EQ(0, brpc::StreamCreate(&request_stream, cntl, &request_options));
+    brpc::ScopedStream stream_guard(request_stream);
+    test::EchoResponse response;
+    CallEcho(&channel, &cntl, &response);
+    ASSERT_FALSE(cntl.Failed()) << cntl.ErrorText();
+    const int N = 10000;
+    for (int i = 0; i < N; ++i) {
+        ASSERT_EQ(0, brpc::StreamWrite(request_stream, IntMessage(i))) << "i=" << i;
+    }
+    ASSERT_EQ(0, brpc::StreamClose(request_stream));
+    server.StopAndJoin();
+    // Join returned: every message was delivered and the stream closed
+    // normally, with nothing left to wait for (brpc's test polls here).
+    EXPECT_EQ(1, handler.closed.load());
+    EXPECT_EQ(0, handler.failed.load());
+    EXPECT_EQ(0, handler.idle_times.load());
+    EXPECT_EQ(N, handler.expected_next_value.load());
+    EXPECT_EQ(0, handler.errors.load());
 }
 
 TEST(BrpcStreamingRpc, BlockedConsumerFillsTheWindowAndWaitsWakeWritersBothWays) {
@@ -586,6 +620,53 @@ TEST(BrpcStreamingRpc, DataTheServerWritesBeforeRunningDoneArrivesInOrder) {
     server.StopAndJoin();
 }
 
+// brpc's segment_stream_data_automatically, with its gflag through
+// SetStreamWriteMaxSegmentSize and its host-socket statistics through the
+// library's counters: each 4-byte message goes as four 1-byte DATA frames
+// and arrives whole and in order.
+TEST(BrpcStreamingRpc, MessagesLongerThanTheMaxSegmentSizeAreSplitAndJoinedBack) {
+    ASSERT_EQ(EINVAL, brpc::SetStreamWriteMaxSegmentSize(0));
+    ASSERT_EQ(0, brpc::SetStreamWriteMaxSegmentSize(1));
+    struct RestoreSegmentSize {
+        ~RestoreSegmentSize() { brpc::SetStreamWriteMaxSegmentSize(512 * 1024 * 1024); }
+    } restore;
+    EXPECT_EQ(1u, brpc::StreamWriteMaxSegmentSize());
+    OrderedInputHandler handler;
+    brpc::StreamOptions server_options;
+    server_options.handler = &handler;
+    server_options.messages_in_batch = 100;
+    StreamEchoService service(server_options);
+    TestServer server(&service);
+    brpc::Channel channel;
+    ASSERT_EQ(0, channel.Init(server.address().c_str(), NULL));
+    brpc::Controller cntl;
+    brpc::StreamId request_stream = brpc::INVALID_STREAM_ID;
+    brpc::StreamOptions request_options;
+    ASSERT_EQ(0, brpc::StreamCreate(&request_stream, cntl, &request_options));
+    brpc::ScopedStream stream_guard(request_stream);
+    test::EchoResponse response;
+    CallEcho(&channel, &cntl, &response);
+    ASSERT_FALSE(cntl.Failed()) << cntl.ErrorText();
+    const brpc::StreamStats before = brpc::GetStreamStats();
+    const int N = 1000;
+    for (int i = 0; i < N; ++i) {
+        ASSERT_EQ(0, WriteWaiting(request_stream, IntMessage(i))) << "i=" << i;
+    }
+    ASSERT_EQ(0, brpc::StreamClose(request_stream));
+    server.StopAndJoin();
+    const brpc::StreamStats after = brpc::GetStreamStats();
+    // Only the client's stream sends DATA here: 4 frames per message.
+    EXPECT_EQ((uint64_t)N, after.stream_messages_out - before.stream_messages_out);
+    EXPECT_EQ((uint64_t)N * sizeof(uint32_t), after.stream_data_frames_out - before.stream_data_frames_out);
+    // Each 1-byte segment carries a whole frame header and meta.
+    EXPECT_LT(N * sizeof(uint32_t) * 4, after.socket_bytes_written - before.socket_bytes_written);
+    EXPECT_EQ(1, handler.closed.load());
+    EXPECT_EQ(0, handler.failed.load());
+    EXPECT_EQ(0, handler.idle_times.load());
+    EXPECT_EQ(N, handler.expected_next_value.load());
+    EXPECT_EQ(0, handler.errors.load());
+}
+
 TEST(BrpcStreamingRpc, CreatingARequestStreamTwiceOnOneControllerFails) {
     brpc::Controller cntl;
     brpc::StreamId first = brpc::INVALID_STREAM_ID;
@@ -772,6 +853,49 @@ TEST(BrpcStreamingRpc, ExtraStreamsThatOnlyCarryUpstreamDataConnect) {
         brpc::StreamClose(id);
     }
     ASSERT_TRUE(WaitFor([&] { return server_handler.total_closed() == kStreams; }));
+    server.StopAndJoin();
+}
+
+// brpc's unconsumed_bytes_reclaimed_on_stream_close, with the host socket's
+// unconsumed-size field read through the stream_bytes_unconsumed counter:
+// bytes the blocked server has not consumed are counted while the stream
+// is open and reclaimed when it closes.
+TEST(BrpcStreamingRpc, UnconsumedBytesAreReclaimedWhenTheStreamCloses) {
+    std::atomic<bool> blocked{true};
+    struct BlockingHandler : brpc::StreamInputHandler {
+        explicit BlockingHandler(std::atomic<bool>* b) : blocked(b) {}
+        int on_received_messages(brpc::StreamId, butil::IOBuf* const[], size_t) override {
+            WaitFor([this] { return !blocked->load(); }, 20);
+            return 0;
+        }
+        void on_idle_timeout(brpc::StreamId) override {}
+        void on_closed(brpc::StreamId) override {}
+        std::atomic<bool>* blocked;
+    } handler(&blocked);
+    brpc::StreamOptions server_options;
+    server_options.handler = &handler;
+    server_options.max_buf_size = 1024 * 1024;
+    StreamEchoService service(server_options);
+    TestServer server(&service);
+    brpc::Channel channel;
+    ASSERT_EQ(0, channel.Init(server.address().c_str(), NULL));
+    brpc::Controller cntl;
+    brpc::StreamId request_stream = brpc::INVALID_STREAM_ID;
+    brpc::StreamOptions request_options;
+    request_options.max_buf_size = 1024 * 1024;
+    ASSERT_EQ(0, brpc::StreamCreate(&request_stream, cntl, &request_options));
+    brpc::ScopedStream stream_guard(request_stream);
+    test::EchoResponse response;
+    CallEcho(&channel, &cntl, &response);
+    ASSERT_FALSE(cntl.Failed()) << cntl.ErrorText();
+
+    const uint64_t baseline = brpc::GetStreamStats().stream_bytes_unconsumed;
+    const size_t write_size = 100 * 1024;
+    ASSERT_EQ(0, brpc::StreamWrite(request_stream, Buf(std::string(write_size, 'x'))));
+    ASSERT_TRUE(WaitFor([&] { return brpc::GetStreamStats().stream_bytes_unconsumed >= baseline + write_size; }));
+    ASSERT_EQ(0, brpc::StreamClose(request_stream));
+    ASSERT_TRUE(WaitFor([&] { return brpc::GetStreamStats().stream_bytes_unconsumed == baseline; }));
+    blocked = false;
     server.StopAndJoin();
 }
 

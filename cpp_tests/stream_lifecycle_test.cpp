@@ -218,4 +218,59 @@ TEST(StreamLifecycle, ResponseArrivingAfterTheStreamClosedStillCompletesTheCall)
     EXPECT_EQ(1, call_done.runs.load());
 }
 
+// The server's handler is deleted right after Join: its callbacks all ran
+// before (on_closed lingers to make a late one likely), so nothing touches
+// it afterwards (ASan, in the sanitized build, would catch a use after free).
+TEST(StreamLifecycle, AServerHandlerDestroyedRightAfterJoinIsNeverCalledAgain) {
+    struct LingeringHandler : RecordingHandler {
+        void on_closed(brpc::StreamId id) override {
+            usleep(50 * 1000);
+            RecordingHandler::on_closed(id);
+        }
+    };
+    LingeringHandler* handler = new LingeringHandler;
+    brpc::StreamOptions server_options;
+    server_options.handler = handler;
+    server_options.messages_in_batch = 16;
+    AcceptingService accepting(server_options);
+    brpc::Server* server = new brpc::Server;
+    ASSERT_EQ(0, server->AddService(&accepting.service, brpc::SERVER_DOESNT_OWN_SERVICE));
+    ASSERT_EQ(0, server->Start("127.0.0.1:0", NULL));
+    brpc::Channel channel;
+    ASSERT_EQ(0, channel.Init(("127.0.0.1:" + std::to_string(server->listen_address().port)).c_str(), NULL));
+
+    const int kStreams = 4, kMessages = 500;
+    std::vector<brpc::StreamId> ids;
+    for (int s = 0; s < kStreams; ++s) {
+        brpc::Controller cntl;
+        brpc::StreamId id = brpc::INVALID_STREAM_ID;
+        brpc::StreamOptions options;
+        options.max_buf_size = 0;
+        ASSERT_EQ(0, brpc::StreamCreate(&id, cntl, &options));
+        CallOpen(channel, cntl);
+        ASSERT_FALSE(cntl.Failed()) << cntl.ErrorText();
+        ids.push_back(id);
+    }
+    for (int i = 0; i < kMessages; ++i) {
+        for (size_t s = 0; s < ids.size(); ++s) {
+            ASSERT_EQ(0, brpc::StreamWrite(ids[s], Buf("m" + std::to_string(i))));
+        }
+    }
+    for (size_t s = 0; s < ids.size(); ++s) {
+        ASSERT_EQ(0, brpc::StreamClose(ids[s]));
+    }
+    server->Stop(0);
+    server->Join();
+    const brpc::StreamIds accepted = accepting.accepted_ids();
+    ASSERT_EQ((size_t)kStreams, accepted.size());
+    for (size_t s = 0; s < accepted.size(); ++s) {
+        ExpectClosedCleanly(handler->lifecycle(accepted[s]));
+        EXPECT_EQ((size_t)kMessages, handler->received_count(accepted[s]));
+    }
+    delete handler;
+    // Time for a callback that would come late (none may).
+    usleep(300 * 1000);
+    delete server;
+}
+
 }  // namespace

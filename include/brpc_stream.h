@@ -263,7 +263,8 @@ typedef void (*brpc_write_done_fn)(void *arg, int err);
 
 // The library's counters at one moment (each read on its own, so two of
 // them may disagree by an event in flight). Gauges: `*_alive`,
-// `streams_created/connected/closing/closed`, `writes_queued`;
+// `streams_created/connected/closing/closed`, `writes_queued`,
+// `stream_bytes_unconsumed`;
 // the others only grow.
 typedef struct {
   // Sockets not yet recycled: connections, and one per stream.
@@ -303,6 +304,13 @@ typedef struct {
   // Established connections that failed other than by an orderly close
   // of either side (a reset, a read or write error, a timeout, a bad frame).
   uint64_t connections_broken;
+  // DATA frames handed to their connection: one per message, more for a
+  // message longer than `brpc_stream_write_max_segment_size()`.
+  uint64_t stream_data_frames_out;
+  // Gauge: bytes written by streams with a window (`max_buf_size > 0`)
+  // their peers have not reported consumed yet; a stream's share goes
+  // when it ends.
+  uint64_t stream_bytes_unconsumed;
 } brpc_stats;
 
 // A stream's id (its socket's id).
@@ -605,7 +613,8 @@ int brpc_server_listen_port(const brpc_server *server);
 // the registration's request timeout: half the TTL, 0.5 to 3 s).
 int brpc_server_stop(brpc_server *server);
 
-// Waits for the calls in flight, then closes every connection.
+// Returns once every call was answered and every connection ended with all
+// its streams, their last callbacks returned (see `Server::join`).
 int brpc_server_join(brpc_server *server);
 
 bool brpc_server_is_running(const brpc_server *server);
@@ -792,6 +801,15 @@ int brpc_stream_write_blocks(brpc_stream_id id,
                              brpc_release_fn release,
                              void *arg,
                              bool write_in_background);
+
+// brpc's `stream_write_max_segment_size`, process-wide: messages written
+// from now on that are longer go as several DATA frames of at most this
+// payload (joined back into one message by the peer). 0, or `EINVAL` for
+// 0 (unchanged). Default 512 MiB.
+int brpc_stream_set_write_max_segment_size(uint64_t max_segment_size);
+
+// The size set by `brpc_stream_set_write_max_segment_size`.
+uint64_t brpc_stream_write_max_segment_size(void);
 
 // Blocks until writable (0), `timeout_ms` passed (`ETIMEDOUT`; < 0: no
 // timeout) or the stream closed (`EINVAL`, at once).

@@ -3,7 +3,8 @@
 //! of its own, so counting costs an uncontended add and stays on in
 //! production; a [`snapshot`] is not atomic across counters.
 //!
-//! Gauges (`*_alive`, `streams_*` by state, `writes_queued`) go up
+//! Gauges (`*_alive`, `streams_*` by state, `writes_queued`,
+//! `stream_bytes_unconsumed`) go up
 //! and down and read the current value; the rest only grow.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -28,7 +29,12 @@ impl Counter {
 
     /// Gauges only; every `dec` follows the `inc` it undoes.
     pub(crate) fn dec(&self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        self.sub(1);
+    }
+
+    /// Gauges only; every `sub` follows the `add` it undoes.
+    pub(crate) fn sub(&self, n: u64) {
+        self.0.fetch_sub(n, Ordering::Relaxed);
     }
 
     pub(crate) fn get(&self) -> u64 {
@@ -48,6 +54,10 @@ pub(crate) static STREAM_MESSAGES_IN: Counter = Counter::new();
 pub(crate) static STREAM_BYTES_IN: Counter = Counter::new();
 pub(crate) static STREAM_MESSAGES_OUT: Counter = Counter::new();
 pub(crate) static STREAM_BYTES_OUT: Counter = Counter::new();
+/// DATA frames beyond the first of segmented messages (see
+/// `Stats::stream_data_frames_out`): nothing counted per unsegmented message.
+pub(crate) static STREAM_EXTRA_SEGMENTS_OUT: Counter = Counter::new();
+pub(crate) static STREAM_BYTES_UNCONSUMED: Counter = Counter::new();
 pub(crate) static STREAM_WRITES: Counter = Counter::new();
 pub(crate) static STREAM_WRITES_DROPPED: Counter = Counter::new();
 pub(crate) static STREAM_BYTES_DROPPED: Counter = Counter::new();
@@ -83,6 +93,14 @@ pub struct Stats {
     /// Stream messages handed to their host connection, and their bytes.
     pub stream_messages_out: u64,
     pub stream_bytes_out: u64,
+    /// DATA frames handed to their host connection: one per message, more
+    /// for a message longer than the maximum segment size
+    /// (`stream::set_write_max_segment_size`).
+    pub stream_data_frames_out: u64,
+    /// Gauge: bytes written by windowed streams (`max_buf_size > 0`) that
+    /// their peers have not reported consumed yet (brpc's streams'
+    /// unconsumed size); a stream's share goes when it ends.
+    pub stream_bytes_unconsumed: u64,
     /// Writes `StreamWrite` accepted.
     pub stream_writes: u64,
     /// Accepted stream writes never delivered, as their streams' `on_failed`
@@ -120,6 +138,8 @@ pub fn snapshot() -> Stats {
         stream_bytes_in: STREAM_BYTES_IN.get(),
         stream_messages_out: STREAM_MESSAGES_OUT.get(),
         stream_bytes_out: STREAM_BYTES_OUT.get(),
+        stream_data_frames_out: STREAM_MESSAGES_OUT.get() + STREAM_EXTRA_SEGMENTS_OUT.get(),
+        stream_bytes_unconsumed: STREAM_BYTES_UNCONSUMED.get(),
         stream_writes: STREAM_WRITES.get(),
         stream_writes_dropped: STREAM_WRITES_DROPPED.get(),
         stream_bytes_dropped: STREAM_BYTES_DROPPED.get(),

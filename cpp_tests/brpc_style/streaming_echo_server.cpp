@@ -7,8 +7,8 @@
 //   brpc_style_streaming_echo_server --port=0 --port_file=F [--expect_streams=N]
 //
 // Exits 0 when asked to quit if at least --expect_streams streams were
-// accepted, every one of them closed (on_closed; unless
-// --expect_closed=false) and none failed or saw messages out of order.
+// accepted, every one of them closed (on_closed ran before Join returned)
+// and none failed or saw messages out of order.
 
 #include <cstdlib>
 #include <map>
@@ -27,7 +27,6 @@
 DEFINE_int32(port, 0, "TCP port of this server (0: any free one)");
 DEFINE_string(port_file, "", "Where to write the port listened on");
 DEFINE_int32(expect_streams, 1, "Exit 1 when fewer streams were accepted");
-DEFINE_bool(expect_closed, true, "Exit 1 when an accepted stream's on_closed has not run by then");
 
 namespace {
 
@@ -85,7 +84,7 @@ public:
         }
         LOG(INFO) << "Streams accepted: " << accepted_ << ", closed: " << closed_
                   << ", failed: " << failed_ << ", in order: " << (in_order ? "yes" : "no");
-        return accepted_ >= FLAGS_expect_streams && (closed_ == accepted_ || !FLAGS_expect_closed) &&
+        return accepted_ >= FLAGS_expect_streams && closed_ == accepted_ &&
                failed_ == 0 && in_order;
     }
 

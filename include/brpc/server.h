@@ -152,10 +152,18 @@ public:
     int Start(const char* ip_port_str, const ServerOptions* options);
     int Start(const butil::EndPoint& endpoint, const ServerOptions* options);
 
-    // Stops accepting: new requests are answered with ELOGOFF. closewait_ms
-    // is unused, as in brpc.
+    // Stops accepting: new requests are answered with ELOGOFF; calls in
+    // flight and open streams go on. closewait_ms is unused, as in brpc.
     int Stop(int closewait_ms = 0);
-    // Waits for the calls in flight to be answered, then closes every connection.
+    // Returns once every call was answered and every connection ended with
+    // all its streams, their last callbacks (on_closed) returned: handlers
+    // may be destroyed right after it, none of their callbacks runs any
+    // more. As in brpc, a connection keeps being read while its streams
+    // are open, so what a client wrote before StreamClose is delivered and
+    // the close is normal; a connection that carries no stream closes once
+    // its responses went out. A connection whose peer sends nothing for
+    // 2 s while streams are still open on it is failed with ELOGOFF (its
+    // streams' on_failed(ELOGOFF), then on_closed, run before Join returns).
     int Join();
     // Serves until SIGINT/SIGTERM (or AskToQuit), then Stop() and Join().
     void RunUntilAskedToQuit();

@@ -157,6 +157,15 @@ void StreamWait(StreamId stream_id, const timespec* due_time,
 // already closed.
 int StreamClose(StreamId stream_id);
 
+// brpc's gflag stream_write_max_segment_size, process-wide: a message longer
+// than this many bytes is sent as several DATA frames of at most this
+// payload, which the peer joins back into one message (brpc's default,
+// 512 MiB, never splits a message the peer would take). Applies to
+// messages written from then on. 0, or EINVAL for 0 (the size stays).
+// brpc::GetStreamStats().stream_data_frames_out counts the frames.
+int SetStreamWriteMaxSegmentSize(uint64_t max_segment_size);
+uint64_t StreamWriteMaxSegmentSize();
+
 namespace detail {
 
 struct StreamIdTraits {
@@ -367,6 +376,12 @@ inline void StreamWait(StreamId stream_id, const timespec* due_time,
 }
 
 inline int StreamClose(StreamId stream_id) { return brpc_stream_close(stream_id); }
+
+inline int SetStreamWriteMaxSegmentSize(uint64_t max_segment_size) {
+    return brpc_stream_set_write_max_segment_size(max_segment_size);
+}
+
+inline uint64_t StreamWriteMaxSegmentSize() { return brpc_stream_write_max_segment_size(); }
 
 }  // namespace brpc
 

@@ -15,7 +15,8 @@
 namespace brpc {
 
 // Gauges (what is there now): sockets_alive, streams_alive, streams_created,
-// streams_connected, streams_closing, streams_closed, writes_queued.
+// streams_connected, streams_closing, streams_closed, writes_queued,
+// stream_bytes_unconsumed.
 // Every other field only grows. Fields are read one by one, so two of them
 // may disagree by an event in flight. See brpc_stats in brpc_stream.h for
 // each field's meaning.
@@ -42,6 +43,13 @@ struct StreamStats {
     uint64_t connections_connected;
     uint64_t connect_failures;
     uint64_t connections_broken;
+    // DATA frames sent: one per message, more for a message longer than
+    // StreamWriteMaxSegmentSize() (brpc/stream.h).
+    uint64_t stream_data_frames_out;
+    // Bytes written by streams with a window (max_buf_size > 0) that their
+    // peers have not reported consumed yet; a stream's share goes when it
+    // ends.
+    uint64_t stream_bytes_unconsumed;
 };
 
 inline StreamStats GetStreamStats() {
@@ -70,6 +78,8 @@ inline StreamStats GetStreamStats() {
     s.connections_connected = c.connections_connected;
     s.connect_failures = c.connect_failures;
     s.connections_broken = c.connections_broken;
+    s.stream_data_frames_out = c.stream_data_frames_out;
+    s.stream_bytes_unconsumed = c.stream_bytes_unconsumed;
     return s;
 }
 

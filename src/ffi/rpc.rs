@@ -1025,7 +1025,8 @@ pub unsafe extern "C" fn brpc_server_stop(server: *mut brpc_server) -> c_int {
     unsafe { with_server(server, Server::stop) }
 }
 
-/// Waits for the calls in flight, then closes every connection.
+/// Returns once every call was answered and every connection ended with all
+/// its streams, their last callbacks returned (see `Server::join`).
 #[no_mangle]
 pub unsafe extern "C" fn brpc_server_join(server: *mut brpc_server) -> c_int {
     // SAFETY: a live server or NULL.

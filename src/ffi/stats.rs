@@ -9,7 +9,8 @@ use crate::stats;
 
 /// The library's counters at one moment (each read on its own, so two of
 /// them may disagree by an event in flight). Gauges: `*_alive`,
-/// `streams_created/connected/closing/closed`, `writes_queued`;
+/// `streams_created/connected/closing/closed`, `writes_queued`,
+/// `stream_bytes_unconsumed`;
 /// the others only grow.
 #[repr(C)]
 pub struct brpc_stats {
@@ -50,6 +51,13 @@ pub struct brpc_stats {
     /// Established connections that failed other than by an orderly close
     /// of either side (a reset, a read or write error, a timeout, a bad frame).
     pub connections_broken: u64,
+    /// DATA frames handed to their connection: one per message, more for a
+    /// message longer than `brpc_stream_write_max_segment_size()`.
+    pub stream_data_frames_out: u64,
+    /// Gauge: bytes written by streams with a window (`max_buf_size > 0`)
+    /// their peers have not reported consumed yet; a stream's share goes
+    /// when it ends.
+    pub stream_bytes_unconsumed: u64,
 }
 
 /// Fills `*out` with the counters. 0, or `EINVAL` for NULL. Cheap (a few
@@ -84,6 +92,8 @@ pub unsafe extern "C" fn brpc_stats_get(out: *mut brpc_stats) -> c_int {
             connections_connected: s.connections_connected,
             connect_failures: s.connect_failures,
             connections_broken: s.connections_broken,
+            stream_data_frames_out: s.stream_data_frames_out,
+            stream_bytes_unconsumed: s.stream_bytes_unconsumed,
         };
         // SAFETY: a writable brpc_stats per the contract.
         unsafe { out.write(c) };

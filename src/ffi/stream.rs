@@ -394,6 +394,24 @@ fn timeout(ms: i64) -> Option<Duration> {
     (ms >= 0).then(|| Duration::from_millis(ms as u64))
 }
 
+/// brpc's `stream_write_max_segment_size`, process-wide: messages written
+/// from now on that are longer go as several DATA frames of at most this
+/// payload (joined back into one message by the peer). 0, or `EINVAL` for
+/// 0 (unchanged). Default 512 MiB.
+#[no_mangle]
+pub extern "C" fn brpc_stream_set_write_max_segment_size(max_segment_size: u64) -> c_int {
+    guard(|| match stream::set_write_max_segment_size(max_segment_size) {
+        Ok(()) => 0,
+        Err(code) => code,
+    })
+}
+
+/// The size set by `brpc_stream_set_write_max_segment_size`.
+#[no_mangle]
+pub extern "C" fn brpc_stream_write_max_segment_size() -> u64 {
+    guard_value(stream::DEFAULT_MAX_SEGMENT_SIZE as u64, stream::write_max_segment_size)
+}
+
 /// Blocks until writable (0), `timeout_ms` passed (`ETIMEDOUT`; < 0: no
 /// timeout) or the stream closed (`EINVAL`, at once).
 #[no_mangle]

@@ -69,7 +69,7 @@ fn method_prefix(server: &ServerView<'_>, method: &MethodSnapshot) -> String {
 /// The variables that are plain gauges: the library's and the server's.
 fn gauges(server: &ServerView<'_>) -> Vec<Var> {
     let s = stats::snapshot();
-    let library: [(&str, u64, &'static str); 22] = [
+    let library: [(&str, u64, &'static str); 24] = [
         ("rpc_socket_count", s.sockets_alive, "Sockets not yet recycled: connections, and one per stream"),
         ("brpc_stream_streams_alive", s.streams_alive, "Streams not yet recycled"),
         ("brpc_stream_streams_created", s.streams_created, "Streams created and not connected yet"),
@@ -82,6 +82,8 @@ fn gauges(server: &ServerView<'_>) -> Vec<Var> {
         ("brpc_stream_stream_bytes_in", s.stream_bytes_in, "Payload bytes of stream messages received"),
         ("brpc_stream_stream_messages_out", s.stream_messages_out, "Stream messages sent to their connection"),
         ("brpc_stream_stream_bytes_out", s.stream_bytes_out, "Payload bytes of stream messages sent"),
+        ("brpc_stream_stream_data_frames_out", s.stream_data_frames_out, "DATA frames of stream messages sent"),
+        ("brpc_stream_stream_bytes_unconsumed", s.stream_bytes_unconsumed, "Bytes streams wrote, not consumed yet"),
         ("brpc_stream_stream_writes", s.stream_writes, "Writes StreamWrite accepted"),
         ("brpc_stream_stream_writes_dropped", s.stream_writes_dropped, "Accepted stream writes never delivered"),
         ("brpc_stream_stream_bytes_dropped", s.stream_bytes_dropped, "Bytes of accepted stream writes never delivered"),

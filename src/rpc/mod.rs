@@ -22,6 +22,7 @@ pub use controller::Controller;
 pub use method_status::{MethodSnapshot, MethodStatus, Percentiles};
 pub use server::{
     Handler, HttpProgress, HttpService, Server, ServerCall, ServerOptions, ServerView, HTTP_REQUEST_TIMEOUT,
+    JOIN_QUIET_GRACE,
 };
 
 use std::net::{SocketAddr, ToSocketAddrs};

@@ -176,6 +176,12 @@ struct ServerInner {
     running: AtomicBool,
     stopping: AtomicBool,
     connections: Mutex<HashSet<SocketId>>,
+    /// Signalled (under `connections`) when a connection leaves the set or
+    /// the last of `open_streams` ends: what `join` waits for.
+    ended: Condvar,
+    /// Streams accepted by this server's calls whose last callbacks have
+    /// not returned yet.
+    open_streams: AtomicUsize,
     in_flight: Mutex<usize>,
     idle: Condvar,
     limits: Mutex<Limits>,
@@ -223,6 +229,8 @@ impl Server {
                 running: AtomicBool::new(false),
                 stopping: AtomicBool::new(false),
                 connections: Mutex::new(HashSet::new()),
+                ended: Condvar::new(),
+                open_streams: AtomicUsize::new(0),
                 in_flight: Mutex::new(0),
                 idle: Condvar::new(),
                 limits: Mutex::new(Limits::default()),
@@ -362,7 +370,7 @@ impl Server {
     }
 
     /// Stops accepting; requests arriving from now on get ELOGOFF, calls in
-    /// flight go on.
+    /// flight and open streams go on (`join` waits for them).
     /// A server registered in etcd first withdraws its entry, so clients
     /// stop choosing it before it refuses them.
     pub fn stop(&self) {
@@ -382,7 +390,15 @@ impl Server {
         }
     }
 
-    /// Waits for the calls in flight, then closes every connection.
+    /// Returns once every call was answered and every connection ended
+    /// with all its streams: their last callbacks (`on_closed`) returned,
+    /// so the program may destroy their handlers. As brpc's acceptor at
+    /// stop, a connection that carries no stream closes once its responses
+    /// went out; one that carries streams keeps being read, so what the
+    /// peer sent before closing them is delivered and their close is
+    /// normal, and closes when its last stream ends. A connection whose
+    /// peer sends nothing for [`JOIN_QUIET_GRACE`] while streams still ride
+    /// on it is failed with `ELOGOFF` (so are its streams).
     pub fn join(&self) {
         if !self.inner.running.load(Ordering::Acquire) {
             return;
@@ -394,16 +410,23 @@ impl Server {
                 self.inner.idle.wait(&mut in_flight);
             }
         }
-        let connections: Vec<SocketId> = self.inner.connections.lock().drain().collect();
+        let connections: Vec<SocketId> = self.inner.connections.lock().iter().copied().collect();
         for id in connections {
             // After the responses of the calls that just ended went out.
-            if let Some(socket) = Socket::address(id) {
-                socket.close_after_flush(errno::ELOGOFF, "the server stopped");
-            }
+            stream::close_host_when_idle(id, errno::ELOGOFF, "the server stopped");
         }
+        self.inner.wait_for_connections_and_streams();
         self.inner.running.store(false, Ordering::Release);
     }
 }
+
+/// How long `Server::join` lets a connection whose streams are still open
+/// stay silent before failing it: its peer keeps sending what it wrote
+/// before closing them, so a pause this long means it is not closing them.
+pub const JOIN_QUIET_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// How often `Server::join` looks at the input of the connections it waits for.
+const JOIN_TICK: std::time::Duration = std::time::Duration::from_millis(20);
 
 impl Drop for Server {
     fn drop(&mut self) {
@@ -412,6 +435,69 @@ impl Drop for Server {
 }
 
 impl ServerInner {
+    /// `join`'s wait: until no connection is left and every stream accepted
+    /// on them ran its last callbacks; connections whose peer went quiet
+    /// for [`JOIN_QUIET_GRACE`] are failed on the way.
+    fn wait_for_connections_and_streams(&self) {
+        let mut read_so_far = 0;
+        let mut quiet_since = std::time::Instant::now();
+        let mut connections = self.connections.lock();
+        loop {
+            if connections.is_empty() {
+                if self.open_streams.load(Ordering::Acquire) == 0 {
+                    return;
+                }
+                // Only the last callbacks are left to return.
+                self.ended.wait(&mut connections);
+                continue;
+            }
+            let _ = self.ended.wait_for(&mut connections, JOIN_TICK);
+            let read: u64 = connections
+                .iter()
+                .filter_map(|id| Socket::address_failed_as_well(*id))
+                .map(|socket| socket.traffic().bytes_read)
+                .sum();
+            if read != read_so_far {
+                read_so_far = read;
+                quiet_since = std::time::Instant::now();
+                continue;
+            }
+            if quiet_since.elapsed() < JOIN_QUIET_GRACE {
+                continue;
+            }
+            let quiet: Vec<SocketId> = connections.iter().copied().collect();
+            // Failing a connection takes it out of the set (on_failed).
+            drop(connections);
+            for id in quiet {
+                Socket::set_failed_by_id(id, errno::ELOGOFF, "the server stopped");
+            }
+            connections = self.connections.lock();
+        }
+    }
+
+    /// Counts `accepted` streams in until their last callbacks returned.
+    fn track_streams(self: &Arc<Self>, accepted: &[StreamId]) {
+        for id in accepted {
+            self.open_streams.fetch_add(1, Ordering::AcqRel);
+            let server = Arc::clone(self);
+            stream::after_end(*id, Box::new(move || server.stream_ended()));
+        }
+    }
+
+    fn stream_ended(&self) {
+        if self.open_streams.fetch_sub(1, Ordering::AcqRel) == 1 {
+            // Under the lock, so a join between its check and its wait hears it.
+            let _connections = self.connections.lock();
+            self.ended.notify_all();
+        }
+    }
+
+    fn connection_ended(&self, id: SocketId) {
+        let mut connections = self.connections.lock();
+        connections.remove(&id);
+        self.ended.notify_all();
+    }
+
     fn method_statuses(&self) -> Vec<MethodSnapshot> {
         let services = self.services.read();
         let mut all: Vec<MethodSnapshot> =
@@ -485,8 +571,9 @@ impl ServerInner {
             Ok(id) => {
                 crate::stats::CONNECTIONS_ACCEPTED.inc();
                 self.connections.lock().insert(id);
-                // The server may have joined while this one was being made.
-                if self.stopping.load(Ordering::Acquire) && !self.running.load(Ordering::Acquire) {
+                // Accepted as the server stopped: not served (join may have
+                // listed the connections already).
+                if self.stopping.load(Ordering::Acquire) {
                     Socket::set_failed_by_id(id, errno::ELOGOFF, "the server stopped");
                 }
             }
@@ -614,6 +701,8 @@ impl ServerCall {
         self.answered = true;
         let error = result.as_ref().err().cloned();
         let client_stream = self.stream_settings().map(|s| s.stream_id());
+        // Join waits for these to end, whatever the call's outcome.
+        self.server.track_streams(accepted);
         if error.is_none() {
             stream::before_response(accepted);
         }
@@ -753,7 +842,7 @@ impl SocketUser for ServerConnection {
     fn on_failed(&self, socket: &Socket, code: i32, text: &str) {
         self.intake.on_closed();
         if let Some(server) = self.server.upgrade() {
-            server.connections.lock().remove(&socket.id());
+            server.connection_ended(socket.id());
         }
         stream::on_host_failed(socket, code, text);
     }

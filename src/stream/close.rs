@@ -12,7 +12,7 @@ use bytes::BytesMut;
 use parking_lot::Mutex;
 
 use super::core::{find, find_core, AfterEnd, StreamCore, StreamId, CLOSE_TAG};
-use super::state::{AlreadyClosing, CloseAction, EndAction, NORMAL_CLOSE};
+use super::state::{AlreadyClosing, CloseAction, EndAction, State, NORMAL_CLOSE};
 use super::{frames, hosts};
 use crate::error::Error;
 use crate::socket::{Chunks, Socket, SocketUser, WriteOptions};
@@ -26,9 +26,18 @@ pub fn close(id: StreamId) -> Result<(), Error> {
 }
 
 fn close_locally(socket: &Socket, core: &StreamCore, why: &'static str) -> Result<(), Error> {
+    close_with(socket, core, |state| state.close(why))
+}
+
+/// Applies a close (`StreamClose` or the peer's CLOSE) and performs what it asks.
+fn close_with(
+    socket: &Socket,
+    core: &StreamCore,
+    close: impl FnOnce(&mut State) -> Result<CloseAction, AlreadyClosing>,
+) -> Result<(), Error> {
     let action = {
         let mut link = core.link.lock();
-        let action = link.apply(|state| state.close(why))?;
+        let action = link.apply(close)?;
         // Under the lock, so no writer takes the direct path after it.
         let send_now = action == CloseAction::CloseAfterDirectWriters && core.direct_writers.close();
         (action, send_now)
@@ -70,7 +79,7 @@ pub(super) fn send_direct_close(socket: &Socket, core: &StreamCore) {
 /// The peer sent CLOSE: deliver what arrived, answer with our CLOSE (as
 /// brpc does) and close.
 pub(super) fn closed_by_peer(socket: &Socket, core: &StreamCore) {
-    let _ = close_locally(socket, core, "the stream was closed by the peer");
+    let _ = close_with(socket, core, |state| state.peer_close("the stream was closed by the peer"));
 }
 
 /// Ends the streams of a call that failed before it was made (create,
@@ -97,13 +106,19 @@ pub(super) fn fail_all_then(ids: &[StreamId], code: i32, text: &str, then: After
     for id in ids {
         fail(*id, code, text);
         let tick = Arc::clone(&countdown);
-        match Socket::address_failed_as_well(*id).as_deref().and_then(find_core) {
-            Some(core) => core.after_end(Box::new(move || tick.tick())),
-            // Recycled: its last callbacks returned (their task held it).
-            None => tick.tick(),
-        }
+        after_end(*id, Box::new(move || tick.tick()));
     }
     countdown.tick();
+}
+
+/// Runs `then` once the stream's last callbacks returned: at once when they
+/// did (or the stream is gone), else on the thread that ran `on_closed`.
+pub fn after_end(id: StreamId, then: AfterEnd) {
+    match Socket::address_failed_as_well(id).as_deref().and_then(find_core) {
+        Some(core) => core.after_end(then),
+        // Recycled: its last callbacks returned (their task held it).
+        None => then(),
+    }
 }
 
 /// Runs `then` when `left` reaches zero.

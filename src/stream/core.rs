@@ -322,6 +322,7 @@ impl Connection for StreamCore {
         let mut small = BytesMut::new();
         let mut taken = 0;
         let mut close = false;
+        let mut extra_segments = 0;
         for message in messages {
             if message.tag == CLOSE_TAG {
                 small.extend_from_slice(&frames::close(remote, local)?);
@@ -329,6 +330,12 @@ impl Connection for StreamCore {
                 break;
             }
             let len: usize = message.chunks.iter().map(Bytes::len).sum();
+            if let Some(max) = frames::segment_size_for(len) {
+                let parts: Vec<&[u8]> = message.chunks.iter().map(|c| &c[..]).collect();
+                extra_segments += frames::append_segments(&mut small, remote, local, &parts, max)? - 1;
+                taken += len;
+                continue;
+            }
             frames::append_data_header(&mut small, remote, local, len)?;
             if len <= frames::COPY_LIMIT {
                 message.chunks.iter().for_each(|c| small.extend_from_slice(c));
@@ -346,6 +353,7 @@ impl Connection for StreamCore {
         let sent = messages.iter().take_while(|m| m.tag != CLOSE_TAG).count();
         stats::STREAM_MESSAGES_OUT.add(sent as u64);
         stats::STREAM_BYTES_OUT.add(taken as u64);
+        stats::STREAM_EXTRA_SEGMENTS_OUT.add(extra_segments as u64);
         if close {
             // Everything before the CLOSE is out: the stream is done.
             let why = self.link.lock().state().closing_why().unwrap_or("the stream was closed");

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use parking_lot::{Condvar, Mutex};
 
 use crate::runtime::{spawn_or_run, timers, TimerId};
+use crate::stats;
 
 /// Runs once with 0 (writable), `ETIMEDOUT` or `EINVAL` (closed).
 pub type OnWritable = Box<dyn FnOnce(i32) + Send>;
@@ -19,6 +20,9 @@ pub(super) struct Flow {
     window: u64,
     produced: AtomicU64,
     remote_consumed: AtomicU64,
+    /// This stream's share of `stats::STREAM_BYTES_UNCONSUMED`: never more
+    /// than it added, all of it taken back when the stream ends.
+    unconsumed: AtomicU64,
     waiters: Mutex<Waiters>,
     wakeup: Condvar,
 }
@@ -36,6 +40,7 @@ impl Flow {
             window,
             produced: AtomicU64::new(0),
             remote_consumed: AtomicU64::new(0),
+            unconsumed: AtomicU64::new(0),
             waiters: Mutex::new(Waiters::default()),
             wakeup: Condvar::new(),
         }
@@ -52,19 +57,46 @@ impl Flow {
     /// Counts `len` more bytes in flight, once [`Flow::writable`] let them in.
     pub(super) fn produce(&self, len: usize) {
         self.produced.fetch_add(len as u64, Ordering::AcqRel);
+        if self.window > 0 {
+            // The gauge first: the share never exceeds what it holds.
+            stats::STREAM_BYTES_UNCONSUMED.add(len as u64);
+            self.unconsumed.fetch_add(len as u64, Ordering::AcqRel);
+        }
     }
 
     /// The peer's handler has consumed `consumed` bytes in all.
     pub(super) fn on_feedback(&self, consumed: u64) {
         self.remote_consumed.fetch_max(consumed, Ordering::AcqRel);
+        self.shrink_unconsumed();
         if self.writable() {
             self.wake(0);
         }
     }
 
+    /// Brings the stream's unconsumed share down to what the peer has not
+    /// consumed yet (racing a write, it may briefly count less).
+    fn shrink_unconsumed(&self) {
+        let outstanding =
+            self.produced.load(Ordering::Acquire).saturating_sub(self.remote_consumed.load(Ordering::Acquire));
+        let mut share = self.unconsumed.load(Ordering::Acquire);
+        while share > outstanding {
+            match self.unconsumed.compare_exchange(share, outstanding, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => return stats::STREAM_BYTES_UNCONSUMED.sub(share - outstanding),
+                Err(now) => share = now,
+            }
+        }
+    }
+
+    /// The stream ended: waiters hear `EINVAL`, its unconsumed bytes are
+    /// reclaimed.
     pub(super) fn on_closed(&self) {
+        self.reclaim_unconsumed();
         self.waiters.lock().closed = true;
         self.wake(libc::EINVAL);
+    }
+
+    fn reclaim_unconsumed(&self) {
+        stats::STREAM_BYTES_UNCONSUMED.sub(self.unconsumed.swap(0, Ordering::AcqRel));
     }
 
     fn wake(&self, code: i32) {
@@ -138,6 +170,14 @@ impl Flow {
             )
         });
         waiters.callbacks.insert(key, (on_writable, timer));
+    }
+}
+
+impl Drop for Flow {
+    /// A stream that never ended (its creation failed half-way) leaves no
+    /// share behind either.
+    fn drop(&mut self) {
+        self.reclaim_unconsumed();
     }
 }
 

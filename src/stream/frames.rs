@@ -2,6 +2,7 @@
 //! CLOSE, RST and FEEDBACK carry none.
 
 use std::cell::RefCell;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::{Bytes, BytesMut};
 
@@ -110,10 +111,21 @@ pub(super) fn feedback(remote: i64, local: i64, consumed: u64) -> Result<Bytes, 
     pack(&meta, 0)
 }
 
+/// How many DATA frames beyond the first a message of `len` bytes takes.
+pub(super) fn extra_segments(len: usize) -> usize {
+    segment_size_for(len).map_or(0, |max| len.div_ceil(max) - 1)
+}
+
 /// A whole DATA frame for one message: small messages are copied behind
-/// their header into one buffer, larger ones follow it uncopied.
+/// their header into one buffer, larger ones follow it uncopied; one
+/// longer than the maximum segment size goes as several frames.
 pub(super) fn data_message(remote: i64, local: i64, parts: &[&[u8]], owned: Option<&[Bytes]>) -> Result<Chunks, i32> {
     let len: usize = parts.iter().map(|p| p.len()).sum();
+    if let Some(max) = segment_size_for(len) {
+        let mut frames = BytesMut::new();
+        append_segments(&mut frames, remote, local, parts, max)?;
+        return Ok(Chunks::One(frames.freeze()));
+    }
     Ok(match owned {
         Some(payload) if len > COPY_LIMIT => {
             let mut chunks = Vec::with_capacity(1 + payload.len());
@@ -140,6 +152,61 @@ pub(super) fn data_message(remote: i64, local: i64, parts: &[&[u8]], owned: Opti
     })
 }
 
+/// The largest DATA payload a message is sent in (brpc's gflag
+/// `stream_write_max_segment_size`, 512 MiB by default): a longer message
+/// goes as several DATA frames, all but the last with `has_continuation`,
+/// which the peer joins back into one message.
+static MAX_SEGMENT_SIZE: AtomicUsize = AtomicUsize::new(DEFAULT_MAX_SEGMENT_SIZE);
+
+pub const DEFAULT_MAX_SEGMENT_SIZE: usize = 512 * 1024 * 1024;
+
+/// Sets the maximum DATA payload for messages written from now on,
+/// process-wide; `EINVAL` for 0 (brpc requires a positive size).
+pub fn set_write_max_segment_size(size: u64) -> Result<(), i32> {
+    let size = usize::try_from(size).unwrap_or(usize::MAX);
+    if size == 0 {
+        return Err(libc::EINVAL);
+    }
+    MAX_SEGMENT_SIZE.store(size, Ordering::Release);
+    Ok(())
+}
+
+pub fn write_max_segment_size() -> u64 {
+    MAX_SEGMENT_SIZE.load(Ordering::Acquire) as u64
+}
+
+/// The segment size when a message of `len` bytes must be segmented.
+pub(super) fn segment_size_for(len: usize) -> Option<usize> {
+    let max = MAX_SEGMENT_SIZE.load(Ordering::Acquire);
+    (len > max).then_some(max)
+}
+
+/// Appends a message as DATA frames of at most `max` payload bytes each;
+/// returns how many. Copies the message: segmenting is the rare case of a
+/// lowered maximum or a huge message.
+pub(super) fn append_segments(
+    out: &mut BytesMut,
+    remote: i64,
+    local: i64,
+    parts: &[&[u8]],
+    max: usize,
+) -> Result<usize, i32> {
+    let len: usize = parts.iter().map(|p| p.len()).sum();
+    let mut message = BytesMut::with_capacity(len);
+    parts.iter().for_each(|p| message.extend_from_slice(p));
+    let mut frames = 0;
+    let mut rest = &message[..];
+    while !rest.is_empty() {
+        let (segment, after) = rest.split_at(rest.len().min(max.max(1)));
+        let meta = StreamFrameMeta { has_continuation: Some(!after.is_empty()), ..data_meta(remote, local) };
+        pack_stream_header(out, &meta, segment.len()).map_err(|e| e.code)?;
+        out.extend_from_slice(segment);
+        rest = after;
+        frames += 1;
+    }
+    Ok(frames)
+}
+
 /// Messages up to this size are copied next to their frame header.
 pub(super) const COPY_LIMIT: usize = 2048;
 
@@ -147,7 +214,7 @@ pub(super) const COPY_LIMIT: usize = 2048;
 mod tests {
     use bytes::{Bytes, BytesMut};
 
-    use super::data_message;
+    use super::{append_segments, data_message};
     use crate::protocol::{Cut, Cutter, FrameType, Limits, StreamFrame};
 
     fn decode(chunks: crate::socket::Chunks) -> StreamFrame {
@@ -173,5 +240,23 @@ mod tests {
                 assert_eq!(&frame.payload[..], payload);
             }
         }
+    }
+
+    #[test]
+    fn a_message_longer_than_the_segment_size_goes_as_continued_frames_that_join_back() {
+        let mut out = BytesMut::new();
+        let frames = append_segments(&mut out, 3, 4, &[b"abcd", b"efg"], 3).unwrap();
+        assert_eq!(frames, 3);
+        let mut cutter = Cutter::new(Limits::default());
+        let mut seen = Vec::new();
+        while let Cut::Frame(frame) = cutter.cut(&mut out) {
+            let frame = StreamFrame::decode(&frame).unwrap();
+            assert_eq!((frame.meta.stream_id(), frame.meta.source_stream_id()), (3, 4));
+            assert_eq!(frame.meta.frame_type(), FrameType::Data);
+            seen.push((frame.payload.to_vec(), frame.meta.has_continuation()));
+        }
+        assert!(out.is_empty());
+        let expected = [(b"abc".to_vec(), true), (b"def".to_vec(), true), (b"g".to_vec(), false)];
+        assert_eq!(seen, expected);
     }
 }

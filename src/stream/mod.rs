@@ -25,9 +25,10 @@ mod state;
 
 use std::time::Duration;
 
-pub use self::close::close;
+pub use self::close::{after_end, close};
 pub use self::core::{live_count, AfterEnd, StreamHandler, StreamId, StreamOptions};
 pub use self::flow::OnWritable;
+pub use self::frames::{set_write_max_segment_size, write_max_segment_size, DEFAULT_MAX_SEGMENT_SIZE};
 pub use self::hosts::{close_host_when_idle, on_host_failed};
 pub use self::receive::on_frame;
 pub use self::send::{write, write_chunks, write_parts};

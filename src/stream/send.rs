@@ -91,6 +91,7 @@ fn write_message(id: StreamId, parts: &[&[u8]], owned: Option<&[Bytes]>, backgro
     if sent.is_ok() {
         stats::STREAM_WRITES.inc();
         stats::STREAM_MESSAGES_OUT.inc();
+        stats::STREAM_EXTRA_SEGMENTS_OUT.add(frames::extra_segments(len) as u64);
         stats::STREAM_BYTES_OUT.add(len as u64);
     }
     sent

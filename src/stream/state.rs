@@ -62,7 +62,9 @@ pub(super) enum State {
     Connected { path: WritePath, peer_reads: bool },
     /// Closed by this side or the peer; a CLOSE is on its way out behind
     /// the writes accepted before it. `why` becomes the ending's text.
-    Closing { path: WritePath, why: &'static str },
+    /// `by_peer`: the peer's CLOSE arrived, so the close is normal however
+    /// the stream then ends (its connection may go before our CLOSE does).
+    Closing { path: WritePath, why: &'static str, by_peer: bool },
     /// The stream's socket failed: nothing happens any more but the last
     /// callbacks. `ending` is the code and text until they are reported.
     Closed { ending: Option<Ending> },
@@ -283,7 +285,7 @@ impl State {
         match self {
             State::Created(held) => {
                 let waiting = held.pending.is_some();
-                *self = State::Closing { path: WritePath::Held(*held), why };
+                *self = State::Closing { path: WritePath::Held(*held), why, by_peer: false };
                 Ok(match waiting {
                     true => CloseAction::Fail {
                         code: libc::ECONNRESET,
@@ -294,7 +296,7 @@ impl State {
             }
             State::Connected { path, .. } => {
                 let path = *path;
-                *self = State::Closing { path, why };
+                *self = State::Closing { path, why, by_peer: false };
                 Ok(match path {
                     WritePath::Direct => CloseAction::CloseAfterDirectWriters,
                     WritePath::Held(_) | WritePath::Queued => CloseAction::QueueClose,
@@ -302,6 +304,17 @@ impl State {
             }
             State::Closing { .. } | State::Closed { .. } => Err(AlreadyClosing),
         }
+    }
+
+    /// The peer's CLOSE: as [`State::close`], and the stream's end is a
+    /// normal close from now on, whatever fails it (see [`State::end`]).
+    pub(super) fn peer_close(&mut self, why: &'static str) -> Result<CloseAction, AlreadyClosing> {
+        // Closing already (ours crossed it): refused, and both sides are done.
+        let action = self.close(why);
+        if let State::Closing { by_peer, .. } = self {
+            *by_peer = true;
+        }
+        action
     }
 
     /// Why the stream is closing, for the code that sends its CLOSE.
@@ -320,10 +333,17 @@ impl State {
         }
     }
 
-    /// The stream's socket failed: the one way a stream ends.
+    /// The stream's socket failed: the one way a stream ends. A stream the
+    /// peer closed ends normally even when its connection failed before
+    /// our CLOSE went out: both sides were done.
     pub(super) fn end(&mut self, code: i32, text: &str) -> EndAction {
         match self {
             State::Closed { .. } => EndAction::Nothing,
+            State::Closing { by_peer: true, why, .. } => {
+                let text = if code == NORMAL_CLOSE { text.to_string() } else { why.to_string() };
+                *self = State::Closed { ending: Some(Ending { code: NORMAL_CLOSE, text }) };
+                EndAction::Finish
+            }
             State::Created(_) | State::Connected { .. } | State::Closing { .. } => {
                 *self = State::Closed { ending: Some(Ending { code, text: text.to_string() }) };
                 EndAction::Finish
@@ -376,6 +396,7 @@ mod tests {
         Release,
         QueueConnect,
         Close,
+        PeerClose,
         PeerReset,
         End(i32),
         TakeEnding,
@@ -390,6 +411,7 @@ mod tests {
             Event::Release => format!("{:?}", state.release()),
             Event::QueueConnect => format!("{:?}", state.queue_connect(ATTEMPT)),
             Event::Close => format!("{:?}", state.close("the stream was closed")),
+            Event::PeerClose => format!("{:?}", state.peer_close("the stream was closed by the peer")),
             Event::PeerReset => format!("{:?}", state.peer_reset()),
             Event::End(code) => format!("{:?}", state.end(code, "why")),
             Event::TakeEnding => format!("{:?}", state.take_ending().map(|e| e.code)),
@@ -415,7 +437,10 @@ mod tests {
         State::Connected { path: WritePath::Direct, peer_reads: true }
     }
     fn closing() -> State {
-        State::Closing { path: WritePath::Queued, why: "the stream was closed" }
+        State::Closing { path: WritePath::Queued, why: "the stream was closed", by_peer: false }
+    }
+    fn closing_by_peer() -> State {
+        State::Closing { path: WritePath::Queued, why: "the stream was closed by the peer", by_peer: true }
     }
     fn closed() -> State {
         State::Closed { ending: None }
@@ -575,6 +600,27 @@ mod tests {
             Phase::Closed,
         ),
         ("nothing is reported before the stream ended", direct, &[Event::TakeEnding], &["None"], Phase::Connected),
+        (
+            "the peer's CLOSE arrived: the connection failing before our CLOSE went out leaves the close normal",
+            direct,
+            &[Event::PeerClose, Event::End(crate::errno::EEOF), Event::TakeEnding],
+            &["Ok(CloseAfterDirectWriters)", "Finish", "Some(2005)"],
+            Phase::Closed,
+        ),
+        (
+            "the peer's CLOSE crossing ours: both sides are done, the close stays normal",
+            closing,
+            &[Event::PeerClose, Event::End(crate::errno::EEOF), Event::TakeEnding],
+            &["Err(AlreadyClosing)", "Finish", "Some(2005)"],
+            Phase::Closed,
+        ),
+        (
+            "a stream the peer closed does not come back",
+            closing_by_peer,
+            &[Event::Write, Event::PeerReset, Event::End(libc::ECONNRESET), Event::TakeEnding],
+            &["Err(Closed)", "Nothing", "Finish", "Some(2005)"],
+            Phase::Closed,
+        ),
     ];
 
     #[test]
@@ -591,8 +637,17 @@ mod tests {
 
     #[test]
     fn every_event_in_every_state_answers_without_panicking() {
-        let states =
-            [created, created_with_queued_writes, held, held_with_queued_writes, queued, direct, closing, closed];
+        let states = [
+            created,
+            created_with_queued_writes,
+            held,
+            held_with_queued_writes,
+            queued,
+            direct,
+            closing,
+            closing_by_peer,
+            closed,
+        ];
         let events = [
             Event::Write,
             Event::WriteWindowFull,
@@ -602,6 +657,7 @@ mod tests {
             Event::Release,
             Event::QueueConnect,
             Event::Close,
+            Event::PeerClose,
             Event::PeerReset,
             Event::End(libc::ECONNRESET),
             Event::TakeEnding,
