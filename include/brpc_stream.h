@@ -201,6 +201,15 @@ typedef struct {
   // A connection holding part of a frame header this long is closed
   // (logged, `ETIMEDOUT`). Default 10000; <= 0: never.
   int header_timeout_ms;
+  // brpc's `idle_timeout_sec`: a connection that moved no byte for this
+  // many seconds is closed (looked at once a second). Default -1, and
+  // any value <= 0: never.
+  int idle_timeout_sec;
+  // brpc's `num_threads`, a hint: the process's worker pool (which runs
+  // the methods) keeps at least this many threads from the start on, up
+  // to its bound (`BRPC_STREAM_MAX_WORKERS`, logged when reached); it
+  // never shrinks. Default 0, and any value <= 0: left as it is.
+  int num_threads;
 } brpc_server_options;
 
 // Handles one request of a method, on a worker thread; the call must be
@@ -396,6 +405,13 @@ void brpc_controller_destroy(brpc_controller *cntl);
 
 // Back to the state of a new controller.
 void brpc_controller_reset(brpc_controller *cntl);
+
+// Server side of brpc's `NotifyOnCancel`: `callback(arg)` runs exactly
+// once, on a worker when the client's connection fails first (at once if
+// it has), else when the call's controller goes (after the response).
+// 0; `ENOTSUP` on a client's controller (the caller keeps the callback);
+// `EEXIST` when one is registered already; `EINVAL` for NULL.
+int brpc_controller_notify_on_cancel(brpc_controller *cntl, void (*callback)(void*), void *arg);
 
 // < 0: use the channel's timeout.
 void brpc_controller_set_timeout_ms(brpc_controller *cntl, int64_t ms);
@@ -641,6 +657,22 @@ int brpc_server_call_respond(brpc_server_call *call,
                              size_t len,
                              const uint8_t *attachment,
                              size_t attachment_len);
+
+// Sends the response (or the controller's error) like
+// `brpc_server_call_respond` but keeps the call's controller readable
+// (brpc's `after_rpc_resp_fn` runs then); the request is gone. Free the
+// call with `brpc_server_call_free`. 0; `EINVAL` for NULL; `EPERM` when
+// the response went out already.
+int brpc_server_call_send_response(brpc_server_call *call,
+                                   const uint8_t *response,
+                                   size_t len,
+                                   const uint8_t *attachment,
+                                   size_t attachment_len);
+
+// Frees a call whose response went out (`brpc_server_call_send_response`);
+// one that was not answered is answered `EINTERNAL` first. A pending
+// `NotifyOnCancel` callback runs here.
+void brpc_server_call_free(brpc_server_call *call);
 
 // Fills `options` with the defaults: no fd, no remote, no callbacks.
 void brpc_socket_options_init(brpc_socket_options *options);

@@ -12,13 +12,16 @@
 
 #include <signal.h>
 
+#include <cerrno>
 #include <csignal>
 #include <cstdarg>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
+#include <functional>
 #include <mutex>
 #include <string>
+#include <type_traits>
 
 #include <google/protobuf/descriptor.h>
 #include <google/protobuf/message.h>
@@ -30,20 +33,11 @@
 // brpc::NewCallback and brpc::ClosureGuard through this header.
 #include "brpc/callback.h"
 #include "brpc/closure_guard.h"
+#include "brpc/details/bthread_calls.h"
 #include "brpc/errno.h"
 #include "brpc/options.pb.h"
 #include "butil/endpoint.h"
 #include "butil/iobuf.h"
-
-// brpc declares CallId as bthread's id type, a struct around a 64-bit
-// value. bthread is not provided here, so the type is declared on its
-// own (same name, same layout) unless a bthread header did already.
-#ifndef BRPC_STREAM_BTHREAD_ID_T
-#define BRPC_STREAM_BTHREAD_ID_T
-typedef struct {
-    uint64_t value;
-} bthread_id_t;
-#endif
 
 namespace brpc {
 
@@ -117,6 +111,23 @@ public:
 
     // ---- server side ----
 
+    // Runs after the response was sent, before the controller, request and
+    // response go (brpc's after_rpc_resp_fn); on the thread that ran done.
+    using AfterRpcRespFnType = std::function<void(Controller* cntl, const google::protobuf::Message* req,
+                                                  const google::protobuf::Message* res)>;
+    void set_after_rpc_resp_fn(AfterRpcRespFnType&& fn) { after_rpc_resp_fn_ = fn; }
+
+    // brpc's session data needs ServerOptions::session_local_data_factory,
+    // which is not provided: using it stops the build here.
+    template <typename T = void>
+    void* session_local_data() {
+        static_assert(!std::is_same<T, T>::value,
+                      "brpc_stream: Controller::session_local_data is not provided (nor "
+                      "ServerOptions::session_local_data_factory): keep per-connection state in the "
+                      "service, keyed by remote_side()");
+        return NULL;
+    }
+
     // How the response's payload is compressed and checksummed; set before
     // done->Run() (default neither, whatever the request used). A type
     // without a codec answers ERESPONSE instead of the response. On the
@@ -185,9 +196,10 @@ public:
     // Client: the call ended because it was canceled (ECANCELED). Server:
     // the client's connection is gone.
     bool IsCanceled() const override { return brpc_controller_is_canceled(handle_); }
-    // Runs `callback` once: when this controller is Reset or destroyed (on
-    // the server: after the response went out), as brpc does for a call
-    // whose connection stays up. A second registration runs at once.
+    // Runs `callback` once. Client: when this controller is Reset or
+    // destroyed. Server: when the client's connection breaks while the call
+    // is served (on a worker thread), else when the call ended, after its
+    // response went out. A second registration runs at once.
     void NotifyOnCancel(google::protobuf::Closure* callback) override;
 
 private:
@@ -207,6 +219,7 @@ private:
     butil::IOBuf request_attachment_;
     butil::IOBuf response_attachment_;
     google::protobuf::Closure* on_cancel_;
+    AfterRpcRespFnType after_rpc_resp_fn_;
 };
 
 // ---- implementation ----
@@ -298,11 +311,19 @@ inline void Controller::SetFailed(int error_code, const char* reason_fmt, ...) {
 
 inline void Controller::SetFailed(const std::string& reason) { SetFailed(-1, "%s", reason.c_str()); }
 
+namespace controller_internal {
+inline void RunClosure(void* closure) { static_cast<google::protobuf::Closure*>(closure)->Run(); }
+}  // namespace controller_internal
+
 inline void Controller::NotifyOnCancel(google::protobuf::Closure* callback) {
     if (callback == NULL) {
         return;
     }
-    if (on_cancel_ != NULL) {
+    const int rc = brpc_controller_notify_on_cancel(handle_, &controller_internal::RunClosure, callback);
+    if (rc == 0) {
+        return;  // a server call's: the library runs it
+    }
+    if (rc != ENOTSUP || on_cancel_ != NULL) {
         callback->Run();
         return;
     }

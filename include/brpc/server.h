@@ -20,6 +20,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include <google/protobuf/descriptor.h>
@@ -40,6 +41,65 @@
 #include "butil/logging.h"
 
 namespace brpc {
+
+// Kinds of objects brpc's ServerOptions point to. This library provides
+// none of them (each belongs to a protocol or feature it leaves out), so a
+// non-NULL one fails Start with a message naming the option.
+class NsheadService;
+class ThriftService;
+class MongoServiceAdaptor;
+class Authenticator;
+class Interceptor;
+class BaiduMasterService;
+class HealthReporter;
+class RtmpService;
+class RedisService;
+class RpcPBMessageFactory;
+
+// brpc's interface for session and thread-local data
+// (ServerOptions::session_local_data_factory and thread_local_data_factory,
+// not provided: a factory set there fails Start).
+class DataFactory {
+public:
+    virtual ~DataFactory() {}
+    virtual void* CreateData() const = 0;
+    virtual void DestroyData(void*) const = 0;
+    virtual bool ResetData(void*) const { return true; }
+};
+
+// brpc's certificate settings. SSL is not provided: a server given them
+// (mutable_ssl_options) fails Start.
+struct CertInfo {
+    std::string certificate;
+    std::string private_key;
+    std::vector<std::string> sni_filters;
+};
+
+struct ServerSSLOptions {
+    ServerSSLOptions()
+        : strict_sni(false), disable_ssl3(true), release_buffer(false), session_lifetime_s(300),
+          ecdhe_curve_name("prime256v1") {}
+    CertInfo default_cert;
+    std::vector<CertInfo> certs;
+    bool strict_sni;
+    bool disable_ssl3;
+    bool release_buffer;
+    int session_lifetime_s;
+    std::string ciphers;
+    std::string ecdhe_curve_name;
+    std::vector<std::string> alpns;
+};
+
+// brpc's thread-local data needs ServerOptions::thread_local_data_factory,
+// which is not provided: using it stops the build here.
+template <typename T = void>
+void* thread_local_data() {
+    static_assert(!std::is_same<T, T>::value,
+                  "brpc_stream: brpc::thread_local_data is not provided (nor "
+                  "ServerOptions::thread_local_data_factory): use thread_local variables, methods run on "
+                  "the library's worker threads");
+    return NULL;
+}
 
 enum ServiceOwnership {
     // The server deletes the service in its destructor.
@@ -63,6 +123,84 @@ struct ServerOptions {
         max_connections = defaults.max_connections;
         max_partial_request_bytes = defaults.max_partial_request_bytes;
         header_timeout_ms = defaults.header_timeout_ms;
+        idle_timeout_sec = defaults.idle_timeout_sec;
+        // brpc's default; applied to the worker pool at Start (see below).
+        num_threads = 8;
+        nshead_service = NULL;
+        thrift_service = NULL;
+        mongo_service_adaptor = NULL;
+        auth = NULL;
+        server_owns_auth = false;
+        interceptor = NULL;
+        server_owns_interceptor = false;
+        session_local_data_factory = NULL;
+        reserved_session_local_data = 0;
+        thread_local_data_factory = NULL;
+        reserved_thread_local_data = 0;
+        internal_port = -1;
+        force_ssl = false;
+        baidu_master_service = NULL;
+        http_master_service = NULL;
+        health_reporter = NULL;
+        rtmp_service = NULL;
+        redis_service = NULL;
+        rpc_pb_message_factory = NULL;
+        ignore_eovercrowded = false;
+    }
+
+    // Connections that moved no byte for this many seconds are closed
+    // (looked at once a second, as brpc does). <= 0 (default -1): never.
+    int idle_timeout_sec;
+
+    // A hint, as in brpc: the worker pool that runs the methods keeps at
+    // least this many threads from Start on (up to its bound,
+    // BRPC_STREAM_MAX_WORKERS, logged when reached; the pool never shrinks,
+    // as bthread's concurrency). <= 0: the pool is left as it is.
+    // Default 8 (brpc's).
+    int num_threads;
+
+    // ---- brpc's options for what this library does not provide ----
+    // Each must keep its default: otherwise Start fails (ENOTSUP) with a
+    // log line naming it.
+    std::string pid_file;
+    NsheadService* nshead_service;
+    ThriftService* thrift_service;
+    const MongoServiceAdaptor* mongo_service_adaptor;
+    const Authenticator* auth;
+    bool server_owns_auth;
+    const Interceptor* interceptor;
+    bool server_owns_interceptor;
+    const DataFactory* session_local_data_factory;
+    size_t reserved_session_local_data;
+    const DataFactory* thread_local_data_factory;
+    size_t reserved_thread_local_data;
+    // A second port for the builtin services only (the builtin pages are
+    // on the main port here, see has_builtin_services).
+    int internal_port;
+    bool force_ssl;
+    BaiduMasterService* baidu_master_service;
+    google::protobuf::Service* http_master_service;
+    HealthReporter* health_reporter;
+    RtmpService* rtmp_service;
+    // The protocols a server speaks: baidu_std (and the builtin pages over
+    // HTTP) only, so anything but "" fails Start.
+    std::string enabled_protocols;
+    RedisService* redis_service;
+    std::string server_info_name;
+    RpcPBMessageFactory* rpc_pb_message_factory;
+    bool ignore_eovercrowded;
+
+    bool security_mode() const { return internal_port >= 0 || !has_builtin_services; }
+    bool has_ssl_options() const { return !ssl_options_.empty(); }
+    const ServerSSLOptions& ssl_options() const {
+        static const ServerSSLOptions none;
+        return ssl_options_.empty() ? none : ssl_options_[0];
+    }
+    ServerSSLOptions* mutable_ssl_options() {
+        if (ssl_options_.empty()) {
+            ssl_options_.resize(1);
+        }
+        return &ssl_options_[0];
     }
 
     // Largest request accepted, in bytes (brpc's -max_body_size flag;
@@ -126,6 +264,10 @@ struct ServerOptions {
     // (ETIMEDOUT): a peer sending a byte now and then (slowloris) is not
     // kept. Default 10000 (10 s); <= 0: never.
     int header_timeout_ms;
+
+private:
+    // Zero or one, copied with the options as brpc copies its own.
+    std::vector<ServerSSLOptions> ssl_options_;
 };
 
 // IsAskedToQuit() and AskToQuit() are in brpc/controller.h, as in brpc.
@@ -251,8 +393,12 @@ public:
             payload.clear();
         }
         const std::string attachment = cntl_.response_attachment().to_string();
-        brpc_server_call_respond(call_, reinterpret_cast<const uint8_t*>(payload.data()), payload.size(),
-                                 reinterpret_cast<const uint8_t*>(attachment.data()), attachment.size());
+        brpc_server_call_send_response(call_, reinterpret_cast<const uint8_t*>(payload.data()), payload.size(),
+                                       reinterpret_cast<const uint8_t*>(attachment.data()), attachment.size());
+        if (cntl_.after_rpc_resp_fn_) {
+            cntl_.after_rpc_resp_fn_(&cntl_, request_.get(), response_.get());
+        }
+        brpc_server_call_free(call_);
         delete this;
     }
 
@@ -266,6 +412,34 @@ private:
 inline int Fail(int code) {
     errno = code;
     return -1;
+}
+
+// The first of brpc's options this library cannot honour that is not at
+// its default, or "" when there is none.
+inline std::string Unsupported(const ServerOptions& o) {
+    if (!o.pid_file.empty()) return "pid_file (writing a pid file is not provided)";
+    if (o.nshead_service != NULL) return "nshead_service (the nshead protocol is not provided)";
+    if (o.thrift_service != NULL) return "thrift_service (the thrift protocol is not provided)";
+    if (o.mongo_service_adaptor != NULL) return "mongo_service_adaptor (the mongo protocol is not provided)";
+    if (o.auth != NULL || o.server_owns_auth) return "auth (authentication is not provided)";
+    if (o.interceptor != NULL || o.server_owns_interceptor) return "interceptor (interceptors are not provided)";
+    if (o.session_local_data_factory != NULL || o.reserved_session_local_data != 0)
+        return "session_local_data_factory (session data is not provided)";
+    if (o.thread_local_data_factory != NULL || o.reserved_thread_local_data != 0)
+        return "thread_local_data_factory (thread-local data is not provided)";
+    if (o.internal_port >= 0)
+        return "internal_port (a second port for the builtin services is not provided; they are on the main port)";
+    if (o.has_ssl_options() || o.force_ssl) return "ssl_options (SSL is not provided)";
+    if (o.baidu_master_service != NULL) return "baidu_master_service (generic services are not provided)";
+    if (o.http_master_service != NULL) return "http_master_service (brpc's HTTP protocol is not provided)";
+    if (o.health_reporter != NULL) return "health_reporter (custom health pages are not provided)";
+    if (o.rtmp_service != NULL) return "rtmp_service (the RTMP protocol is not provided)";
+    if (!o.enabled_protocols.empty()) return "enabled_protocols (baidu_std is the only protocol)";
+    if (o.redis_service != NULL) return "redis_service (the redis protocol is not provided)";
+    if (!o.server_info_name.empty()) return "server_info_name (not provided)";
+    if (o.rpc_pb_message_factory != NULL) return "rpc_pb_message_factory (not provided)";
+    if (o.ignore_eovercrowded) return "ignore_eovercrowded (not provided)";
+    return std::string();
 }
 
 }  // namespace server_internal
@@ -322,6 +496,12 @@ inline int Server::Start(const char* ip_port_str, const ServerOptions* options) 
 
 inline int Server::Start(const butil::EndPoint& endpoint, const ServerOptions* options) {
     const ServerOptions chosen = options != NULL ? *options : ServerOptions();
+    const std::string unsupported = server_internal::Unsupported(chosen);
+    if (!unsupported.empty()) {
+        LOG(ERROR) << "Fail to start the server: ServerOptions." << unsupported
+                   << "; leave it at its default";
+        return server_internal::Fail(ENOTSUP);
+    }
     brpc_server_options c;
     brpc_server_options_init(&c);
     c.max_body_size = chosen.max_body_size;
@@ -359,6 +539,8 @@ inline int Server::Start(const butil::EndPoint& endpoint, const ServerOptions* o
         }
     }
     c.has_builtin_services = chosen.has_builtin_services;
+    c.idle_timeout_sec = chosen.idle_timeout_sec;
+    c.num_threads = chosen.num_threads;
     const int rc = brpc_server_start(handle_, butil::endpoint2str(endpoint).c_str(), &c);
     if (rc != 0) {
         return server_internal::Fail(rc);

@@ -17,7 +17,7 @@ use super::{c_string, guard, guard_value, on_worker, write_c_string, SendPtr};
 use crate::portal::builtin_services;
 use crate::protocol::BodyCoding;
 use crate::rpc::{
-    call_id, CallOutcome, CallRequest, Channel, ChannelOptions, ConnectionType, Controller, Server, ServerCall,
+    call_id, cancel, CallOutcome, CallRequest, Channel, ChannelOptions, ConnectionType, Controller, Server, ServerCall,
     ServerOptions,
 };
 use crate::socket::Liveness;
@@ -35,6 +35,17 @@ impl Drop for brpc_controller {
         if id != 0 {
             call_id::forget(id);
         }
+        run_cancel_watch(self.inner.get_mut());
+    }
+}
+
+/// A server call ended (or its controller was reset) before its connection
+/// failed: the `NotifyOnCancel` callback runs now, here, as brpc runs it
+/// when the controller goes.
+fn run_cancel_watch(c: &mut Controller) {
+    let (Some(host), Some(ticket)) = (c.host, c.cancel_watch.take()) else { return };
+    if let Some(callback) = cancel::unwatch(host, ticket) {
+        callback();
     }
 }
 
@@ -52,7 +63,8 @@ pub struct brpc_server {
 /// One request being handled; owned by the library until
 /// `brpc_server_call_respond` consumes it.
 pub struct brpc_server_call {
-    call: ServerCall,
+    /// None once the response went out (`brpc_server_call_send_response`).
+    call: Option<ServerCall>,
     controller: brpc_controller,
 }
 
@@ -192,6 +204,15 @@ pub struct brpc_server_options {
     /// A connection holding part of a frame header this long is closed
     /// (logged, `ETIMEDOUT`). Default 10000; <= 0: never.
     pub header_timeout_ms: c_int,
+    /// brpc's `idle_timeout_sec`: a connection that moved no byte for this
+    /// many seconds is closed (looked at once a second). Default -1, and
+    /// any value <= 0: never.
+    pub idle_timeout_sec: c_int,
+    /// brpc's `num_threads`, a hint: the process's worker pool (which runs
+    /// the methods) keeps at least this many threads from the start on, up
+    /// to its bound (`BRPC_STREAM_MAX_WORKERS`, logged when reached); it
+    /// never shrinks. Default 0, and any value <= 0: left as it is.
+    pub num_threads: c_int,
 }
 
 /// How a call ended; every pointer is valid only during the callback.
@@ -258,11 +279,39 @@ fn guard_value_ref<T>(fallback: T, f: impl FnOnce() -> Option<T>) -> T {
 /// Back to the state of a new controller.
 #[no_mangle]
 pub unsafe extern "C" fn brpc_controller_reset(cntl: *mut brpc_controller) {
+    let mut pending = Controller::default();
     with_controller(cntl, (), |c| {
         if c.call_id != 0 {
             call_id::forget(c.call_id);
         }
-        *c = Controller::default()
+        pending = std::mem::take(c);
+    });
+    // Outside the controller's lock: the callback may use it.
+    guard_value((), || run_cancel_watch(&mut pending))
+}
+
+/// Server side of brpc's `NotifyOnCancel`: `callback(arg)` runs exactly
+/// once, on a worker when the client's connection fails first (at once if
+/// it has), else when the call's controller goes (after the response).
+/// 0; `ENOTSUP` on a client's controller (the caller keeps the callback);
+/// `EEXIST` when one is registered already; `EINVAL` for NULL.
+#[no_mangle]
+pub unsafe extern "C" fn brpc_controller_notify_on_cancel(
+    cntl: *mut brpc_controller,
+    callback: Option<unsafe extern "C" fn(*mut c_void)>,
+    arg: *mut c_void,
+) -> c_int {
+    let Some(callback) = callback else { return libc::EINVAL };
+    let arg = SendPtr(arg);
+    with_controller(cntl, libc::EINVAL, |c| {
+        let Some(host) = c.host else { return libc::ENOTSUP };
+        if c.cancel_watch.is_some() {
+            return libc::EEXIST;
+        }
+        // SAFETY: the caller's callback with its argument, run once.
+        let run = Box::new(move || unsafe { callback(arg.get()) });
+        c.cancel_watch = Some(cancel::watch(host, run));
+        0
     })
 }
 
@@ -850,6 +899,8 @@ pub unsafe extern "C" fn brpc_server_options_init(options: *mut brpc_server_opti
             max_connections: defaults.max_connections.min(c_int::MAX as usize) as c_int,
             max_partial_request_bytes: defaults.max_partial_request_bytes as i64,
             header_timeout_ms: defaults.header_timeout.map_or(-1, |t| t.as_millis().min(c_int::MAX as u128) as c_int),
+            idle_timeout_sec: -1,
+            num_threads: 0,
         })
     };
 }
@@ -888,7 +939,7 @@ pub unsafe extern "C" fn brpc_server_add_method(
                 ..Default::default()
             };
             let call = Box::into_raw(Box::new(brpc_server_call {
-                call,
+                call: Some(call),
                 controller: brpc_controller { inner: Mutex::new(controller) },
             }));
             // SAFETY: the caller's handler; it takes the call.
@@ -945,6 +996,8 @@ pub unsafe extern "C" fn brpc_server_start(
             if !o.has_builtin_services {
                 opts.builtin_services = None;
             }
+            opts.idle_timeout = (o.idle_timeout_sec > 0).then(|| Duration::from_secs(o.idle_timeout_sec as u64));
+            opts.num_threads = o.num_threads.max(0) as usize;
         }
         match server.inner.start(&c_string(ip_port), opts) {
             Ok(()) => 0,
@@ -1063,8 +1116,11 @@ pub unsafe extern "C" fn brpc_server_call_request(
     data: *mut *const u8,
     len: *mut usize,
 ) {
-    // SAFETY: a live call or NULL.
-    guard_value((), || view(unsafe { call.as_ref() }.map(|c| &c.call.request.payload), data, len))
+    guard_value((), || {
+        // SAFETY: a live call or NULL.
+        let call = unsafe { call.as_ref() };
+        view(call.and_then(|c| c.call.as_ref()).map(|c| &c.request.payload), data, len)
+    })
 }
 
 /// The request attachment, valid until the call is responded to.
@@ -1074,8 +1130,11 @@ pub unsafe extern "C" fn brpc_server_call_request_attachment(
     data: *mut *const u8,
     len: *mut usize,
 ) {
-    // SAFETY: a live call or NULL.
-    guard_value((), || view(unsafe { call.as_ref() }.map(|c| &c.call.request.attachment), data, len))
+    guard_value((), || {
+        // SAFETY: a live call or NULL.
+        let call = unsafe { call.as_ref() };
+        view(call.and_then(|c| c.call.as_ref()).map(|c| &c.request.attachment), data, len)
+    })
 }
 
 fn view(bytes: Option<&Bytes>, data: *mut *const u8, len: *mut usize) {
@@ -1101,21 +1160,56 @@ pub unsafe extern "C" fn brpc_server_call_respond(
     attachment: *const u8,
     attachment_len: usize,
 ) -> c_int {
+    // SAFETY: forwarded as given.
+    let rc = unsafe { brpc_server_call_send_response(call, response, len, attachment, attachment_len) };
+    if rc == 0 {
+        // SAFETY: the call just answered, freed once.
+        unsafe { brpc_server_call_free(call) };
+    }
+    rc
+}
+
+/// Sends the response (or the controller's error) like
+/// `brpc_server_call_respond` but keeps the call's controller readable
+/// (brpc's `after_rpc_resp_fn` runs then); the request is gone. Free the
+/// call with `brpc_server_call_free`. 0; `EINVAL` for NULL; `EPERM` when
+/// the response went out already.
+#[no_mangle]
+pub unsafe extern "C" fn brpc_server_call_send_response(
+    call: *mut brpc_server_call,
+    response: *const u8,
+    len: usize,
+    attachment: *const u8,
+    attachment_len: usize,
+) -> c_int {
     guard(|| {
-        if call.is_null() {
-            return libc::EINVAL;
-        }
-        // SAFETY: from the handler, consumed once.
-        let call = unsafe { Box::from_raw(call) };
-        let brpc_server_call { mut call, controller } = *call;
-        let controller = std::mem::take(&mut *controller.inner.lock());
-        call.set_response_coding(controller.response_coding);
-        let result = match controller.error {
+        // SAFETY: a live call or NULL.
+        let Some(call) = (unsafe { call.as_mut() }) else { return libc::EINVAL };
+        let Some(mut server_call) = call.call.take() else { return libc::EPERM };
+        let (coding, error, streams) = {
+            let mut controller = call.controller.inner.lock();
+            (controller.response_coding, controller.error.clone(), std::mem::take(&mut controller.streams))
+        };
+        server_call.set_response_coding(coding);
+        let result = match error {
             Some(error) => Err(error),
             None => Ok((copy_bytes(response, len), copy_bytes(attachment, attachment_len))),
         };
-        call.respond_with_streams(result, &controller.streams);
+        server_call.respond_with_streams(result, &streams);
         0
+    })
+}
+
+/// Frees a call whose response went out (`brpc_server_call_send_response`);
+/// one that was not answered is answered `EINTERNAL` first. A pending
+/// `NotifyOnCancel` callback runs here.
+#[no_mangle]
+pub unsafe extern "C" fn brpc_server_call_free(call: *mut brpc_server_call) {
+    guard_value((), || {
+        if !call.is_null() {
+            // SAFETY: from the handler, freed once.
+            drop(unsafe { Box::from_raw(call) });
+        }
     })
 }
 

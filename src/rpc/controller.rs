@@ -39,6 +39,9 @@ pub struct Controller {
     pub latency_us: i64,
     pub retried_count: i32,
     pub has_backup_request: bool,
+    /// Server: the ticket of a `NotifyOnCancel` callback waiting for the
+    /// connection to fail (see `rpc::cancel`).
+    pub cancel_watch: Option<u64>,
 }
 
 impl Controller {

@@ -7,10 +7,12 @@
 
 mod admission;
 pub mod call_id;
+pub mod cancel;
 pub mod client;
 mod cluster;
 mod connections;
 pub mod controller;
+mod idle;
 pub mod lb;
 pub mod method_status;
 pub mod naming;

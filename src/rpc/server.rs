@@ -5,13 +5,14 @@
 use std::collections::{HashMap, HashSet};
 use std::net::{SocketAddr, TcpListener};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use parking_lot::{Condvar, Mutex, RwLock};
 
 use super::admission::{self, Intake, PartialBudget};
+use super::idle::{self, IdleConnections};
 use super::method_status::{MethodSnapshot, MethodStatus};
 use crate::errno;
 use crate::error::Error;
@@ -20,7 +21,7 @@ use crate::protocol::{
     decode_body, encode_body, pack_rpc_header, pack_stream_header, BodyCoding, Cutter, FrameType, Limits, Magic,
     RawFrame, RpcMessage, RpcMeta, RpcResponseMeta, StreamFrameMeta, StreamSettings,
 };
-use crate::runtime::{dispatcher, spawn, timers, Interest, Token};
+use crate::runtime::{dispatcher, raise_core_threads, spawn, timers, Interest, Token};
 use crate::socket::{Liveness, Socket, SocketId, SocketOptions, SocketUser};
 use crate::stream::{self, StreamId};
 
@@ -58,6 +59,13 @@ pub struct ServerOptions {
     /// services: the `portal` layer). None: such a connection is closed,
     /// as any other bytes that are not a frame.
     pub builtin_services: Option<Arc<dyn HttpService>>,
+    /// brpc's `idle_timeout_sec`: a connection that moved no byte this long
+    /// is closed (looked at once a second). None (default): never.
+    pub idle_timeout: Option<std::time::Duration>,
+    /// brpc's `num_threads`, a hint: the process's worker pool keeps at
+    /// least this many threads from `start` on (up to its bound; it never
+    /// shrinks, as bthread's concurrency). 0 (default): left as it is.
+    pub num_threads: usize,
 }
 
 impl Default for ServerOptions {
@@ -71,6 +79,8 @@ impl Default for ServerOptions {
             etcd_registration: None,
             max_concurrency: 0,
             builtin_services: None,
+            idle_timeout: None,
+            num_threads: 0,
         }
     }
 }
@@ -86,6 +96,8 @@ impl std::fmt::Debug for ServerOptions {
             .field("etcd_registration", &self.etcd_registration)
             .field("max_concurrency", &self.max_concurrency)
             .field("builtin_services", &self.builtin_services.is_some())
+            .field("idle_timeout", &self.idle_timeout)
+            .field("num_threads", &self.num_threads)
             .finish()
     }
 }
@@ -203,6 +215,10 @@ struct ServerInner {
     /// Bytes of requests being read, against `max_partial_request_bytes`.
     partial: Arc<PartialBudget>,
     header_timeout: Mutex<Option<std::time::Duration>>,
+    /// Connections' traffic as last seen, for `idle_timeout`.
+    idle_connections: Mutex<IdleConnections>,
+    /// Bumped at every start and stop: a sweep of an older run ends.
+    idle_sweeps: AtomicU64,
 }
 
 /// How soon accepting is tried again after it failed.
@@ -245,6 +261,8 @@ impl Server {
                 refused_connections: AtomicUsize::new(0),
                 partial: Arc::default(),
                 header_timeout: Mutex::new(None),
+                idle_connections: Mutex::new(IdleConnections::default()),
+                idle_sweeps: AtomicU64::new(0),
             }),
         }
     }
@@ -341,6 +359,16 @@ impl Server {
             }),
         )?;
         *self.inner.listener.lock() = Some(Listener { socket, token, address });
+        let run = self.inner.idle_sweeps.fetch_add(1, Ordering::AcqRel) + 1;
+        if let Some(timeout) = options.idle_timeout {
+            self.inner.sweep_idle_later(run, timeout);
+        }
+        if options.num_threads > 0 {
+            let core = raise_core_threads(options.num_threads);
+            if core < options.num_threads {
+                log_info!("num_threads={} is past the worker pool's bound; it keeps {core}", options.num_threads);
+            }
+        }
         Ok(())
     }
 
@@ -381,6 +409,7 @@ impl Server {
             }
         }
         self.inner.stopping.store(true, Ordering::Release);
+        self.inner.idle_sweeps.fetch_add(1, Ordering::AcqRel);
         self.stop_listening();
     }
 
@@ -496,6 +525,22 @@ impl ServerInner {
         let mut connections = self.connections.lock();
         connections.remove(&id);
         self.ended.notify_all();
+    }
+
+    /// Looks for idle connections `idle::CHECK_INTERVAL` from now, and so
+    /// on until the run `run` stops.
+    fn sweep_idle_later(self: &Arc<Self>, run: u64, timeout: std::time::Duration) {
+        let server = Arc::downgrade(self);
+        let sweep = Box::new(move || {
+            let Some(server) = server.upgrade() else { return };
+            if server.idle_sweeps.load(Ordering::Acquire) != run {
+                return;
+            }
+            let connections = server.connections.lock().clone();
+            server.idle_connections.lock().sweep(&connections, timeout, std::time::Instant::now());
+            server.sweep_idle_later(run, timeout);
+        });
+        timers().schedule(std::time::Instant::now() + idle::CHECK_INTERVAL, sweep);
     }
 
     fn method_statuses(&self) -> Vec<MethodSnapshot> {
@@ -844,6 +889,7 @@ impl SocketUser for ServerConnection {
         if let Some(server) = self.server.upgrade() {
             server.connection_ended(socket.id());
         }
+        super::cancel::host_failed(socket.id());
         stream::on_host_failed(socket, code, text);
     }
 }

@@ -11,7 +11,7 @@ pub mod workers;
 pub use dispatcher::{dispatcher, Dispatcher, Events, Interest, Token};
 pub use serial::SerialExecutor;
 pub use timer::{timers, TimerId, TimerService};
-pub use workers::{spawn, worker_stats, WorkerStats};
+pub use workers::{raise_core_threads, spawn, worker_stats, WorkerStats};
 
 use std::any::Any;
 use std::panic::{catch_unwind, AssertUnwindSafe};

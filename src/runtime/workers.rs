@@ -30,6 +30,8 @@ pub struct WorkerStats {
     pub threads: usize,
     pub idle: usize,
     pub queued: usize,
+    /// Workers kept however long they are idle.
+    pub core_threads: usize,
     pub max_threads: usize,
 }
 
@@ -41,6 +43,13 @@ pub fn spawn(task: impl FnOnce() + Send + 'static) -> Result<(), i32> {
 
 pub fn worker_stats() -> WorkerStats {
     process_pool().stats()
+}
+
+/// Keeps at least `threads` workers in the process pool (brpc's
+/// `ServerOptions::num_threads`, a hint that, like bthread's concurrency,
+/// only ever grows), up to the pool's bound; returns the core size now.
+pub fn raise_core_threads(threads: usize) -> usize {
+    process_pool().raise_core_threads(threads)
 }
 
 fn process_pool() -> &'static WorkerPool {
@@ -88,6 +97,8 @@ struct Shared {
 }
 
 struct State {
+    /// Starts as the config's; raised by `raise_core_threads`.
+    core_threads: usize,
     /// Tasks with the sequence number that lets a failed spawn take its own back.
     queue: VecDeque<(u64, Task)>,
     next_sequence: u64,
@@ -110,6 +121,7 @@ impl WorkerPool {
             shared: Arc::new(Shared {
                 config,
                 state: Mutex::new(State {
+                    core_threads: config.core_threads,
                     queue: VecDeque::new(),
                     growth_check: false,
                     next_sequence: 0,
@@ -143,7 +155,7 @@ impl WorkerPool {
             }
             return Ok(());
         }
-        if state.threads >= self.shared.config.core_threads {
+        if state.threads >= state.core_threads {
             // Busy workers usually free up within moments; a thread is added
             // only when the queue stops moving (its workers are blocked).
             Shared::check_growth_later(&self.shared, &mut state);
@@ -161,8 +173,18 @@ impl WorkerPool {
             threads: state.threads,
             idle: state.idle,
             queued: state.queue.len(),
+            core_threads: state.core_threads,
             max_threads: self.shared.config.max_threads,
         }
+    }
+
+    pub(crate) fn raise_core_threads(&self, threads: usize) -> usize {
+        let mut state = self.shared.state.lock();
+        let raised = threads.min(self.shared.config.max_threads);
+        if raised > state.core_threads {
+            state.core_threads = raised;
+        }
+        state.core_threads
     }
 
     /// Starts the worker `spawn` already counted; if that fails and no other
@@ -251,7 +273,7 @@ impl Shared {
             if state.stopping {
                 break;
             }
-            let may_retire = state.threads > self.config.core_threads;
+            let may_retire = state.threads > state.core_threads;
             state.idle += 1;
             let timed_out = if may_retire {
                 self.work_queued.wait_for(&mut state, self.config.idle_timeout).timed_out()
@@ -260,7 +282,7 @@ impl Shared {
                 false
             };
             state.idle -= 1;
-            if timed_out && state.queue.is_empty() && state.threads > self.config.core_threads {
+            if timed_out && state.queue.is_empty() && state.threads > state.core_threads {
                 break;
             }
         }
@@ -287,6 +309,29 @@ mod tests {
             assert!(Instant::now() < deadline, "timed out waiting for {what}");
             thread::sleep(Duration::from_millis(5));
         }
+    }
+
+    #[test]
+    fn a_raised_core_size_keeps_that_many_idle_workers_and_stops_at_the_bound() {
+        let pool = test_pool(1, 4);
+        assert_eq!(pool.raise_core_threads(3), 3);
+        let barrier = Arc::new(Barrier::new(4));
+        for _ in 0..3 {
+            let barrier = Arc::clone(&barrier);
+            pool.spawn(move || {
+                barrier.wait();
+            })
+            .unwrap();
+        }
+        wait_for("three workers", || pool.stats().threads == 3);
+        barrier.wait();
+        wait_for("three idle workers", || pool.stats().idle == 3);
+        // Workers above a core size of 1 would retire after 200 ms idle.
+        thread::sleep(Duration::from_millis(600));
+        assert_eq!(pool.stats().threads, 3, "core workers stay however long they are idle");
+        assert_eq!(pool.raise_core_threads(10), 4, "the core size stops at the bound");
+        assert_eq!(pool.raise_core_threads(2), 4, "the core size never shrinks");
+        assert_eq!(pool.stats().core_threads, 4);
     }
 
     #[test]
