@@ -108,7 +108,7 @@ TEST(ClusterTest, InitFailsForUnknownBalancersSchemesAndRefusedOptions) {
     EXPECT_EQ(-1, channel.Init("list://127.0.0.1:1", "no_such_lb", NULL));
     EXPECT_EQ(EINVAL, errno);
     EXPECT_EQ(-1, channel.Init("zk://host/path", "rr", NULL));
-    EXPECT_EQ(-1, channel.Init("etcd://127.0.0.1:2379/svc", "rr", NULL));
+    EXPECT_EQ(-1, channel.Init("consul://127.0.0.1:8500/svc", "rr", NULL));
     brpc::ChannelOptions options;
     options.connection_type = "bogus";
     EXPECT_EQ(-1, channel.Init("127.0.0.1:1", "", &options));
