@@ -222,6 +222,20 @@ fn the_file_naming_service_picks_up_an_edited_file() {
 }
 
 #[test]
+fn the_dns_and_http_naming_services_reach_the_servers_a_host_name_resolves_to() {
+    let server = Backend::start("127.0.0.1:0");
+    let port = server.addr.port();
+    for url in [format!("dns://localhost:{port}"), format!("http://localhost:{port}/any/path")] {
+        let channel = Channel::init(&url, "rr", options()).unwrap();
+        for _ in 0..3 {
+            assert_eq!(who(&channel, None), Ok(port), "{url}");
+        }
+    }
+    let unresolvable = Channel::init("dns://no-such-host.invalid:8000", "rr", options()).unwrap();
+    assert_eq!(who(&unresolvable, None).unwrap_err().0, libc::EHOSTDOWN);
+}
+
+#[test]
 fn init_refuses_what_it_does_not_know_with_a_text() {
     for (url, lb, expect) in [
         ("list://127.0.0.1:1", "nope", "unknown load balancer"),
