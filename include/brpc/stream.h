@@ -134,7 +134,10 @@ int StreamAccept(StreamId* response_stream, Controller& cntl, const StreamOption
 // client's order to the empty `response_streams`. 0 or -1.
 int StreamAccept(StreamIds& response_streams, Controller& cntl, const StreamOptions* options);
 
-// Queues `message` (copied) for the peer. Returns 0, or an error number:
+// Queues `message` for the peer: under 16 KiB its bytes are copied once,
+// behind the frame header; from 16 KiB on its blocks are shared (the
+// IOBuf's bytes are immutable) and go to the socket as they are. Returns 0,
+// or an error number:
 // EAGAIN when the peer's unconsumed bytes reached max_buf_size (StreamWait
 // for room), EINVAL for a closed or unknown stream, EBADF when the peer
 // accepted the stream without a handler.
@@ -180,25 +183,34 @@ struct StreamIdTraits {
 // ---- implementation ----
 
 
-// The C callbacks, bound to the StreamInputHandler in handler_arg. noexcept:
-// an exception must not unwind into the library (it terminates, as an
-// uncaught exception in a brpc callback would).
-// Messages from this size on are handed to the handler without a copy: the
-// IOBuf holds the library's bytes until it is done with them.
+// Messages from this size on are written without a copy: StreamWrite lends
+// the IOBuf's blocks to the library, which sends them as they are.
 const size_t kZeroCopyBytes = 16 * 1024;
+
+// Received messages from this size on reach the handler without a copy: the
+// IOBuf's block is the library's read buffer, held (brpc_bytes_retain) until
+// the last IOBuf sharing it lets go (brpc_bytes_release, once). Below it,
+// copying a batch of messages into a few shared blocks costs less than a
+// retained reference per message. A handler that keeps such an IOBuf keeps
+// the whole read buffer the message arrived in (64 KiB, or the message's
+// own size when larger) alive with it, as brpc's IOBuf keeps its block.
+const size_t kLendReceivedBytes = 1024;
 
 inline void ReleaseLibraryBytes(void* bytes) { brpc_bytes_release(static_cast<brpc_bytes*>(bytes)); }
 
+// The C callbacks, bound to the StreamInputHandler in handler_arg. noexcept:
+// an exception must not unwind into the library (it terminates, as an
+// uncaught exception in a brpc callback would).
 inline int OnReceivedMessages(void* arg, brpc_stream_id id, const brpc_stream_message* messages,
                               size_t n) noexcept {
     // Small messages: one copy of them into shared blocks, each cut out of
-    // it (a few allocations per batch). Large ones: shared, not copied.
+    // it (a few allocations per batch). Larger ones: lent, not copied.
     butil::IOBuf batch;
     std::vector<butil::IOBuf> bufs(n);
     std::vector<butil::IOBuf*> pointers(n);
     for (size_t i = 0; i < n; ++i) {
         brpc_bytes* shared =
-            messages[i].len >= kZeroCopyBytes ? brpc_bytes_retain(messages[i].bytes) : NULL;
+            messages[i].len >= kLendReceivedBytes ? brpc_bytes_retain(messages[i].bytes) : NULL;
         if (shared != NULL) {
             bufs[i].append_user_data(const_cast<uint8_t*>(messages[i].data), messages[i].len,
                                      [shared](void*) { ReleaseLibraryBytes(shared); });
