@@ -17,6 +17,7 @@ use brpc_stream::rpc::{
     CallOutcome, CallRequest, Channel, ChannelOptions, ConnectionType, Server, ServerCall, ServerOptions,
 };
 use brpc_stream::stream::{self, StreamHandler, StreamId, StreamOptions};
+use brpc_stream::Error;
 use bytes::Bytes;
 
 /// A server that answers "Who" with its own port and remembers the client
@@ -51,7 +52,7 @@ impl Backend {
                         std::thread::sleep(Duration::from_millis(delay.into()));
                     }
                     if r.load(Ordering::Relaxed) {
-                        return call.respond(Err((errno::ELIMIT, "refusing".into())));
+                        return call.respond(Err(Error::new(errno::ELIMIT, "refusing")));
                     }
                     let port = call.local.map_or(0, |a| a.port());
                     call.respond(Ok((Bytes::from(port.to_string()), Bytes::new())));
@@ -90,7 +91,7 @@ fn call_with(channel: &Channel, code: Option<u64>) -> CallOutcome {
 }
 
 /// The port of the server that answered, or the error.
-fn who(channel: &Channel, code: Option<u64>) -> Result<u16, (i32, String)> {
+fn who(channel: &Channel, code: Option<u64>) -> Result<u16, Error> {
     let outcome = call_with(channel, code);
     if let Some(error) = outcome.error() {
         return Err(error);
@@ -194,8 +195,8 @@ fn consistent_hashing_keeps_keys_and_moves_about_a_quarter_when_a_fourth_server_
         assert!(moved.iter().all(|i| after[*i] == fourth), "{lb}: keys moved between old servers");
         // About 1/4 of 200 = 50.
         assert!((20..=90).contains(&moved.len()), "{lb}: {} of 200 keys moved", moved.len());
-        let Err((code, _)) = who(&channel, None) else { panic!("{lb} picked without a request code") };
-        assert_eq!(code, libc::EINVAL);
+        let Err(error) = who(&channel, None) else { panic!("{lb} picked without a request code") };
+        assert_eq!(error.code(), libc::EINVAL);
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -244,15 +245,15 @@ fn init_refuses_what_it_does_not_know_with_a_text() {
         ("list://127.0.0.1:1", "", "needs a load balancer"),
         ("127.0.0.1:1", "rr", "needs a naming service URL"),
     ] {
-        let Err((code, text)) = Channel::init(url, lb, options()) else { panic!("{url} {lb} accepted") };
-        assert_eq!(code, libc::EINVAL, "{text}");
-        assert!(text.contains(expect), "{url} {lb}: {text}");
+        let Err(error) = Channel::init(url, lb, options()) else { panic!("{url} {lb} accepted") };
+        assert_eq!(error.code(), libc::EINVAL, "{error}");
+        assert!(error.text().contains(expect), "{url} {lb}: {error}");
     }
     let strict = ChannelOptions { succeed_without_server: false, ..options() };
-    let Err((code, _)) = Channel::init("list://", "rr", strict) else { panic!("an empty list accepted") };
-    assert_eq!(code, libc::ENODATA);
+    let Err(error) = Channel::init("list://", "rr", strict) else { panic!("an empty list accepted") };
+    assert_eq!(error.code(), libc::ENODATA);
     let empty = Channel::init("list://", "rr", options()).unwrap();
-    assert_eq!(who(&empty, None).unwrap_err().0, libc::EHOSTDOWN);
+    assert_eq!(who(&empty, None).unwrap_err().code(), libc::EHOSTDOWN);
     assert!(Channel::init("127.0.0.1:1", "", options()).is_ok());
 }
 
@@ -332,7 +333,7 @@ fn a_retry_goes_to_another_server() {
     }
     let refused = ChannelOptions { max_retry: 0, ..options() };
     let channel = Channel::init(&list_url(&servers), "rr", refused).unwrap();
-    let errors: Vec<i32> = (0..4).filter_map(|_| call_with(&channel, None).error().map(|e| e.0)).collect();
+    let errors: Vec<i32> = (0..4).filter_map(|_| call_with(&channel, None).error().map(|e| e.code())).collect();
     assert_eq!(errors, vec![errno::ELIMIT; 2], "without retries, calls to the refusing server fail");
 }
 
@@ -452,7 +453,7 @@ fn child_server_process() {
             "Open",
             Arc::new(|call: ServerCall| {
                 let Some(settings) = call.stream_settings().cloned() else {
-                    return call.respond(Err((libc::EINVAL, "no stream".into())));
+                    return call.respond(Err(Error::new(libc::EINVAL, "no stream")));
                 };
                 let options = StreamOptions { handler: Some(Arc::new(Echo)), ..Default::default() };
                 let ids = stream::accept(call.host(), &settings, &options, 1).unwrap();

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use brpc_stream::etcd::{Registration, RegistrationOptions};
 use brpc_stream::rpc::{CallRequest, Channel, ChannelOptions, Server, ServerCall, ServerOptions};
+use brpc_stream::Error;
 use bytes::Bytes;
 use etcd_process::Etcd;
 
@@ -57,7 +58,7 @@ fn channel(etcd: &Etcd) -> Channel {
 }
 
 /// The port of the server that answered, or the error.
-fn who(channel: &Channel) -> Result<u16, (i32, String)> {
+fn who(channel: &Channel) -> Result<u16, Error> {
     let (tx, rx) = mpsc::channel();
     channel.call(
         CallRequest { service: "test.Cluster".into(), method: "Who".into(), ..Default::default() },
@@ -69,7 +70,7 @@ fn who(channel: &Channel) -> Result<u16, (i32, String)> {
     if let Some(error) = outcome.error() {
         return Err(error);
     }
-    let message = outcome.result.map_err(|e| (e.0, e.1))?;
+    let message = outcome.result?;
     Ok(String::from_utf8_lossy(&message.payload).parse().unwrap_or(0))
 }
 
@@ -109,7 +110,7 @@ fn rr_over_etcd_reaches_every_registered_server_evenly() {
 }
 
 /// A call's outcome (the answering server's port, or the error) and when it ended.
-type Outcome = (Instant, Result<u16, (i32, String)>);
+type Outcome = (Instant, Result<u16, Error>);
 
 /// Calls one after another on a thread until stopped; every outcome with
 /// the time it ended.
@@ -223,7 +224,7 @@ fn servers_stopped_killed_and_added_during_a_run_of_calls_lose_no_call() {
     });
 
     let log = caller.stop();
-    let failures: Vec<&(i32, String)> = log.iter().filter_map(|(_, r)| r.as_ref().err()).collect();
+    let failures: Vec<&Error> = log.iter().filter_map(|(_, r)| r.as_ref().err()).collect();
     // The caller has one call in flight at a time: at most that one may
     // fail with the killed server; the stopped one withdrew first.
     assert!(failures.len() <= 1, "{} of {} calls failed: {failures:?}", failures.len(), log.len());
@@ -238,9 +239,9 @@ fn servers_stopped_killed_and_added_during_a_run_of_calls_lose_no_call() {
 
 #[test]
 fn an_etcd_url_without_a_prefix_fails_init_with_a_text() {
-    let Err((code, text)) = Channel::init("etcd://127.0.0.1:2379", "rr", ChannelOptions::default()) else {
+    let Err(error) = Channel::init("etcd://127.0.0.1:2379", "rr", ChannelOptions::default()) else {
         panic!("accepted an etcd url without a prefix");
     };
-    assert_eq!(code, libc::EINVAL);
-    assert!(text.contains("prefix"), "{text}");
+    assert_eq!(error.code(), libc::EINVAL);
+    assert!(error.text().contains("prefix"), "{error}");
 }

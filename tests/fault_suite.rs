@@ -110,7 +110,7 @@ impl LegitClient {
                 channel.call(
                     request,
                     Box::new(move |outcome| {
-                        let _ = done_tx.send(outcome.error().map(|(code, text)| format!("[E{code}] {text}")));
+                        let _ = done_tx.send(outcome.error().map(|error| error.to_string()));
                     }),
                 );
                 match done_rx.recv_timeout(Duration::from_secs(15)) {

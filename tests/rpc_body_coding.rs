@@ -160,7 +160,8 @@ fn the_request_carries_its_coding_in_fields_3_11_12_13_and_an_uncompressed_attac
     peer.write_all(&out).unwrap();
 
     let outcome = rx.recv_timeout(WAIT + WAIT).expect("done runs");
-    let (code, text) = outcome.error().expect("the call fails");
+    let error = outcome.error().expect("the call fails");
+    let (code, text) = (error.code(), error.text());
     assert_eq!(code, errno::ERESPONSE, "{text}");
     assert!(text.contains("checksum mismatch"), "{text}");
 }
@@ -192,7 +193,8 @@ fn a_response_labelled_zlib_that_is_garbage_fails_the_call_with_eresponse() {
     pack_rpc(&mut out, &response_meta, b"\x00\x01 not zlib at all").unwrap();
     peer.write_all(&out).unwrap();
     let outcome = rx.recv_timeout(WAIT + WAIT).expect("done runs");
-    let (code, text) = outcome.error().expect("the call fails");
+    let error = outcome.error().expect("the call fails");
+    let (code, text) = (error.code(), error.text());
     assert_eq!(code, errno::ERESPONSE, "{text}");
     assert!(text.contains("zlib"), "{text}");
 }
@@ -281,7 +283,8 @@ fn a_call_asking_for_lz4_fails_with_erequest_before_anything_is_sent() {
     let addr = listener.local_addr().unwrap().to_string();
     let channel = Channel::new(&addr, ChannelOptions::default()).unwrap();
     let outcome = call(&channel, text(), Bytes::new(), coding(COMPRESS_TYPE_LZ4, 0, false));
-    let (code, text) = outcome.error().expect("the call fails");
+    let error = outcome.error().expect("the call fails");
+    let (code, text) = (error.code(), error.text());
     assert_eq!(code, errno::EREQUEST);
     assert!(text.contains("lz4"), "{text}");
     assert!(listener.accept().is_err(), "nothing connected");
@@ -304,7 +307,8 @@ fn a_server_answering_with_an_unknown_checksum_type_sends_eresponse() {
     let addr = format!("127.0.0.1:{}", server.listen_address().unwrap().port());
     let channel = Channel::new(&addr, ChannelOptions::default()).unwrap();
     let outcome = call(&channel, text(), Bytes::new(), BodyCoding::default());
-    let (code, text) = outcome.error().expect("the call fails");
+    let error = outcome.error().expect("the call fails");
+    let (code, text) = (error.code(), error.text());
     assert_eq!(code, errno::ERESPONSE);
     assert!(text.contains("ChecksumType=9"), "{text}");
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use brpc_stream::errno;
 use brpc_stream::rpc::{CallOutcome, CallRequest, Channel, ChannelOptions, Server, ServerCall, ServerOptions};
+use brpc_stream::Error;
 use bytes::Bytes;
 
 fn echo_server() -> (Server, String) {
@@ -35,7 +36,7 @@ fn echo_server() -> (Server, String) {
         .add_method(
             "test.EchoService",
             "Fail",
-            Arc::new(|call: ServerCall| call.respond(Err((libc::EPERM, "not allowed".into())))),
+            Arc::new(|call: ServerCall| call.respond(Err(Error::new(libc::EPERM, "not allowed")))),
         )
         .unwrap();
     server.add_method("test.EchoService", "Forget", Arc::new(|_call: ServerCall| {})).unwrap();
@@ -78,14 +79,14 @@ fn an_echo_returns_the_payload_and_the_attachment() {
 fn the_handlers_error_reaches_the_client() {
     let (_server, addr) = echo_server();
     let channel = Channel::new(&addr, ChannelOptions::default()).unwrap();
-    assert_eq!(call(&channel, "Fail", b"", b"").error(), Some((libc::EPERM, "not allowed".to_string())));
+    assert_eq!(call(&channel, "Fail", b"", b"").error(), Some(Error::new(libc::EPERM, "not allowed")));
 }
 
 #[test]
 fn unknown_services_and_methods_get_brpcs_codes() {
     let (_server, addr) = echo_server();
     let channel = Channel::new(&addr, ChannelOptions::default()).unwrap();
-    assert_eq!(call(&channel, "Nope", b"", b"").error().unwrap().0, errno::ENOMETHOD);
+    assert_eq!(call(&channel, "Nope", b"", b"").error().unwrap().code(), errno::ENOMETHOD);
     let (tx, rx) = mpsc::channel();
     channel.call(
         CallRequest { service: "test.Missing".into(), method: "Echo".into(), ..Default::default() },
@@ -94,15 +95,15 @@ fn unknown_services_and_methods_get_brpcs_codes() {
         }),
     );
     let error = rx.recv_timeout(Duration::from_secs(10)).unwrap().unwrap();
-    assert_eq!(error.0, errno::ENOSERVICE);
-    assert!(error.1.contains("test.Missing"));
+    assert_eq!(error.code(), errno::ENOSERVICE);
+    assert!(error.text().contains("test.Missing"));
 }
 
 #[test]
 fn a_method_that_never_responds_answers_einternal() {
     let (_server, addr) = echo_server();
     let channel = Channel::new(&addr, ChannelOptions::default()).unwrap();
-    assert_eq!(call(&channel, "Forget", b"", b"").error().unwrap().0, errno::EINTERNAL);
+    assert_eq!(call(&channel, "Forget", b"", b"").error().unwrap().code(), errno::EINTERNAL);
 }
 
 #[test]
@@ -112,7 +113,7 @@ fn a_slow_handler_times_the_call_out() {
     let channel = Channel::new(&addr, options).unwrap();
     let started = std::time::Instant::now();
     let error = call(&channel, "Sleep", b"", b"").error().unwrap();
-    assert_eq!(error.0, errno::ERPCTIMEDOUT);
+    assert_eq!(error.code(), errno::ERPCTIMEDOUT);
     assert!(started.elapsed() < Duration::from_millis(290));
 }
 
@@ -120,7 +121,7 @@ fn a_slow_handler_times_the_call_out() {
 fn a_refused_connection_fails_the_call_after_retries() {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let channel = Channel::new(&format!("127.0.0.1:{port}"), ChannelOptions::default()).unwrap();
-    assert_eq!(call(&channel, "Echo", b"x", b"").error().unwrap().0, libc::ECONNREFUSED);
+    assert_eq!(call(&channel, "Echo", b"x", b"").error().unwrap().code(), libc::ECONNREFUSED);
 }
 
 #[test]

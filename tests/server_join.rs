@@ -205,7 +205,7 @@ fn stop_answers_new_calls_with_elogoff_while_open_streams_go_on() {
     channel.call(
         CallRequest { service: "test.StreamService".into(), method: "Open".into(), ..Default::default() },
         Box::new(move |outcome| {
-            let _ = tx.send(outcome.error().map(|(code, _)| code));
+            let _ = tx.send(outcome.error().map(|e| e.code()));
         }),
     );
     assert_eq!(rx.recv_timeout(Duration::from_secs(10)).unwrap(), Some(errno::ELOGOFF));

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use brpc_stream::errno;
 use brpc_stream::rpc::{CallOutcome, CallRequest, Channel, ChannelOptions, Server, ServerCall, ServerOptions};
+use brpc_stream::Error;
 use bytes::Bytes;
 use parking_lot::{Condvar, Mutex};
 
@@ -75,9 +76,9 @@ fn server_with(gate: &Arc<Gate>, options: ServerOptions, method_limit: Option<us
         server.set_max_concurrency_of("test.LimitService.Hold", limit).unwrap();
         assert_eq!(server.max_concurrency_of("test.LimitService.Hold"), Some(limit));
     }
-    assert_eq!(server.set_max_concurrency_of("test.LimitService.Nope", 1), Err(libc::ENOENT));
+    assert_eq!(server.set_max_concurrency_of("test.LimitService.Nope", 1).map_err(|e| e.code()), Err(libc::ENOENT));
     server.start("127.0.0.1:0", options).unwrap();
-    assert_eq!(server.set_max_concurrency_of("test.LimitService.Hold", 3), Err(libc::EPERM));
+    assert_eq!(server.set_max_concurrency_of("test.LimitService.Hold", 3).map_err(|e| e.code()), Err(libc::EPERM));
     let port = server.listen_address().unwrap().port();
     (server, format!("127.0.0.1:{port}"))
 }
@@ -101,7 +102,7 @@ fn start_call(channel: &Channel, method: &str) -> mpsc::Receiver<CallOutcome> {
 }
 
 fn code(rx: &mpsc::Receiver<CallOutcome>) -> Option<i32> {
-    rx.recv_timeout(WAIT).expect("the call ends").error().map(|(code, _)| code)
+    rx.recv_timeout(WAIT).expect("the call ends").error().map(|e| e.code())
 }
 
 #[test]
@@ -149,8 +150,8 @@ fn a_call_beyond_the_servers_limit_gets_elimit() {
     let first = start_call(&channel, "Hold");
     gate.wait_entered(1);
     let echo = channel_call_error(&channel, "Echo");
-    assert_eq!(echo.0, errno::ELIMIT);
-    assert!(echo.1.contains("max_concurrency=1"), "{}", echo.1);
+    assert_eq!(echo.code(), errno::ELIMIT);
+    assert!(echo.text().contains("max_concurrency=1"), "{echo}");
     assert_eq!(server.concurrency(), 1);
     gate.open();
     assert_eq!(code(&first), None);
@@ -167,7 +168,7 @@ fn a_call_beyond_the_servers_limit_gets_elimit() {
     assert_eq!((echo.calls, echo.rejected), (1, refused));
 }
 
-fn channel_call_error(channel: &Channel, method: &str) -> (i32, String) {
+fn channel_call_error(channel: &Channel, method: &str) -> Error {
     let outcome = start_call(channel, method).recv_timeout(WAIT).expect("the call ends");
     outcome.error().expect("the call failed")
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 use brpc_stream::errno;
 use brpc_stream::rpc::{CallRequest, Channel, ChannelOptions, Server, ServerCall, ServerOptions};
 use brpc_stream::stream::{self, StreamHandler, StreamId, StreamOptions};
+use brpc_stream::Error;
 use bytes::Bytes;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -96,7 +97,7 @@ fn stream_server(handler: Arc<Recorder>, accepted: mpsc::Sender<Vec<StreamId>>) 
     (server, addr)
 }
 
-fn open(channel: &Channel, ids: &[StreamId]) -> mpsc::Receiver<Option<(i32, String)>> {
+fn open(channel: &Channel, ids: &[StreamId]) -> mpsc::Receiver<Option<Error>> {
     let (tx, rx) = mpsc::channel();
     let streams = ids.to_vec();
     channel.call(
@@ -197,7 +198,7 @@ fn a_failed_setup_call_fails_its_streams_with_the_calls_error() {
     stream::write(ids[0], Bytes::from_static(b"early"), false).unwrap();
     let call = open(&channel, &ids);
     let error = call.recv_timeout(Duration::from_secs(10)).unwrap().unwrap();
-    assert_eq!(error.0, libc::ECONNREFUSED);
+    assert_eq!(error.code(), libc::ECONNREFUSED);
     let events = until_closed(&rx);
     match &events[0] {
         Event::Failed(code, text) => {

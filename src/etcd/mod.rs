@@ -11,8 +11,10 @@
 //! - [`registration`]: [`Registration`], a key under a lease kept alive on a
 //!   thread of its own, withdrawn by revoking the lease.
 //!
-//! Network trouble is an [`Error`] value everywhere, never a panic. This
-//! layer uses only the standard library and the crate's error numbers.
+//! Network trouble is an [`Error`] value everywhere, never a panic; it
+//! becomes the crate's [`crate::Error`] (kept as its cause) where the
+//! server and the naming service report it. This layer uses only the
+//! standard library and the crate's error numbers.
 
 pub mod client;
 pub mod http;
@@ -76,6 +78,14 @@ impl fmt::Display for Error {
 }
 
 impl std::error::Error for Error {}
+
+impl From<Error> for crate::error::Error {
+    /// The same text under its errno-style number; the etcd error (its
+    /// kind, such as etcd's gRPC code) is kept as the cause.
+    fn from(error: Error) -> crate::error::Error {
+        crate::error::Error::new(error.code(), error.text.clone()).caused_by(error)
+    }
+}
 
 /// Sleeps `how_long` unless `stop` is set (the stopper unparks the
 /// thread); false when stopped.

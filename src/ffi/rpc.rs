@@ -13,7 +13,8 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 
 use super::etcd::brpc_etcd_registration_options;
-use super::{c_string, guard, guard_value, on_worker, write_c_string, SendPtr};
+use super::{c_code, c_string, guard, guard_value, on_worker, write_c_string, SendPtr};
+use crate::error::Error;
 use crate::portal::builtin_services;
 use crate::protocol::BodyCoding;
 use crate::rpc::{
@@ -148,14 +149,18 @@ pub struct brpc_channel_options {
 }
 
 impl brpc_channel_options {
-    fn to_rust(&self) -> Result<ChannelOptions, (i32, String)> {
+    fn to_rust(&self) -> Result<ChannelOptions, Error> {
         let unsupported = c_string(self.unsupported);
         if !unsupported.is_empty() {
-            return Err((libc::EINVAL, format!("ChannelOptions not supported by this library: {unsupported}")));
+            return Err(Error::new(
+                libc::EINVAL,
+                format!("ChannelOptions not supported by this library: {unsupported}"),
+            ));
         }
         let protocol = c_string(self.protocol);
         if !protocol.is_empty() && protocol != "baidu_std" {
-            return Err((libc::EPROTONOSUPPORT, format!("protocol \"{protocol}\" is not supported (only baidu_std)")));
+            let text = format!("protocol \"{protocol}\" is not supported (only baidu_std)");
+            return Err(Error::new(libc::EPROTONOSUPPORT, text));
         }
         let millis = |ms: i64| (ms > 0).then(|| Duration::from_millis(ms as u64));
         let defaults = ChannelOptions::default();
@@ -164,7 +169,8 @@ impl brpc_channel_options {
             timeout: millis(self.timeout_ms),
             backup_request: (self.backup_request_ms >= 0).then(|| Duration::from_millis(self.backup_request_ms as u64)),
             max_retry: self.max_retry.max(0) as u32,
-            connection_type: ConnectionType::parse(&c_string(self.connection_type)).map_err(|t| (libc::EINVAL, t))?,
+            connection_type: ConnectionType::parse(&c_string(self.connection_type))
+                .map_err(|text| Error::new(libc::EINVAL, text))?,
             connection_group: c_string(self.connection_group),
             succeed_without_server: self.succeed_without_server,
             log_succeed_without_server: self.log_succeed_without_server,
@@ -451,7 +457,7 @@ pub unsafe extern "C" fn brpc_controller_error_text(
     buf: *mut c_char,
     cap: usize,
 ) -> usize {
-    with_controller(cntl, 0, |c| write_c_string(c.error_text(), buf, cap))
+    with_controller(cntl, 0, |c| write_c_string(&c.error_text(), buf, cap))
 }
 
 /// The server's address (client) or the client's (server): IPv4 in network
@@ -657,10 +663,10 @@ pub unsafe extern "C" fn brpc_channel_init(
                 unsafe { *out = Box::into_raw(Box::new(brpc_channel { inner: channel })) };
                 0
             }
-            Err((code, text)) => {
-                log_error!("Channel::Init failed: {text}");
-                write_c_string(&text, error_text, error_cap);
-                code
+            Err(error) => {
+                log_error!("Channel::Init failed: {}", error.text());
+                write_c_string(&error.text(), error_text, error_cap);
+                error.code()
             }
         }
     })
@@ -818,7 +824,7 @@ unsafe fn start_call(
         request,
         Box::new(move |outcome: CallOutcome| {
             let remote_streams = outcome.result.as_ref().ok().and_then(|m| m.meta.stream_settings.clone());
-            let error = brpc_error_text(outcome.error());
+            let error = shown_to_client(outcome.error());
             let remote = remote_streams.clone();
             let socket = outcome.socket;
             let finish = move || {
@@ -826,7 +832,7 @@ unsafe fn start_call(
                 let cntl = unsafe { &*cntl_ptr.get().cast::<brpc_controller>() };
                 {
                     let mut c = cntl.inner.lock();
-                    c.error = brpc_error_text(outcome.error());
+                    c.error = shown_to_client(outcome.error());
                     c.remote = outcome.remote;
                     c.local = outcome.local;
                     c.remote_stream_settings = remote;
@@ -855,21 +861,30 @@ unsafe fn start_call(
     Ok(())
 }
 
-/// A client sees every failure as brpc shows it: `[E<code>]` before the
-/// text, whether the text came from the server or from this side.
-fn brpc_error_text(error: Option<(i32, String)>) -> Option<(i32, String)> {
-    error.map(|(code, text)| (code, format!("[E{code}]{text}")))
+/// A client sees every failure as brpc shows it, its code once before the
+/// text: `[E<code>]<text>`, whether the text came from the server or from
+/// this side. A server's text that starts with its code already (the C++
+/// facade's `SetFailed` formats it so) is not prefixed again; the error as
+/// it came is kept as the cause.
+fn shown_to_client(error: Option<Error>) -> Option<Error> {
+    let error = error?;
+    let prefix = format!("[E{}]", error.code());
+    if error.text().starts_with(&prefix) {
+        return Some(error);
+    }
+    let text = format!("{prefix}{}", error.text());
+    Some(Error::new(error.code(), text).caused_by(error))
 }
 
 fn deliver(done: unsafe extern "C" fn(*mut c_void, *const brpc_call_result), arg: SendPtr, outcome: &CallOutcome) {
-    let error = brpc_error_text(outcome.error());
-    let text = CString::new(error.as_ref().map_or("", |(_, t)| t.as_str()).replace('\0', " ")).unwrap_or_default();
+    let error = shown_to_client(outcome.error());
+    let text = CString::new(error.as_ref().map_or(String::new(), |e| e.text().replace('\0', " "))).unwrap_or_default();
     let (payload, attachment) = match (&outcome.result, &error) {
         (Ok(message), None) => (message.payload.clone(), message.attachment.clone()),
         _ => (Bytes::new(), Bytes::new()),
     };
     let result = brpc_call_result {
-        error_code: error.as_ref().map_or(0, |(code, _)| *code),
+        error_code: error.as_ref().map_or(0, Error::code),
         error_text: text.as_ptr(),
         payload: payload.as_ptr(),
         payload_len: payload.len(),
@@ -945,10 +960,7 @@ pub unsafe extern "C" fn brpc_server_add_method(
             // SAFETY: the caller's handler; it takes the call.
             unsafe { handler(arg.get(), call) };
         });
-        match server.inner.add_method(&c_string(service_full_name), &c_string(method_name), on_call) {
-            Ok(()) => 0,
-            Err(code) => code,
-        }
+        c_code(server.inner.add_method(&c_string(service_full_name), &c_string(method_name), on_call))
     })
 }
 
@@ -999,10 +1011,11 @@ pub unsafe extern "C" fn brpc_server_start(
             opts.idle_timeout = (o.idle_timeout_sec > 0).then(|| Duration::from_secs(o.idle_timeout_sec as u64));
             opts.num_threads = o.num_threads.max(0) as usize;
         }
-        match server.inner.start(&c_string(ip_port), opts) {
-            Ok(()) => 0,
-            Err(code) => code,
+        let started = server.inner.start(&c_string(ip_port), opts);
+        if let Err(error) = &started {
+            log_error!("Server::Start failed: {}", error.text());
         }
+        c_code(started)
     })
 }
 
@@ -1022,10 +1035,7 @@ pub unsafe extern "C" fn brpc_server_set_max_concurrency_of(
         if full_method_name.is_null() || max < 0 {
             return libc::EINVAL;
         }
-        match server.inner.set_max_concurrency_of(&c_string(full_method_name), max as usize) {
-            Ok(()) => 0,
-            Err(code) => code,
-        }
+        c_code(server.inner.set_max_concurrency_of(&c_string(full_method_name), max as usize))
     })
 }
 

@@ -20,6 +20,7 @@ use super::embedded_rpc;
 use super::lb::{self, Feedback};
 use super::naming;
 use crate::errno;
+use crate::error::Error;
 use crate::id::{Id, Registry};
 use crate::protocol::{
     decode_body, encode_body, pack_rpc_header, BodyCoding, FrameType, Limits, RpcMessage, RpcMeta, RpcRequestMeta,
@@ -128,7 +129,7 @@ pub struct CallRequest {
 /// code of the server's) or a local error, and the connection's two ends.
 #[derive(Debug)]
 pub struct CallOutcome {
-    pub result: Result<RpcMessage, (i32, String)>,
+    pub result: Result<RpcMessage, Error>,
     /// The server that answered, or the last one tried.
     pub remote: Option<SocketAddr>,
     pub local: Option<SocketAddr>,
@@ -143,7 +144,7 @@ pub struct CallOutcome {
 
 impl CallOutcome {
     /// The call's error: local, or the server's response code and text.
-    pub fn error(&self) -> Option<(i32, String)> {
+    pub fn error(&self) -> Option<Error> {
         match &self.result {
             Err(error) => Some(error.clone()),
             Ok(message) => response_error(message),
@@ -151,13 +152,11 @@ impl CallOutcome {
     }
 }
 
-fn response_error(message: &RpcMessage) -> Option<(i32, String)> {
-    message
-        .meta
-        .response
-        .as_ref()
-        .filter(|r| r.error_code.unwrap_or(0) != 0)
-        .map(|r| (r.error_code.unwrap_or(0), r.error_text.clone().unwrap_or_default()))
+/// The server's error code and text, when its response carries one.
+fn response_error(message: &RpcMessage) -> Option<Error> {
+    let response = message.meta.response.as_ref()?;
+    let code = response.error_code.filter(|code| *code != 0)?;
+    Some(Error::new(code, response.error_text.clone().unwrap_or_default()))
 }
 
 /// Runs exactly once, on the thread that ended the call (the dispatcher for
@@ -244,7 +243,8 @@ pub fn is_retryable(code: i32) -> bool {
 
 impl Channel {
     /// A channel to "host:port"; nothing connects until the first call.
-    pub fn new(server: &str, options: ChannelOptions) -> Result<Channel, i32> {
+    /// `EINVAL` when the address does not resolve.
+    pub fn new(server: &str, options: ChannelOptions) -> Result<Channel, Error> {
         let remote = super::resolve(server)?;
         Ok(Channel::with_servers(Servers::One(remote), options))
     }
@@ -253,19 +253,20 @@ impl Channel {
     /// "scheme://..." URL with a balancer's name, or a plain "host:port"
     /// with "" (one server). Waits for the naming service's first list;
     /// fails when it is empty and `succeed_without_server` is false.
-    pub fn init(naming_url: &str, load_balancer: &str, options: ChannelOptions) -> Result<Channel, (i32, String)> {
+    pub fn init(naming_url: &str, load_balancer: &str, options: ChannelOptions) -> Result<Channel, Error> {
         if naming::split_url(naming_url).is_none() {
             if !load_balancer.is_empty() {
-                return Err((
+                return Err(Error::new(
                     libc::EINVAL,
                     format!("load balancer \"{load_balancer}\" needs a naming service URL, not \"{naming_url}\""),
                 ));
             }
-            return Channel::new(naming_url, options)
-                .map_err(|code| (code, format!("invalid server address \"{naming_url}\"")));
+            return Channel::new(naming_url, options).map_err(|error| {
+                Error::new(error.code(), format!("invalid server address \"{naming_url}\"")).caused_by(error)
+            });
         }
         if load_balancer.is_empty() {
-            return Err((
+            return Err(Error::new(
                 libc::EINVAL,
                 format!("{naming_url} needs a load balancer (rr, wrr, random, wr, la, c_murmurhash, c_md5)"),
             ));
@@ -275,7 +276,7 @@ impl Channel {
         let cluster = Cluster::start(naming_url, service, lb, options.health_check_interval, options.connect_timeout)?;
         if cluster.server_count() == 0 {
             if !options.succeed_without_server {
-                return Err((libc::ENODATA, format!("{naming_url} lists no server")));
+                return Err(Error::new(libc::ENODATA, format!("{naming_url} lists no server")));
             }
             if options.log_succeed_without_server {
                 log_info!("{naming_url} lists no server yet; the channel waits for some");
@@ -301,7 +302,7 @@ impl Channel {
     /// coded as `request.coding` asks ends the call with `EREQUEST` before
     /// anything is sent.
     pub fn call(&self, request: CallRequest, done: CallDone) -> Option<Id> {
-        let ended_early = |done: CallDone, error: (i32, String)| {
+        let ended_early = |done: CallDone, error: Error| {
             done(CallOutcome {
                 result: Err(error),
                 remote: self.remote(),
@@ -316,7 +317,10 @@ impl Channel {
         let mut meta = RpcMeta::default();
         let body = match encode_body(request.coding, request.payload.clone(), &request.attachment, &mut meta) {
             Ok(body) => body,
-            Err(err) => return ended_early(done, (errno::EREQUEST, format!("Fail to compress request: {err}"))),
+            Err(err) => {
+                let error = Error::new(errno::EREQUEST, format!("Fail to compress request: {err}")).caused_by(err);
+                return ended_early(done, error);
+            }
         };
         let options = &self.inner.options;
         let timeout = match request.timeout {
@@ -340,13 +344,13 @@ impl Channel {
                 (id, call)
             }
             Ok((_, None)) | Err(_) => {
-                return ended_early(done, (libc::EAGAIN, "too many calls in flight".to_string()));
+                return ended_early(done, Error::new(libc::EAGAIN, "too many calls in flight"));
             }
         };
         let mut scheduled = Vec::new();
         if let Some(timeout) = timeout {
             let text = format!("Reached timeout={}ms", timeout.as_millis());
-            let task = Box::new(move || finish(id, Err((errno::ERPCTIMEDOUT, text)), None));
+            let task = Box::new(move || finish(id, Err(Error::new(errno::ERPCTIMEDOUT, text)), None));
             scheduled.push(timers().schedule(Instant::now() + timeout, task));
         }
         if let (Some(backup), false) = (options.backup_request, with_streams) {
@@ -363,7 +367,7 @@ impl Channel {
 /// Ends a call with `ECANCELED` unless it ended already (brpc's
 /// `StartCancel`); its done runs as for any ending.
 pub fn cancel(id: Id) {
-    finish(id, Err((libc::ECANCELED, "RPC was canceled".to_string())), None);
+    finish(id, Err(Error::new(libc::ECANCELED, "RPC was canceled")), None);
 }
 
 /// The request's frame: `coded` is the meta with the body's coding (from
@@ -388,7 +392,7 @@ fn pack_request(id: Id, request: &CallRequest, coded: RpcMeta, body: Bytes) -> V
 }
 
 impl ChannelInner {
-    fn pick(&self, request_code: Option<u64>, tried: &[SocketAddr]) -> Result<SocketAddr, (i32, String)> {
+    fn pick(&self, request_code: Option<u64>, tried: &[SocketAddr]) -> Result<SocketAddr, Error> {
         match &self.servers {
             Servers::One(addr) => Ok(*addr),
             Servers::Cluster(cluster) => cluster.pick(request_code, tried),
@@ -428,19 +432,19 @@ fn issue(id: Id, call: &PendingCall) {
     let tried = call.state.lock().tried.clone();
     let server = match channel.pick(call.request_code, &tried) {
         Ok(server) => server,
-        Err((code, text)) => return attempt_lost(id, call, code, &text),
+        Err(error) => return attempt_lost(id, call, error),
     };
     call.state.lock().tried.push(server);
     let kind = if call.with_streams { ConnectionType::Single } else { channel.options.connection_type };
     let lease = match connections::acquire(&channel.uses, kind, channel.key(server), channel.options.connect_timeout) {
         Ok(lease) => lease,
         Err(error) => {
-            let (code, text) = (error.code(), format!("fail to create a connection to {server}: {}", error.text()));
+            let text = format!("fail to create a connection to {server}: {}", error.text());
             if let Some(cluster) = channel.cluster() {
                 cluster.feedback(&Feedback { server, latency: Duration::ZERO, failed: true });
                 cluster.mark_down(server);
             }
-            return attempt_lost(id, call, code, &text);
+            return attempt_lost(id, call, Error::new(error.code(), text).caused_by(error));
         }
     };
     let socket_id = lease.socket.id();
@@ -456,14 +460,14 @@ fn issue(id: Id, call: &PendingCall) {
     // A failure that swept the connection before this call joined it would
     // not have seen it: check now.
     if let Some(failure) = lease.socket.failure() {
-        return on_attempt_failed(id, socket_id, failure.code(), &failure.text());
+        return on_attempt_failed(id, socket_id, failure);
     }
     let result = lease.socket.write(
         call.frame.clone(),
         Some(Box::new(move |code| {
             if code != 0 {
                 let text = format!("fail to write the request: {}", errno::describe(code));
-                on_attempt_failed(id, socket_id, code, &text);
+                on_attempt_failed(id, socket_id, Error::new(code, text));
             }
         })),
     );
@@ -473,10 +477,10 @@ fn issue(id: Id, call: &PendingCall) {
 
 /// An attempt could not be made or failed: retry when brpc would, else
 /// leave the call to the attempts still out, else end it.
-fn attempt_lost(id: Id, call: &PendingCall, code: i32, text: &str) {
+fn attempt_lost(id: Id, call: &PendingCall, error: Error) {
     let retry = {
         let mut state = call.state.lock();
-        let retry = is_retryable(code) && state.retries_left > 0;
+        let retry = is_retryable(error.code()) && state.retries_left > 0;
         if retry {
             state.retries_left -= 1;
             state.retried += 1;
@@ -488,7 +492,7 @@ fn attempt_lost(id: Id, call: &PendingCall, code: i32, text: &str) {
     if retry {
         issue(id, call);
     } else {
-        finish(id, Err((code, text.to_string())), None);
+        finish(id, Err(error), None);
     }
 }
 
@@ -513,7 +517,7 @@ fn take_attempts(call: &PendingCall, id: Id, socket: SocketId, only_one: bool) -
 
 /// The connection an attempt was on failed, or its request could not be
 /// written.
-pub(crate) fn on_attempt_failed(id: Id, socket: SocketId, code: i32, text: &str) {
+pub(crate) fn on_attempt_failed(id: Id, socket: SocketId, error: Error) {
     let Some(call) = CALLS.address(id) else { return };
     let taken = take_attempts(&call, id, socket, false);
     if taken.is_empty() {
@@ -526,11 +530,11 @@ pub(crate) fn on_attempt_failed(id: Id, socket: SocketId, code: i32, text: &str)
         }
         connections::release(attempt.kind, &attempt.key, attempt.socket, attempt.connection, false);
     }
-    attempt_lost(id, &call, code, text);
+    attempt_lost(id, &call, error);
 }
 
 /// A response (or one that does not parse) came on `socket`.
-pub(crate) fn on_response_frame(socket: SocketId, response: Result<RpcMessage, (Id, (i32, String))>) {
+pub(crate) fn on_response_frame(socket: SocketId, response: Result<RpcMessage, (Id, Error)>) {
     let (id, result) = match response {
         Ok(message) => match message.meta.correlation_id {
             Some(id) => (id as Id, decode_response(message)),
@@ -552,9 +556,9 @@ pub(crate) fn on_response_frame(socket: SocketId, response: Result<RpcMessage, (
     // server; a channel with one server hands it to the caller at once.
     let elsewhere = call.channel.cluster().is_some();
     match error {
-        Some((code, text)) if elsewhere && is_retryable(code) && call.state.lock().retries_left > 0 => {
+        Some(error) if elsewhere && is_retryable(error.code()) && call.state.lock().retries_left > 0 => {
             connections::release(attempt.kind, &attempt.key, attempt.socket, attempt.connection, true);
-            attempt_lost(id, &call, code, &text);
+            attempt_lost(id, &call, error);
         }
         _ => {
             drop(call);
@@ -565,7 +569,7 @@ pub(crate) fn on_response_frame(socket: SocketId, response: Result<RpcMessage, (
 
 /// Verifies and decompresses a successful response's payload; a response
 /// that fails either ends its call with `ERESPONSE`.
-fn decode_response(mut message: RpcMessage) -> Result<RpcMessage, (i32, String)> {
+fn decode_response(mut message: RpcMessage) -> Result<RpcMessage, Error> {
     if response_error(&message).is_some() {
         return Ok(message);
     }
@@ -575,13 +579,13 @@ fn decode_response(mut message: RpcMessage) -> Result<RpcMessage, (i32, String)>
             message.payload = payload;
             Ok(message)
         }
-        Err(err) => Err((errno::ERESPONSE, format!("Fail to parse response: {err}"))),
+        Err(err) => Err(Error::new(errno::ERESPONSE, format!("Fail to parse response: {err}")).caused_by(err)),
     }
 }
 
 /// Ends a call exactly once; later attempts find it ended. `winner` is the
 /// attempt that brought the ending response.
-fn finish(id: Id, result: Result<RpcMessage, (i32, String)>, winner: Option<Attempt>) {
+fn finish(id: Id, result: Result<RpcMessage, Error>, winner: Option<Attempt>) {
     let Some(call) = CALLS.address(id) else { return };
     if !CALLS.set_failed(id) {
         if let Some(w) = winner {

@@ -13,6 +13,7 @@ use parking_lot::{Condvar, Mutex};
 
 use super::lb::{Feedback, LoadBalancer, SelectIn};
 use super::naming::{NamingActions, NamingService, ServerListSink, ServerNode, StopSignal, FIRST_LIST_WAIT};
+use crate::error::Error;
 use crate::runtime::timers;
 
 pub(crate) struct Cluster {
@@ -36,7 +37,7 @@ impl Cluster {
         lb: Box<dyn LoadBalancer>,
         health_check_interval: Duration,
         connect_timeout: Option<Duration>,
-    ) -> Result<Arc<Cluster>, (i32, String)> {
+    ) -> Result<Arc<Cluster>, Error> {
         let cluster = Arc::new(Cluster {
             url: url.to_string(),
             lb,
@@ -49,10 +50,9 @@ impl Cluster {
         });
         let sink: Weak<dyn ServerListSink> = Arc::downgrade(&cluster) as Weak<dyn ServerListSink>;
         let actions = NamingActions::new(sink, Arc::clone(&cluster.stop));
-        std::thread::Builder::new()
-            .name("brpc_naming".into())
-            .spawn(move || service.run(actions))
-            .map_err(|err| (libc::EAGAIN, format!("cannot start the naming service's thread: {err}")))?;
+        std::thread::Builder::new().name("brpc_naming".into()).spawn(move || service.run(actions)).map_err(|err| {
+            Error::new(libc::EAGAIN, format!("cannot start the naming service's thread: {err}")).caused_by(err)
+        })?;
         let deadline = Instant::now() + FIRST_LIST_WAIT;
         let mut first = cluster.first.0.lock();
         while !*first && Instant::now() < deadline {
@@ -68,17 +68,20 @@ impl Cluster {
 
     /// A server for one attempt: not down, not in `tried` when another is
     /// usable (a retry or backup goes elsewhere when it can).
-    pub(crate) fn pick(&self, request_code: Option<u64>, tried: &[SocketAddr]) -> Result<SocketAddr, (i32, String)> {
+    pub(crate) fn pick(&self, request_code: Option<u64>, tried: &[SocketAddr]) -> Result<SocketAddr, Error> {
         let down = self.down.lock().clone();
         let fresh = |a: SocketAddr| !down.contains(&a) && !tried.contains(&a);
         let picked = self.lb.select(&SelectIn { request_code, usable: &fresh });
         let picked = match picked {
-            Err((libc::EHOSTDOWN, _)) if !tried.is_empty() => {
+            Err(error) if error.code() == libc::EHOSTDOWN && !tried.is_empty() => {
                 self.lb.select(&SelectIn { request_code, usable: &|a: SocketAddr| !down.contains(&a) })
             }
             other => other,
         };
-        picked.map_err(|(code, text)| (code, format!("fail to select a server from {}: {text}", self.url)))
+        picked.map_err(|error| {
+            let text = format!("fail to select a server from {}: {}", self.url, error.text());
+            Error::new(error.code(), text).caused_by(error)
+        })
     }
 
     pub(crate) fn feedback(&self, feedback: &Feedback) {

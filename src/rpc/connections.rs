@@ -202,7 +202,10 @@ impl SocketUser for ClientConnection {
                 Err(err) => match frame.decode_rpc().ok().and_then(|meta| meta.correlation_id) {
                     Some(id) => on_response_frame(
                         host,
-                        Err((id as Id, (errno::ERESPONSE, format!("fail to parse the response: {err}")))),
+                        Err((
+                            id as Id,
+                            Error::new(errno::ERESPONSE, format!("fail to parse the response: {err}")).caused_by(err),
+                        )),
                     ),
                     None => log_warning!("dropped a response that does not parse: {err}"),
                 },
@@ -215,7 +218,7 @@ impl SocketUser for ClientConnection {
         let calls: Vec<Id> = self.pending.lock().iter().copied().collect();
         let text = format!("{text} @{}", socket.remote().map_or_else(String::new, |r| r.to_string()));
         for id in calls {
-            on_attempt_failed(id, socket.id(), code, &text);
+            on_attempt_failed(id, socket.id(), Error::new(code, text.clone()));
         }
         stream::on_host_failed(socket, code, &text);
     }

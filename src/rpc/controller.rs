@@ -1,8 +1,9 @@
 //! Per-call settings and results, as brpc's Controller keeps them.
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
 
-use crate::errno;
+use crate::error::Error;
 use crate::protocol::{BodyCoding, StreamSettings};
 use crate::socket::SocketId;
 use crate::stream::StreamId;
@@ -14,7 +15,9 @@ pub struct Controller {
     /// None: the channel's.
     pub max_retry: Option<i32>,
     pub log_id: Option<i64>,
-    pub error: Option<(i32, String)>,
+    /// The call's failure. Client: its text is what the program reads
+    /// (`[E<code>]` first). Server: what the response carries.
+    pub error: Option<Error>,
     pub remote: Option<SocketAddr>,
     pub local: Option<SocketAddr>,
     /// Client: the streams the next call sets up. Server: those accepted.
@@ -45,9 +48,9 @@ pub struct Controller {
 }
 
 impl Controller {
+    /// Fails the call with `code` (0 becomes `EINTERNAL`) and `text`.
     pub fn set_failed(&mut self, code: i32, text: &str) {
-        let code = if code == 0 { errno::EINTERNAL } else { code };
-        self.error = Some((code, text.to_string()));
+        self.error = Some(Error::new(code, text.to_string()));
     }
 
     pub fn failed(&self) -> bool {
@@ -55,14 +58,14 @@ impl Controller {
     }
 
     pub fn error_code(&self) -> i32 {
-        self.error.as_ref().map_or(0, |(code, _)| *code)
+        self.error.as_ref().map_or(0, Error::code)
     }
 
     pub fn has_remote_stream(&self) -> bool {
         self.remote_stream_settings.is_some()
     }
 
-    pub fn error_text(&self) -> &str {
-        self.error.as_ref().map_or("", |(_, text)| text.as_str())
+    pub fn error_text(&self) -> Cow<'_, str> {
+        self.error.as_ref().map_or(Cow::Borrowed(""), Error::text)
     }
 }

@@ -35,10 +35,12 @@ use crate::error::Error;
 use crate::protocol::{Cut, Cutter, Magic, RawFrame, RpcMessage, StreamFrame};
 
 /// Resolves "host:port" (an IPv4 address or a host name such as
-/// `localhost`), preferring IPv4 as brpc does.
-pub fn resolve(addr: &str) -> Result<SocketAddr, i32> {
-    let addrs: Vec<SocketAddr> = addr.to_socket_addrs().map_err(|_| libc::EINVAL)?.collect();
-    addrs.iter().find(|a| a.is_ipv4()).or_else(|| addrs.first()).copied().ok_or(libc::EINVAL)
+/// `localhost`), preferring IPv4 as brpc does; `EINVAL` (the resolver's
+/// error as its cause) when it does not.
+pub fn resolve(addr: &str) -> Result<SocketAddr, Error> {
+    let invalid = || Error::new(libc::EINVAL, format!("\"{addr}\" is not a host:port that resolves"));
+    let addrs: Vec<SocketAddr> = addr.to_socket_addrs().map_err(|err| invalid().caused_by(err))?.collect();
+    addrs.iter().find(|a| a.is_ipv4()).or_else(|| addrs.first()).copied().ok_or_else(invalid)
 }
 
 /// The RPC message a STRM DATA frame carries when it answers a call that set

@@ -268,14 +268,14 @@ impl Server {
     }
 
     /// Registers `service.method`; EEXIST for a duplicate, EPERM once started.
-    pub fn add_method(&self, service: &str, method: &str, handler: Handler) -> Result<(), i32> {
+    pub fn add_method(&self, service: &str, method: &str, handler: Handler) -> Result<(), Error> {
         if self.inner.running.load(Ordering::Acquire) {
-            return Err(libc::EPERM);
+            return Err(Error::new(libc::EPERM, "methods are added before the server starts"));
         }
         let mut services = self.inner.services.write();
         let methods = services.entry(service.to_string()).or_default();
         if methods.contains_key(method) {
-            return Err(libc::EEXIST);
+            return Err(Error::new(libc::EEXIST, format!("{service}.{method} is added already")));
         }
         let status = Arc::new(MethodStatus::new(service, method));
         methods.insert(method.to_string(), Method { handler, status });
@@ -285,11 +285,14 @@ impl Server {
     /// Limits the calls in flight of one method, named `service.method`
     /// (the service's full name), as brpc's `MaxConcurrencyOf`; 0 removes
     /// the limit. `ENOENT` for an unknown method, `EPERM` once started.
-    pub fn set_max_concurrency_of(&self, full_method_name: &str, max: usize) -> Result<(), i32> {
+    pub fn set_max_concurrency_of(&self, full_method_name: &str, max: usize) -> Result<(), Error> {
         if self.inner.running.load(Ordering::Acquire) {
-            return Err(libc::EPERM);
+            return Err(Error::new(libc::EPERM, "a method's max_concurrency is set before the server starts"));
         }
-        let status = self.inner.status_of(full_method_name).ok_or(libc::ENOENT)?;
+        let status = self
+            .inner
+            .status_of(full_method_name)
+            .ok_or_else(|| Error::new(libc::ENOENT, format!("no method {full_method_name}")))?;
         status.set_max_concurrency(max);
         Ok(())
     }
@@ -322,9 +325,9 @@ impl Server {
     }
 
     /// Listens on "ip:port" (port 0 picks a free one) and starts accepting.
-    pub fn start(&self, address: &str, options: ServerOptions) -> Result<(), i32> {
+    pub fn start(&self, address: &str, options: ServerOptions) -> Result<(), Error> {
         if self.inner.running.swap(true, Ordering::AcqRel) {
-            return Err(libc::EPERM);
+            return Err(Error::new(libc::EPERM, "the server is started already"));
         }
         let started = self.listen(address, &options).and_then(|()| self.register(&options));
         if started.is_err() {
@@ -334,11 +337,15 @@ impl Server {
         started
     }
 
-    fn listen(&self, address: &str, options: &ServerOptions) -> Result<(), i32> {
+    fn listen(&self, address: &str, options: &ServerOptions) -> Result<(), Error> {
         let address = super::resolve(address)?;
-        let socket = TcpListener::bind(address).map_err(|e| e.raw_os_error().unwrap_or(libc::EINVAL))?;
-        socket.set_nonblocking(true).map_err(|e| e.raw_os_error().unwrap_or(libc::EINVAL))?;
-        let address = socket.local_addr().map_err(|e| e.raw_os_error().unwrap_or(libc::EINVAL))?;
+        let cannot_listen = |err: std::io::Error| {
+            let code = err.raw_os_error().unwrap_or(libc::EINVAL);
+            Error::new(code, format!("cannot listen on {address}: {err}")).caused_by(err)
+        };
+        let socket = TcpListener::bind(address).map_err(cannot_listen)?;
+        socket.set_nonblocking(true).map_err(cannot_listen)?;
+        let address = socket.local_addr().map_err(cannot_listen)?;
         *self.inner.limits.lock() = options.limits;
         *self.inner.liveness.lock() = options.liveness;
         self.inner.max_concurrency.store(options.max_concurrency, Ordering::Release);
@@ -349,15 +356,17 @@ impl Server {
         *self.inner.started.lock() = Some(std::time::Instant::now());
         self.inner.stopping.store(false, Ordering::Release);
         let weak = Arc::downgrade(&self.inner);
-        let token = dispatcher().register(
-            socket.as_raw_fd(),
-            Interest::READ,
-            Arc::new(move |_events| {
-                if let Some(server) = weak.upgrade() {
-                    server.accept_all();
-                }
-            }),
-        )?;
+        let token = dispatcher()
+            .register(
+                socket.as_raw_fd(),
+                Interest::READ,
+                Arc::new(move |_events| {
+                    if let Some(server) = weak.upgrade() {
+                        server.accept_all();
+                    }
+                }),
+            )
+            .map_err(|code| Error::new(code, format!("cannot watch the listening socket of {address}")))?;
         *self.inner.listener.lock() = Some(Listener { socket, token, address });
         let run = self.inner.idle_sweeps.fetch_add(1, Ordering::AcqRel) + 1;
         if let Some(timeout) = options.idle_timeout {
@@ -373,17 +382,19 @@ impl Server {
     }
 
     /// Puts the server's entry into etcd when the options ask for it.
-    fn register(&self, options: &ServerOptions) -> Result<(), i32> {
+    fn register(&self, options: &ServerOptions) -> Result<(), Error> {
         let Some(registration) = &options.etcd_registration else { return Ok(()) };
-        let Some(listening) = self.listen_address() else { return Err(libc::EINVAL) };
+        let Some(listening) = self.listen_address() else {
+            return Err(Error::new(libc::EINVAL, "the server listens nowhere to register"));
+        };
         match Registration::start(registration, listening) {
             Ok(registration) => {
                 *self.inner.registration.lock() = Some(registration);
                 Ok(())
             }
             Err(err) => {
-                log_error!("fail to register the server in etcd: {err}");
-                Err(err.code())
+                let text = format!("fail to register the server in etcd: {err}");
+                Err(Error::new(err.code(), text).caused_by(err))
             }
         }
     }
@@ -626,14 +637,15 @@ impl ServerInner {
         }
     }
 
-    fn method(&self, service: &str, method: &str) -> Result<(Handler, Arc<MethodStatus>), (i32, String)> {
+    fn method(&self, service: &str, method: &str) -> Result<(Handler, Arc<MethodStatus>), Error> {
         let services = self.services.read();
-        let methods =
-            services.get(service).ok_or_else(|| (errno::ENOSERVICE, format!("Fail to find service={service}")))?;
+        let methods = services
+            .get(service)
+            .ok_or_else(|| Error::new(errno::ENOSERVICE, format!("Fail to find service={service}")))?;
         methods
             .get(method)
             .map(|m| (Arc::clone(&m.handler), Arc::clone(&m.status)))
-            .ok_or_else(|| (errno::ENOMETHOD, format!("Fail to find method={service}/{method}")))
+            .ok_or_else(|| Error::new(errno::ENOMETHOD, format!("Fail to find method={service}/{method}")))
     }
 
     /// `service.method`: the service's full name may hold dots itself, so
@@ -644,11 +656,11 @@ impl ServerInner {
     }
 
     /// Counts a call in unless the server is at its `max_concurrency`.
-    fn call_started(&self) -> Result<(), (i32, String)> {
+    fn call_started(&self) -> Result<(), Error> {
         let max = self.max_concurrency.load(Ordering::Acquire);
         let mut in_flight = self.in_flight.lock();
         if max > 0 && *in_flight >= max {
-            return Err((errno::ELIMIT, format!("Reached server's max_concurrency={max}")));
+            return Err(Error::new(errno::ELIMIT, format!("Reached server's max_concurrency={max}")));
         }
         *in_flight += 1;
         Ok(())
@@ -724,25 +736,25 @@ impl ServerCall {
 
     /// Verifies and decompresses the request's payload in place, within
     /// `limit` bytes.
-    fn decode_request(&mut self, limit: usize) -> Result<(), (i32, String)> {
+    fn decode_request(&mut self, limit: usize) -> Result<(), Error> {
         let request = &mut self.request;
         match decode_body(&request.meta, &request.payload, &request.attachment, limit) {
             Ok(payload) => {
                 request.payload = payload;
                 Ok(())
             }
-            Err(err) => Err((errno::EREQUEST, format!("Fail to parse request: {err}"))),
+            Err(err) => Err(Error::new(errno::EREQUEST, format!("Fail to parse request: {err}")).caused_by(err)),
         }
     }
 
     /// Sends the response, or the error, and ends the call.
-    pub fn respond(self, result: Result<(Bytes, Bytes), (i32, String)>) {
+    pub fn respond(self, result: Result<(Bytes, Bytes), Error>) {
         self.respond_with_streams(result, &[]);
     }
 
     /// Like [`ServerCall::respond`], connecting the streams the method
     /// accepted (or failing them, when the result is an error).
-    pub fn respond_with_streams(mut self, result: Result<(Bytes, Bytes), (i32, String)>, accepted: &[StreamId]) {
+    pub fn respond_with_streams(mut self, result: Result<(Bytes, Bytes), Error>, accepted: &[StreamId]) {
         self.answered = true;
         let error = result.as_ref().err().cloned();
         let client_stream = self.stream_settings().map(|s| s.stream_id());
@@ -768,7 +780,7 @@ impl ServerCall {
 impl Drop for ServerCall {
     fn drop(&mut self) {
         if !self.answered {
-            let error = (errno::EINTERNAL, "the method ended without a response".to_string());
+            let error = Error::new(errno::EINTERNAL, "the method ended without a response");
             let client_stream = self.stream_settings().map(|s| s.stream_id());
             self.status.on_responded(true, self.received.elapsed());
             send_response(self.socket, self.correlation_id, Err(error), BodyCoding::default(), client_stream, &[]);
@@ -783,7 +795,7 @@ impl Drop for ServerCall {
 fn send_response(
     socket: SocketId,
     correlation_id: i64,
-    result: Result<(Bytes, Bytes), (i32, String)>,
+    result: Result<(Bytes, Bytes), Error>,
     coding: BodyCoding,
     client_stream: Option<i64>,
     accepted: &[StreamId],
@@ -794,7 +806,7 @@ fn send_response(
     let result = result.and_then(|(payload, attachment)| {
         let mut meta = RpcMeta::default();
         let body = encode_body(coding, payload, &attachment, &mut meta)
-            .map_err(|err| (errno::ERESPONSE, format!("Fail to serialize response: {err}")))?;
+            .map_err(|err| Error::new(errno::ERESPONSE, format!("Fail to serialize response: {err}")).caused_by(err))?;
         coded = meta;
         Ok((body, attachment))
     });
@@ -803,8 +815,9 @@ fn send_response(
             let response = RpcResponseMeta { error_code: Some(0), error_text: None };
             (payload, attachment, response, stream::settings_for(accepted))
         }
-        Err((code, text)) => {
-            let response = RpcResponseMeta { error_code: Some(code), error_text: Some(text) };
+        Err(error) => {
+            let response =
+                RpcResponseMeta { error_code: Some(error.code()), error_text: Some(error.text().into_owned()) };
             (Bytes::new(), Bytes::new(), response, None)
         }
     };
@@ -895,7 +908,7 @@ impl SocketUser for ServerConnection {
 }
 
 /// Answers a request with an error before any method ran.
-fn reject(socket: &Socket, meta: &RpcMeta, error: (i32, String)) {
+fn reject(socket: &Socket, meta: &RpcMeta, error: Error) {
     let client_stream = meta.stream_settings.as_ref().map(|s| s.stream_id());
     let correlation_id = meta.correlation_id.unwrap_or(0);
     send_response(socket.id(), correlation_id, Err(error), BodyCoding::default(), client_stream, &[]);
@@ -963,21 +976,24 @@ impl ServerConnection {
         let correlation_id = meta.correlation_id.unwrap_or(0);
         let request = match RpcMessage::decode(frame) {
             Ok(request) if request.meta.request.is_some() => request,
-            Ok(_) => return reject(socket, &meta, (errno::EREQUEST, "the request has no request meta".into())),
-            Err(err) => return reject(socket, &meta, (errno::EREQUEST, format!("Fail to parse the request: {err}"))),
+            Ok(_) => return reject(socket, &meta, Error::new(errno::EREQUEST, "the request has no request meta")),
+            Err(err) => {
+                let error = Error::new(errno::EREQUEST, format!("Fail to parse the request: {err}")).caused_by(err);
+                return reject(socket, &meta, error);
+            }
         };
         if let Some(settings) = &request.meta.stream_settings {
             let asked = 1 + settings.extra_stream_ids.len();
             if asked > stream::MAX_STREAMS_PER_CALL {
                 let text = format!("the request sets up {asked} streams, more than {}", stream::MAX_STREAMS_PER_CALL);
-                return reject(socket, &request.meta, (errno::EREQUEST, text));
+                return reject(socket, &request.meta, Error::new(errno::EREQUEST, text));
             }
         }
         let Some(server) = self.server.upgrade() else {
-            return reject(socket, &request.meta, (errno::ELOGOFF, "Server is stopping".into()));
+            return reject(socket, &request.meta, Error::new(errno::ELOGOFF, "Server is stopping"));
         };
         if server.stopping.load(Ordering::Acquire) {
-            return reject(socket, &request.meta, (errno::ELOGOFF, "Server is stopping".into()));
+            return reject(socket, &request.meta, Error::new(errno::ELOGOFF, "Server is stopping"));
         }
         let names = request
             .meta
@@ -997,7 +1013,7 @@ impl ServerConnection {
         if !status.on_requested() {
             server.call_ended();
             let text = format!("Reached method's max_concurrency={}", status.max_concurrency());
-            return reject(socket, &request.meta, (errno::ELIMIT, text));
+            return reject(socket, &request.meta, Error::new(errno::ELIMIT, text));
         }
         CALLS_IN_FLIGHT.fetch_add(1, Ordering::AcqRel);
         let mut call = ServerCall {

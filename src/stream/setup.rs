@@ -71,14 +71,14 @@ fn remote_ids(settings: &StreamSettings) -> Vec<i64> {
 pub fn on_setup_response(
     ids: &[StreamId],
     host: Option<SocketId>,
-    error: Option<(i32, String)>,
+    error: Option<Error>,
     settings: Option<&StreamSettings>,
     then: AfterEnd,
 ) {
     let host = host.and_then(Socket::address);
     let (settings, host) = match (error, settings, host) {
         (None, Some(settings), Some(host)) => (settings, host),
-        (Some((code, text)), _, _) => return close::fail_all_then(ids, code, &text, then),
+        (Some(error), _, _) => return close::fail_all_then(ids, error.code(), &error.text(), then),
         (None, _, _) => {
             let text = "the server did not accept the stream";
             return close::fail_all_then(ids, libc::ECONNRESET, text, then);
@@ -172,11 +172,11 @@ pub fn before_response(ids: &[StreamId]) {
 
 /// The response carrying `ids` is queued on their host: their writes go;
 /// or, when the call failed, they fail with its error.
-pub fn after_response(ids: &[StreamId], error: Option<&(i32, String)>) {
+pub fn after_response(ids: &[StreamId], error: Option<&Error>) {
     for id in ids {
         match (find(*id), error) {
             (Some((_, core)), None) => release(&core),
-            (_, Some((code, text))) => close::fail(*id, *code, text),
+            (_, Some(error)) => close::fail(*id, error.code(), &error.text()),
             (None, None) => {}
         }
     }

@@ -14,6 +14,7 @@ use brpc_stream::protocol::{
 };
 use brpc_stream::rpc::ServerCall;
 use brpc_stream::stream::{self, StreamHandler, StreamId, StreamOptions};
+use brpc_stream::Error;
 use bytes::{Bytes, BytesMut};
 use parking_lot::Mutex;
 
@@ -45,12 +46,12 @@ impl StreamHandler for EchoStream {
 /// refused, as a method written for one stream refuses them).
 pub fn accept_echo_stream(call: ServerCall) {
     let Some(settings) = call.stream_settings().cloned() else {
-        return call.respond(Err((errno::EREQUEST, "no stream to accept".into())));
+        return call.respond(Err(Error::new(errno::EREQUEST, "no stream to accept")));
     };
     let options = StreamOptions { handler: Some(Arc::new(EchoStream)), ..Default::default() };
     match stream::accept(call.host(), &settings, &options, 1) {
         Ok(ids) => call.respond_with_streams(Ok((Bytes::from_static(b"accepted"), Bytes::new())), &ids),
-        Err(error) => call.respond(Err((error.code(), "only one stream per call".into()))),
+        Err(error) => call.respond(Err(Error::new(error.code(), "only one stream per call").caused_by(error))),
     }
 }
 

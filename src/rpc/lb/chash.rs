@@ -14,6 +14,7 @@ use md5::{Digest, Md5};
 use parking_lot::RwLock;
 
 use super::{addresses, no_server, LoadBalancer, SelectIn};
+use crate::error::Error;
 use crate::rpc::naming::ServerNode;
 
 const REPLICAS: usize = 100;
@@ -79,12 +80,12 @@ impl LoadBalancer for ConsistentHashing {
         *self.ring.write() = ring;
     }
 
-    fn select(&self, input: &SelectIn<'_>) -> Result<SocketAddr, (i32, String)> {
+    fn select(&self, input: &SelectIn<'_>) -> Result<SocketAddr, Error> {
         let Some(code) = input.request_code else {
-            return Err((libc::EINVAL, format!("{} needs Controller::set_request_code()", self.hash.name())));
+            return Err(Error::new(libc::EINVAL, format!("{} needs Controller::set_request_code()", self.hash.name())));
         };
         let Ok(code) = u32::try_from(code) else {
-            return Err((libc::EINVAL, format!("{}: request_code must fit in 32 bits", self.hash.name())));
+            return Err(Error::new(libc::EINVAL, format!("{}: request_code must fit in 32 bits", self.hash.name())));
         };
         let ring = self.ring.read();
         let start = ring.partition_point(|(hash, _)| *hash < code);

@@ -11,6 +11,7 @@ use std::net::SocketAddr;
 use parking_lot::Mutex;
 
 use super::{addresses, no_server, pick_weighted, Feedback, LoadBalancer, SelectIn};
+use crate::error::Error;
 use crate::rpc::naming::ServerNode;
 
 /// Weight of a new measurement in the moving average.
@@ -37,7 +38,7 @@ impl LoadBalancer for LocalityAware {
         *current = addresses(servers).into_iter().map(|a| (a, old.get(&a).cloned().unwrap_or_default())).collect();
     }
 
-    fn select(&self, input: &SelectIn<'_>) -> Result<SocketAddr, (i32, String)> {
+    fn select(&self, input: &SelectIn<'_>) -> Result<SocketAddr, Error> {
         let mut servers = self.servers.lock();
         let measured: Vec<f64> = servers.iter().map(|(_, s)| s.latency_us).filter(|l| *l > 0.0).collect();
         let default =

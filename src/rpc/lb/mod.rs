@@ -19,6 +19,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::naming::ServerNode;
+use crate::error::Error;
 
 /// What a balancer knows of one call.
 pub struct SelectIn<'a> {
@@ -44,13 +45,13 @@ pub trait LoadBalancer: Send + Sync {
 
     /// A usable server, or `EHOSTDOWN` (none usable) / `EINVAL` (the call
     /// lacks what the balancer needs) with a text.
-    fn select(&self, input: &SelectIn<'_>) -> Result<SocketAddr, (i32, String)>;
+    fn select(&self, input: &SelectIn<'_>) -> Result<SocketAddr, Error>;
 
     fn feedback(&self, _feedback: &Feedback) {}
 }
 
 /// The balancer brpc calls `name`.
-pub fn by_name(name: &str) -> Result<Box<dyn LoadBalancer>, (i32, String)> {
+pub fn by_name(name: &str) -> Result<Box<dyn LoadBalancer>, Error> {
     Ok(match name {
         "rr" => Box::new(rr::RoundRobin::default()),
         "wrr" => Box::new(wrr::WeightedRoundRobin::default()),
@@ -60,7 +61,7 @@ pub fn by_name(name: &str) -> Result<Box<dyn LoadBalancer>, (i32, String)> {
         "c_murmurhash" => Box::new(chash::ConsistentHashing::new(chash::Hash::Murmur3)),
         "c_md5" => Box::new(chash::ConsistentHashing::new(chash::Hash::Md5)),
         other => {
-            return Err((
+            return Err(Error::new(
                 libc::EINVAL,
                 format!("unknown load balancer \"{other}\" (known: rr, wrr, random, wr, la, c_murmurhash, c_md5)"),
             ))
@@ -70,8 +71,8 @@ pub fn by_name(name: &str) -> Result<Box<dyn LoadBalancer>, (i32, String)> {
 
 pub use chash::{md5_hash32, murmur_hash32};
 
-fn no_server() -> (i32, String) {
-    (libc::EHOSTDOWN, "no server available".to_string())
+fn no_server() -> Error {
+    Error::new(libc::EHOSTDOWN, "no server available")
 }
 
 /// The tag as a weight (`wrr`, `wr`): a positive integer, as brpc requires;

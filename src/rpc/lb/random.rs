@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use parking_lot::RwLock;
 
 use super::{addresses, no_server, LoadBalancer, SelectIn};
+use crate::error::Error;
 use crate::rpc::naming::ServerNode;
 
 #[derive(Default)]
@@ -17,7 +18,7 @@ impl LoadBalancer for Randomized {
         *self.servers.write() = addresses(servers);
     }
 
-    fn select(&self, input: &SelectIn<'_>) -> Result<SocketAddr, (i32, String)> {
+    fn select(&self, input: &SelectIn<'_>) -> Result<SocketAddr, Error> {
         let servers = self.servers.read();
         let usable: Vec<SocketAddr> = servers.iter().copied().filter(|a| (input.usable)(*a)).collect();
         if usable.is_empty() {

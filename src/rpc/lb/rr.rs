@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use parking_lot::RwLock;
 
 use super::{addresses, no_server, LoadBalancer, SelectIn};
+use crate::error::Error;
 use crate::rpc::naming::ServerNode;
 
 #[derive(Default)]
@@ -19,7 +20,7 @@ impl LoadBalancer for RoundRobin {
         *self.servers.write() = addresses(servers);
     }
 
-    fn select(&self, input: &SelectIn<'_>) -> Result<SocketAddr, (i32, String)> {
+    fn select(&self, input: &SelectIn<'_>) -> Result<SocketAddr, Error> {
         let servers = self.servers.read();
         let n = servers.len();
         let start = self.next.fetch_add(1, Ordering::Relaxed);

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use parking_lot::RwLock;
 
 use super::{no_server, pick_weighted, weighted, LoadBalancer, SelectIn};
+use crate::error::Error;
 use crate::rpc::naming::ServerNode;
 
 #[derive(Default)]
@@ -17,7 +18,7 @@ impl LoadBalancer for WeightedRandomized {
         *self.servers.write() = weighted(servers, "wr");
     }
 
-    fn select(&self, input: &SelectIn<'_>) -> Result<SocketAddr, (i32, String)> {
+    fn select(&self, input: &SelectIn<'_>) -> Result<SocketAddr, Error> {
         let servers = self.servers.read();
         let usable = servers.iter().filter(|(a, _)| (input.usable)(*a)).map(|(a, w)| (*a, *w as f64));
         pick_weighted(usable).ok_or_else(no_server)

@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use parking_lot::Mutex;
 
 use super::{no_server, weighted, LoadBalancer, SelectIn};
+use crate::error::Error;
 use crate::rpc::naming::ServerNode;
 
 struct Entry {
@@ -30,7 +31,7 @@ impl LoadBalancer for WeightedRoundRobin {
         *self.servers.lock() = entries;
     }
 
-    fn select(&self, input: &SelectIn<'_>) -> Result<SocketAddr, (i32, String)> {
+    fn select(&self, input: &SelectIn<'_>) -> Result<SocketAddr, Error> {
         let mut servers = self.servers.lock();
         let mut total = 0i64;
         let mut best: Option<usize> = None;

@@ -6,6 +6,7 @@ use std::net::ToSocketAddrs;
 use std::time::Duration;
 
 use super::{NamingActions, NamingService, ServerNode};
+use crate::error::Error;
 
 const RESOLVE_EVERY: Duration = Duration::from_secs(5);
 
@@ -14,18 +15,20 @@ struct DomainNamingService {
     port: u16,
 }
 
-pub(super) fn create(rest: &str) -> Result<Box<dyn NamingService>, (i32, String)> {
+pub(super) fn create(rest: &str) -> Result<Box<dyn NamingService>, Error> {
     // "host:port/path": the path means nothing to a resolver.
     let authority = rest.split('/').next().unwrap_or_default();
     let (host, port) = match authority.rsplit_once(':') {
         Some((host, port)) => {
-            let port = port.parse::<u16>().map_err(|_| (libc::EINVAL, format!("invalid port in \"{rest}\"")))?;
+            let port = port
+                .parse::<u16>()
+                .map_err(|err| Error::new(libc::EINVAL, format!("invalid port in \"{rest}\"")).caused_by(err))?;
             (host, port)
         }
         None => (authority, 80),
     };
     if host.is_empty() {
-        return Err((libc::EINVAL, format!("no host name in \"{rest}\"")));
+        return Err(Error::new(libc::EINVAL, format!("no host name in \"{rest}\"")));
     }
     Ok(Box::new(DomainNamingService { host: host.to_string(), port }))
 }

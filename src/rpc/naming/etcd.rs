@@ -7,6 +7,7 @@
 //! list is empty when etcd cannot be reached at start.
 
 use super::{parse_list, NamingActions, NamingService};
+use crate::error::Error;
 use crate::etcd::{follow, Client, ClientOptions, Report, Target};
 
 struct EtcdNamingService {
@@ -14,10 +15,9 @@ struct EtcdNamingService {
     target: Target,
 }
 
-pub(super) fn create(rest: &str) -> Result<Box<dyn NamingService>, (i32, String)> {
-    let target = Target::parse(rest).map_err(|err| (err.code(), err.text))?;
-    let client =
-        Client::new(target.endpoints.clone(), ClientOptions::default()).map_err(|err| (err.code(), err.text))?;
+pub(super) fn create(rest: &str) -> Result<Box<dyn NamingService>, Error> {
+    let target = Target::parse(rest)?;
+    let client = Client::new(target.endpoints.clone(), ClientOptions::default())?;
     Ok(Box::new(EtcdNamingService { client, target }))
 }
 

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use super::{parse_list, NamingActions, NamingService};
+use crate::error::Error;
 
 const CHECK_EVERY: Duration = Duration::from_millis(100);
 
@@ -13,9 +14,9 @@ struct FileNamingService {
     path: PathBuf,
 }
 
-pub(super) fn create(rest: &str) -> Result<Box<dyn NamingService>, (i32, String)> {
+pub(super) fn create(rest: &str) -> Result<Box<dyn NamingService>, Error> {
     if rest.is_empty() {
-        return Err((libc::EINVAL, "file:// needs a path".to_string()));
+        return Err(Error::new(libc::EINVAL, "file:// needs a path"));
     }
     Ok(Box::new(FileNamingService { path: PathBuf::from(rest) }))
 }

@@ -1,15 +1,16 @@
 //! `list://host:port[ tag],host:port[ tag],...`: a fixed list, reported once.
 
 use super::{parse_list, NamingActions, NamingService, ServerNode};
+use crate::error::Error;
 
 struct ListNamingService {
     servers: Vec<ServerNode>,
 }
 
-pub(super) fn create(rest: &str) -> Result<Box<dyn NamingService>, (i32, String)> {
+pub(super) fn create(rest: &str) -> Result<Box<dyn NamingService>, Error> {
     let servers = parse_list(rest.split(','), "list://");
     if servers.is_empty() && !rest.trim().is_empty() {
-        return Err((libc::EINVAL, format!("list://{rest} has no valid server")));
+        return Err(Error::new(libc::EINVAL, format!("list://{rest} has no valid server")));
     }
     Ok(Box::new(ListNamingService { servers }))
 }

@@ -20,7 +20,7 @@
 //!    second or so and check `stopped` between reads.
 //! 3. Never panic on a peer's input; log and report what is known.
 //! 4. Add a line to [`SCHEMES`]: the scheme and a constructor
-//!    `fn(&str) -> Result<Box<dyn NamingService>, (i32, String)>` that
+//!    `fn(&str) -> Result<Box<dyn NamingService>, Error>` that
 //!    checks the URL's rest and fails with `EINVAL` and a text when it is
 //!    malformed (`Channel::init` returns that error).
 //!
@@ -39,6 +39,8 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
+
+use crate::error::Error;
 
 /// One server of a list: its address and brpc's optional tag.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -75,7 +77,7 @@ pub trait NamingService: Send + 'static {
 }
 
 /// Builds a naming service from the URL's part after `scheme://`.
-pub type NamingConstructor = fn(&str) -> Result<Box<dyn NamingService>, (i32, String)>;
+pub type NamingConstructor = fn(&str) -> Result<Box<dyn NamingService>, Error>;
 
 /// The schemes `Channel::init` knows.
 pub const SCHEMES: &[(&str, NamingConstructor)] = &[
@@ -95,15 +97,15 @@ pub fn split_url(url: &str) -> Option<(&str, &str)> {
 }
 
 /// The naming service for `url` ("scheme://rest").
-pub fn create(url: &str) -> Result<Box<dyn NamingService>, (i32, String)> {
+pub fn create(url: &str) -> Result<Box<dyn NamingService>, Error> {
     let Some((scheme, rest)) = split_url(url) else {
-        return Err((libc::EINVAL, format!("\"{url}\" is not a naming service URL (scheme://...)")));
+        return Err(Error::new(libc::EINVAL, format!("\"{url}\" is not a naming service URL (scheme://...)")));
     };
     match SCHEMES.iter().find(|(name, _)| *name == scheme) {
         Some((_, constructor)) => constructor(rest),
         None => {
             let known: Vec<&str> = SCHEMES.iter().map(|(name, _)| *name).collect();
-            Err((libc::EINVAL, format!("unknown naming service \"{scheme}\" (known: {})", known.join(", "))))
+            Err(Error::new(libc::EINVAL, format!("unknown naming service \"{scheme}\" (known: {})", known.join(", "))))
         }
     }
 }
@@ -213,8 +215,8 @@ mod tests {
 
     #[test]
     fn unknown_schemes_fail_with_a_text() {
-        let Err((code, text)) = create("zk://a/b") else { panic!("zk accepted") };
-        assert_eq!(code, libc::EINVAL);
-        assert!(text.contains("unknown naming service"), "{text}");
+        let Err(error) = create("zk://a/b") else { panic!("zk accepted") };
+        assert_eq!(error.code(), libc::EINVAL);
+        assert!(error.text().contains("unknown naming service"), "{error}");
     }
 }
