@@ -233,7 +233,7 @@ fn the_dns_and_http_naming_services_reach_the_servers_a_host_name_resolves_to() 
         }
     }
     let unresolvable = Channel::init("dns://no-such-host.invalid:8000", "rr", options()).unwrap();
-    assert_eq!(who(&unresolvable, None).unwrap_err().0, libc::EHOSTDOWN);
+    assert_eq!(who(&unresolvable, None).unwrap_err().code(), libc::EHOSTDOWN);
 }
 
 #[test]
