@@ -159,6 +159,51 @@ TEST_F(LoggingTest, ConcurrentLinesArriveWholeAndNoneIsLost) {
     }
 }
 
+TEST_F(LoggingTest, LogDebugIsWrittenAtBrpcsDebugSeverity) {
+    logging::SetMinLogLevel(logging::BLOG_VERBOSE);
+    LOG(DEBUG) << "debug line";
+    LOG(NOTICE) << "notice line";
+    ASSERT_EQ(g_lines.size(), 2u);
+    // brpc's DEBUG is INFO in debug builds and VERBOSE under NDEBUG.
+    EXPECT_EQ(g_lines[0].level, logging::BLOG_DEBUG);
+    EXPECT_EQ(g_lines[0].text, "debug line");
+    EXPECT_EQ(g_lines[1].level, logging::BLOG_NOTICE);
+}
+
+TEST_F(LoggingTest, TheLibrarysOwnMessagesGoThroughTheSinkWithTheirRustSource) {
+    brpc_channel* channel = nullptr;
+    EXPECT_EQ(EINVAL, brpc_channel_init("127.0.0.1:1", "no_such_balancer", nullptr, &channel, nullptr, 0));
+    std::lock_guard<std::mutex> lock(g_mutex);
+    ASSERT_EQ(g_lines.size(), 1u);
+    EXPECT_EQ(g_lines[0].level, logging::BLOG_ERROR);
+    EXPECT_EQ(g_lines[0].file.substr(g_lines[0].file.size() - 3), ".rs");
+    EXPECT_NE(g_lines[0].text.find("no_such_balancer"), std::string::npos) << g_lines[0].text;
+}
+
+TEST_F(LoggingTest, TheMinimumLevelSetFromCFiltersTheLibrarysMessagesToo) {
+    brpc_log_set_min_level(logging::BLOG_FATAL);
+    EXPECT_EQ(brpc_log_min_level(), logging::BLOG_FATAL);
+    EXPECT_EQ(logging::GetMinLogLevel(), logging::BLOG_FATAL);
+    brpc_channel* channel = nullptr;
+    EXPECT_EQ(EINVAL, brpc_channel_init("127.0.0.1:1", "no_such_balancer", nullptr, &channel, nullptr, 0));
+    LOG(ERROR) << "filtered too";
+    EXPECT_TRUE(Texts().empty());
+}
+
+TEST_F(LoggingTest, DchecksAreCheckedInDebugBuildsOnlyAndNeverEvaluatedOtherwise) {
+    int evaluated = 0;
+    DCHECK(++evaluated > 0);
+    DCHECK_EQ(++evaluated, 2);
+#if DCHECK_IS_ON()
+    EXPECT_EQ(evaluated, 2);
+    EXPECT_DEATH({ DCHECK_LT(2, 1) << "debug"; }, "Check failed: 2 < 1");
+#else
+    EXPECT_EQ(evaluated, 0);
+    DCHECK_LT(2, 1) << "never checked";
+#endif
+    EXPECT_TRUE(Texts().empty());
+}
+
 TEST(LoggingDeathTest, AFailedCheckLogsTheValuesAndAborts) {
     const int two = 2;
     EXPECT_DEATH({ CHECK_EQ(two, 3) << "extra"; }, "Check failed: two == 3 \\(2 vs 3\\)\\. extra");

@@ -107,6 +107,7 @@ private:
 // text naming the option, since this library implements none.
 class Authenticator;
 class RetryPolicy;
+class RetryBackoffPolicy;
 class BackupRequestPolicy;
 class NamingServiceFilter;
 struct ChannelSSLOptions {
@@ -126,8 +127,9 @@ struct ChannelOptions {
     ChannelOptions()
         : connect_timeout_ms(200), timeout_ms(500), backup_request_ms(-1), max_retry(3),
           enable_circuit_breaker(false), protocol(PROTOCOL_BAIDU_STD), succeed_without_server(true),
-          log_succeed_without_server(true), socket_mode(SOCKET_MODE_TCP), auth(NULL),
-          backup_request_policy(NULL), retry_policy(NULL), ns_filter(NULL), health_check_interval(3),
+          log_succeed_without_server(true), use_rdma(false), socket_mode(SOCKET_MODE_TCP), auth(NULL),
+          backup_request_policy(NULL), retry_policy(NULL), retry_backoff_policy(NULL), ns_filter(NULL),
+          health_check_interval(3),
           keepalive(false), keepalive_idle_s(-1), keepalive_interval_s(-1), keepalive_count(-1),
           tcp_user_timeout_ms(-1) {}
     ChannelOptions(const ChannelOptions& other) { *this = other; }
@@ -142,10 +144,12 @@ struct ChannelOptions {
             connection_type = other.connection_type;
             succeed_without_server = other.succeed_without_server;
             log_succeed_without_server = other.log_succeed_without_server;
+            use_rdma = other.use_rdma;
             socket_mode = other.socket_mode;
             auth = other.auth;
             backup_request_policy = other.backup_request_policy;
             retry_policy = other.retry_policy;
+            retry_backoff_policy = other.retry_backoff_policy;
             ns_filter = other.ns_filter;
             connection_group = other.connection_group;
             hc_option = other.hc_option;
@@ -188,12 +192,16 @@ struct ChannelOptions {
     // (and logs so when log_succeed_without_server).
     bool succeed_without_server;
     bool log_succeed_without_server;
+    // brpc's RDMA switch (older brpc; newer ones have socket_mode): only
+    // TCP here, true fails Init.
+    bool use_rdma;
     // Only SOCKET_MODE_TCP; any other fails Init.
     SocketMode socket_mode;
     // Not implemented: setting any fails Init.
     const Authenticator* auth;
     BackupRequestPolicy* backup_request_policy;
     const RetryPolicy* retry_policy;
+    const RetryBackoffPolicy* retry_backoff_policy;
     const NamingServiceFilter* ns_filter;
     // Channels of different groups do not share connections.
     std::string connection_group;
@@ -369,10 +377,12 @@ inline std::string Unsupported(const ChannelOptions& o) {
         }
     };
     add(o.enable_circuit_breaker, "enable_circuit_breaker");
+    add(o.use_rdma, "use_rdma");
     add(o.socket_mode != SOCKET_MODE_TCP, "socket_mode");
     add(o.auth != NULL, "auth");
     add(o.backup_request_policy != NULL, "backup_request_policy");
     add(o.retry_policy != NULL, "retry_policy");
+    add(o.retry_backoff_policy != NULL, "retry_backoff_policy");
     add(o.ns_filter != NULL, "ns_filter");
     add(o.has_ssl_options(), "ssl_options");
     add(!o.hc_option.health_check_path.empty(), "hc_option.health_check_path");
