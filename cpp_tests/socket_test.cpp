@@ -249,9 +249,9 @@ TEST_F(SocketTest, ClosingASocketWhileItConnectsFailsItsQueuedWritesOnce) {
     late.append("late");
     EXPECT_EQ(-1, s->Write(&late, &wopt));
     EXPECT_EQ(brpc::EFAILEDSOCKET, errno);
-    // A refused write still reports, once, before `done` goes.
-    ASSERT_TRUE(WaitFor([&] { return done.size() == 2; }));
-    EXPECT_EQ(brpc::EFAILEDSOCKET, done.snapshot()[1]);
+    // A refused write keeps nothing it was given: its on_done never runs.
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    EXPECT_EQ(1u, done.size());
 }
 
 // ---- TCP connect ----

@@ -73,7 +73,9 @@ class Socket {
 public:
     struct WriteOptions {
         WriteOptions() : on_done(NULL), done_arg(NULL) {}
-        // Runs once on a worker thread: 0 when the bytes left, else the error.
+        // Runs once on a worker thread when Write returned 0: 0 when the
+        // bytes left, else the error that dropped them. A Write that fails
+        // (-1) never runs it: done_arg may be freed at once.
         void (*on_done)(void* arg, int error_code);
         void* done_arg;
     };

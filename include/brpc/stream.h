@@ -14,6 +14,13 @@
 // A stream closed before it connected reports the messages it had accepted
 // but never sent through on_failed (ECONNRESET), instead of dropping them
 // silently as brpc does.
+//
+// A call that fails keeps nothing it was given: after StreamCreate or
+// StreamAccept returned -1, the handler in its options is never called (the
+// program may delete it at once), and streams a server refuses (not
+// accepted, or beyond what it accepted) are reset to the peer without any
+// local callback. Callbacks of a call that succeeded run exactly once
+// (on_closed; StreamWait's on_writable, even for an unknown stream).
 
 #ifndef BRPC_STREAM_H
 #define BRPC_STREAM_H
@@ -383,7 +390,7 @@ inline int StreamWait(StreamId stream_id, const timespec* due_time) {
 
 inline void StreamWait(StreamId stream_id, const timespec* due_time,
                        void (*on_writable)(StreamId stream_id, void* arg, int error_code), void* arg) {
-    // The library runs on_writable with EINVAL even when it rejects the id.
+    // on_writable runs exactly once, with EINVAL for a closed or unknown id.
     brpc_stream_wait_async(stream_id, detail::TimeoutMsUntil(due_time), on_writable, arg);
 }
 

@@ -311,9 +311,13 @@ pub unsafe extern "C" fn brpc_socket_status(id: brpc_socket_id, nref: *mut i32, 
 }
 
 /// Queues the bytes of `iov` (copied) as one message, written in order after
-/// everything queued before it. `done(arg, err)`, if given, runs exactly once
-/// on a worker thread, also when this returns an error. A socket without an
-/// fd connects first. Returns 0, or `EFAILEDSOCKET` for a failed socket.
+/// everything queued before it. Returns 0, and then `done(arg, err)`, if
+/// given, runs exactly once on a worker thread: with 0 once every byte
+/// left, or the error that dropped the write. Or returns an error
+/// (`EFAILEDSOCKET` for a failed socket, `EOVERCROWDED` beyond
+/// `brpc_socket_set_max_unwritten_bytes`, `EINVAL` for NULL), and then
+/// `done` never runs: a refused write keeps nothing it was given. A socket
+/// without an fd connects first.
 #[no_mangle]
 pub unsafe extern "C" fn brpc_socket_write(
     socket: *const brpc_socket,
@@ -324,14 +328,9 @@ pub unsafe extern "C" fn brpc_socket_write(
 ) -> c_int {
     let arg = SendPtr(arg);
     guard(|| {
-        let completion = done.map(|f| c_completion(f, arg));
         // SAFETY: a handle that was not released, or NULL.
-        let Some(socket) = (unsafe { socket.as_ref() }) else {
-            if let Some(done) = completion {
-                done(libc::EINVAL);
-            }
-            return libc::EINVAL;
-        };
+        let Some(socket) = (unsafe { socket.as_ref() }) else { return libc::EINVAL };
+        let held = done.map(|f| HeldDone::new(f, arg));
         let mut chunks = Vec::new();
         if !iov.is_null() && iovcnt > 0 {
             // SAFETY: the caller gives `iovcnt` readable iovecs, each with
@@ -344,8 +343,73 @@ pub unsafe extern "C" fn brpc_socket_write(
             }
             chunks.push(data.freeze());
         }
-        c_code(socket.inner.write(chunks, completion))
+        let rc = c_code(socket.inner.write(chunks, held.as_ref().map(HeldDone::completion)));
+        if let Some(held) = held {
+            held.returned(rc == 0);
+        }
+        rc
     })
+}
+
+/// A C write's `done`, held until `brpc_socket_write` returns: the socket
+/// may complete a write (or refuse it) before then. Refused, it never runs;
+/// accepted, it runs exactly once on a worker, however early the write
+/// completed.
+struct HeldDone {
+    state: Arc<parking_lot::Mutex<Held>>,
+}
+
+struct Held {
+    done: Option<(unsafe extern "C" fn(*mut c_void, c_int), SendPtr)>,
+    returned: bool,
+    /// The write's result when it came before the return.
+    early: Option<c_int>,
+}
+
+impl HeldDone {
+    fn new(f: unsafe extern "C" fn(*mut c_void, c_int), arg: SendPtr) -> HeldDone {
+        HeldDone {
+            state: Arc::new(parking_lot::Mutex::new(Held { done: Some((f, arg)), returned: false, early: None })),
+        }
+    }
+
+    /// What the socket calls with the write's result.
+    fn completion(&self) -> WriteDone {
+        let state = Arc::clone(&self.state);
+        Box::new(move |code| {
+            let mut held = state.lock();
+            if !held.returned {
+                held.early = Some(code);
+                return;
+            }
+            let done = held.done.take();
+            drop(held);
+            if let Some((f, arg)) = done {
+                run_write_done(f, arg, code);
+            }
+        })
+    }
+
+    /// `brpc_socket_write` is returning; `accepted` when it returns 0.
+    fn returned(self, accepted: bool) {
+        let mut held = self.state.lock();
+        held.returned = true;
+        if !accepted {
+            held.done = None;
+            return;
+        }
+        let Some(code) = held.early.take() else { return };
+        let done = held.done.take();
+        drop(held);
+        if let Some((f, arg)) = done {
+            run_write_done(f, arg, code);
+        }
+    }
+}
+
+fn run_write_done(f: unsafe extern "C" fn(*mut c_void, c_int), arg: SendPtr, code: c_int) {
+    // SAFETY: the C callback and its argument, as the caller gave them.
+    on_worker(move || unsafe { f(arg.get(), code) });
 }
 
 /// Connects to the socket's remote side without blocking (brpc's
@@ -440,13 +504,6 @@ pub extern "C" fn brpc_socket_live_count() -> usize {
 #[no_mangle]
 pub extern "C" fn brpc_socket_pending_connects() -> usize {
     guard_value(0, crate::socket::write::pending_attempts)
-}
-
-fn c_completion(f: unsafe extern "C" fn(*mut c_void, c_int), arg: SendPtr) -> WriteDone {
-    Box::new(move |code| {
-        // SAFETY: the C callback and its argument, as the caller gave them.
-        on_worker(move || unsafe { f(arg.get(), code) });
-    })
 }
 
 struct CUser {

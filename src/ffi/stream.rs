@@ -420,8 +420,9 @@ pub unsafe extern "C" fn brpc_stream_wait(id: brpc_stream_id, timeout_ms: i64) -
 }
 
 /// Callback form of `brpc_stream_wait`: `on_writable(id, arg, code)` runs
-/// exactly once on a worker. Returns 0, or `EINVAL` for an unknown stream
-/// (the callback still runs once, with `EINVAL`).
+/// exactly once on a worker, with 0 (writable), `ETIMEDOUT`, or `EINVAL`
+/// for a stream that is closed or unknown (as brpc's `StreamWait` does).
+/// Returns 0; `EINVAL` only for a NULL `on_writable`.
 #[no_mangle]
 pub unsafe extern "C" fn brpc_stream_wait_async(
     id: brpc_stream_id,
@@ -432,7 +433,6 @@ pub unsafe extern "C" fn brpc_stream_wait_async(
     let arg = SendPtr(arg);
     guard(|| {
         let Some(f) = on_writable else { return libc::EINVAL };
-        let known = stream::is_known(id);
         stream::wait_async(
             id,
             timeout(timeout_ms),
@@ -441,11 +441,7 @@ pub unsafe extern "C" fn brpc_stream_wait_async(
                 unsafe { f(id, arg.get(), code) };
             }),
         );
-        if known {
-            0
-        } else {
-            libc::EINVAL
-        }
+        0
     })
 }
 

@@ -216,7 +216,7 @@ impl Socket {
             if let Some(socket) = Socket::address(id) {
                 if let Err(code) = socket.watch_input(raw_fd) {
                     let error = Error::new(code, format!("fail to watch fd={raw_fd} for input"));
-                    socket.set_failed(code, &error.text());
+                    socket.refuse(&error);
                     return Err(error);
                 }
             }
@@ -358,6 +358,15 @@ impl Socket {
     }
 
     /// Starts watching `fd` for input (and, later, output readiness).
+    /// Fails a socket `create` is about to refuse. Its user hears nothing
+    /// (a call that fails keeps nothing it was given): no `on_failed`; the
+    /// caller's reference is the last, so the socket, its fd and its user
+    /// go before `create` returns.
+    fn refuse(&self, error: &Error) {
+        *self.failure.lock() = Some((error.code(), error.text().into_owned()));
+        SOCKETS.set_failed(self.id);
+    }
+
     fn watch_input(&self, fd: RawFd) -> Result<(), i32> {
         let id = self.id;
         let handler: crate::runtime::dispatcher::Handler = Arc::new(move |events| {
