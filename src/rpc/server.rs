@@ -333,6 +333,8 @@ impl Server {
         if started.is_err() {
             self.stop_listening();
             self.inner.running.store(false, Ordering::Release);
+        } else if let Some(address) = self.listen_address() {
+            log_info!("Server[{}] is serving on port={}.", self.inner.service_names(), address.port());
         }
         started
     }
@@ -419,7 +421,10 @@ impl Server {
                 log_warning!("the server's entry stays in etcd until its lease lapses: {err}");
             }
         }
-        self.inner.stopping.store(true, Ordering::Release);
+        let was_stopping = self.inner.stopping.swap(true, Ordering::AcqRel);
+        if !was_stopping && self.inner.running.load(Ordering::Acquire) {
+            log_info!("Server[{}] is going to quit", self.inner.service_names());
+        }
         self.inner.idle_sweeps.fetch_add(1, Ordering::AcqRel);
         self.stop_listening();
     }
@@ -552,6 +557,13 @@ impl ServerInner {
             server.sweep_idle_later(run, timeout);
         });
         timers().schedule(std::time::Instant::now() + idle::CHECK_INTERVAL, sweep);
+    }
+
+    /// The services' names, sorted, as brpc's start and stop lines show them.
+    fn service_names(&self) -> String {
+        let mut names: Vec<String> = self.services.read().keys().cloned().collect();
+        names.sort();
+        names.join(",")
     }
 
     fn method_statuses(&self) -> Vec<MethodSnapshot> {

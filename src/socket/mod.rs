@@ -319,9 +319,10 @@ impl Socket {
         if !SOCKETS.set_failed(self.id) {
             return false;
         }
-        // The peer closing its end, a stream's close, a server stopping:
-        // orderly ends, neither broken connections nor news.
-        let orderly = code == errno::ECLOSE || code == errno::ELOGOFF || code == errno::EEOF;
+        // The peer closing its end, a stream's close, a server stopping or
+        // closing an idle connection: orderly ends, neither broken
+        // connections nor news.
+        let orderly = code == errno::ECLOSE || code == errno::ELOGOFF || code == errno::EEOF || code == errno::EUNUSED;
         if !orderly && self.owns_fd() && self.fd() >= 0 {
             stats::CONNECTIONS_BROKEN.inc();
         }
