@@ -177,4 +177,98 @@ TEST(FailedSetupCall, AnAsynchronousCallThatFailsHasEndedItsStreamsBeforeDone) {
     }
 }
 
+
+// How often `needle` occurs in `text`.
+int Occurrences(const std::string& text, const std::string& needle) {
+    int n = 0;
+    for (size_t at = text.find(needle); at != std::string::npos; at = text.find(needle, at + needle.size())) {
+        ++n;
+    }
+    return n;
+}
+
+// Keeps what on_failed was given.
+class FailureRecorder : public brpc::StreamInputHandler {
+public:
+    int on_received_messages(brpc::StreamId, butil::IOBuf* const[], size_t) override { return 0; }
+    void on_idle_timeout(brpc::StreamId) override {}
+    void on_failed(brpc::StreamId, int error_code, const std::string& error_text) override {
+        std::lock_guard<std::mutex> lock(mu);
+        code = error_code;
+        text = error_text;
+    }
+    void on_closed(brpc::StreamId) override {}
+    std::mutex mu;
+    int code = 0;
+    std::string text;
+};
+
+// The library's log lines at warning and above, kept while it is alive.
+class LogLines {
+public:
+    LogLines() { brpc_log_set_sink(&LogLines::Sink, this); }
+    ~LogLines() { brpc_log_set_sink(NULL, NULL); }
+    std::vector<std::string> Lines() {
+        std::lock_guard<std::mutex> lock(mu_);
+        return lines_;
+    }
+
+private:
+    static void Sink(int level, const char*, int, const uint8_t* message, size_t len, void* user) {
+        LogLines* self = static_cast<LogLines*>(user);
+        if (level >= 2) {
+            std::lock_guard<std::mutex> lock(self->mu_);
+            self->lines_.push_back(std::string(reinterpret_cast<const char*>(message), len));
+        }
+    }
+    std::mutex mu_;
+    std::vector<std::string> lines_;
+};
+
+// brpc shows an error as "[E<code>]<text>": the code once. A call whose
+// connect timed out (ETIMEDOUT) reaches the controller, its stream's
+// on_failed and the log line of the stream's failure with "[E110]" once
+// each, though the stream fails with the call's text, which has it.
+TEST(FailedSetupCall, TheCallsErrorShowsItsCodeOnceWhereverItIsRead) {
+    NeverAccepting listener;
+    ASSERT_TRUE(listener.ok());
+    brpc::Channel channel;
+    brpc::ChannelOptions options;
+    options.connect_timeout_ms = 50;
+    options.timeout_ms = 5000;
+    options.max_retry = 0;
+    ASSERT_EQ(0, channel.Init(listener.address().c_str(), &options));
+    bench::StreamService_Stub stub(&channel);
+    FailureRecorder handler;
+    LogLines log;
+    {
+        brpc::StreamOptions stream_options;
+        stream_options.handler = &handler;
+        brpc::Controller cntl;
+        brpc::StreamId id = brpc::INVALID_STREAM_ID;
+        ASSERT_EQ(0, brpc::StreamCreate(&id, cntl, &stream_options));
+        bench::OpenRequest request;
+        bench::OpenResponse response;
+        stub.Open(&cntl, &request, &response, NULL);
+
+        ASSERT_TRUE(cntl.Failed());
+        ASSERT_EQ(ETIMEDOUT, cntl.ErrorCode()) << cntl.ErrorText();
+        const std::string code = "[E" + std::to_string(ETIMEDOUT) + "]";
+        EXPECT_EQ(0u, cntl.ErrorText().find(code)) << cntl.ErrorText();
+        EXPECT_EQ(1, Occurrences(cntl.ErrorText(), code)) << cntl.ErrorText();
+        std::lock_guard<std::mutex> lock(handler.mu);
+        EXPECT_EQ(ETIMEDOUT, handler.code);
+        EXPECT_EQ(cntl.ErrorText(), handler.text);
+        EXPECT_EQ(1, Occurrences(handler.text, code)) << handler.text;
+    }
+    int failure_lines = 0;
+    for (const std::string& line : log.Lines()) {
+        if (line.find(" failed: ") != std::string::npos) {
+            ++failure_lines;
+            EXPECT_EQ(1, Occurrences(line, "[E" + std::to_string(ETIMEDOUT) + "]")) << line;
+        }
+    }
+    EXPECT_GT(failure_lines, 0) << "the stream's failure is logged";
+}
+
 }  // namespace

@@ -9,7 +9,10 @@ use std::sync::Arc;
 use crate::errno;
 
 /// A failure as brpc reports one: `code` is what C callers compare against,
-/// `text` is what they read. Displayed as brpc shows it, `[E<code>]<text>`.
+/// `text` is what they read. Displayed as brpc shows it, `[E<code>]<text>`,
+/// the code once: a text that starts with `[E<code>]` already (what a C++
+/// `Controller::SetFailed` stores, what a client's call errors read) is
+/// shown as it is.
 #[derive(Clone)]
 pub struct Error {
     code: i32,
@@ -48,12 +51,20 @@ impl Error {
         self.code
     }
 
-    /// The text alone, without `[E<code>]` (C callers get the code apart).
+    /// The text as given, without an `[E<code>]` of its own (C callers get
+    /// the code apart).
     pub fn text(&self) -> Cow<'_, str> {
         match &self.text {
             Some(text) => Cow::Borrowed(text),
             None => Cow::Owned(errno::describe(self.code)),
         }
+    }
+
+    /// Whether the text starts with this error's `[E<code>]` already.
+    pub fn text_shows_code(&self) -> bool {
+        let Some(text) = &self.text else { return false };
+        let number = text.strip_prefix("[E").and_then(|rest| rest.split_once(']')).map(|(number, _)| number);
+        number.and_then(|n| n.parse::<i32>().ok()) == Some(self.code)
     }
 }
 
@@ -66,7 +77,11 @@ impl From<i32> for Error {
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "[E{}]{}", self.code, self.text())
+        if self.text_shows_code() {
+            f.write_str(&self.text())
+        } else {
+            write!(f, "[E{}]{}", self.code, self.text())
+        }
     }
 }
 
@@ -108,6 +123,19 @@ mod tests {
         assert_eq!(error.to_string(), "[E110]connect timed out");
         assert_eq!(error.text(), "connect timed out");
         assert_eq!(error.code(), libc::ETIMEDOUT);
+    }
+
+    #[test]
+    fn a_text_that_shows_its_code_is_not_prefixed_again() {
+        let set_failed = Error::new(4242, "[E4242]the handler says no");
+        assert!(set_failed.text_shows_code());
+        assert_eq!(set_failed.to_string(), "[E4242]the handler says no");
+        // Another code's prefix is part of the text.
+        let other = Error::new(libc::ETIMEDOUT, "[E1003]bad request [E2001]then worse");
+        assert!(!other.text_shows_code());
+        assert_eq!(other.to_string(), "[E110][E1003]bad request [E2001]then worse");
+        assert!(!Error::from_code(libc::ETIMEDOUT).text_shows_code());
+        assert!(!Error::new(libc::ETIMEDOUT, "[E11").text_shows_code());
     }
 
     #[test]

@@ -861,19 +861,16 @@ unsafe fn start_call(
     Ok(())
 }
 
-/// A client sees every failure as brpc shows it, its code once before the
-/// text: `[E<code>]<text>`, whether the text came from the server or from
-/// this side. A server's text that starts with its code already (the C++
-/// facade's `SetFailed` formats it so) is not prefixed again; the error as
-/// it came is kept as the cause.
+/// A client reads every failure as brpc shows it, the code once before
+/// the text (`[E<code>]<text>`, see [`Error`]'s `Display`), whether the
+/// text came from the server or from this side; the error as it came is
+/// kept as the cause.
 fn shown_to_client(error: Option<Error>) -> Option<Error> {
     let error = error?;
-    let prefix = format!("[E{}]", error.code());
-    if error.text().starts_with(&prefix) {
+    if error.text_shows_code() {
         return Some(error);
     }
-    let text = format!("{prefix}{}", error.text());
-    Some(Error::new(error.code(), text).caused_by(error))
+    Some(Error::new(error.code(), error.to_string()).caused_by(error))
 }
 
 fn deliver(done: unsafe extern "C" fn(*mut c_void, *const brpc_call_result), arg: SendPtr, outcome: &CallOutcome) {

@@ -327,7 +327,10 @@ impl Socket {
             stats::CONNECTIONS_BROKEN.inc();
         }
         if !orderly {
-            log_warning!("Socket{{id={} fd={}}} failed: [E{}] {}", self.id, self.fd(), code, text);
+            // As brpc shows an error, the code once (a stream failed with
+            // its call's error has it in its text already).
+            let shown = Error::new(code, text.to_string());
+            log_warning!("Socket{{id={} fd={}}} failed: {shown}", self.id, self.fd());
         }
         if let Some(token) = self.registration.lock().take() {
             dispatcher().deregister(token, self.fd());
