@@ -58,6 +58,20 @@ pub(crate) fn guard_value<T>(fallback: T, f: impl FnOnce() -> T) -> T {
     })
 }
 
+/// Writes `make()` to `*out` under the panic guard; NULL is ignored. The
+/// `*_options_init` functions.
+///
+/// # Safety
+/// `out` is NULL or valid for writing a `T`.
+pub(crate) unsafe fn write_out<T>(out: *mut T, make: impl FnOnce() -> T) {
+    guard_value((), || {
+        if !out.is_null() {
+            // SAFETY: per this function's contract, checked non-null.
+            unsafe { out.write(make()) }
+        }
+    })
+}
+
 /// Frees a handle this library boxed for C. NULL is ignored; a panic in
 /// the value's drop is contained like any other.
 ///
@@ -117,4 +131,36 @@ pub(crate) fn c_string(text: *const std::ffi::c_char) -> String {
 /// dispatcher or timer threads).
 pub(crate) fn on_worker(task: impl FnOnce() + Send + 'static) {
     crate::runtime::spawn_or_run(task)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::mem::MaybeUninit;
+
+    use super::rpc::{brpc_channel_options_init, brpc_server_options_init};
+    use super::socket::brpc_socket_options_init;
+    use super::stream::brpc_stream_options_init;
+
+    #[test]
+    fn options_init_fills_the_defaults_and_ignores_null() {
+        // SAFETY: NULL, or a struct of the right type to write.
+        unsafe {
+            brpc_channel_options_init(std::ptr::null_mut());
+            brpc_server_options_init(std::ptr::null_mut());
+            brpc_socket_options_init(std::ptr::null_mut());
+            brpc_stream_options_init(std::ptr::null_mut());
+            let mut channel = MaybeUninit::uninit();
+            brpc_channel_options_init(channel.as_mut_ptr());
+            assert_eq!(channel.assume_init().max_retry, 3);
+            let mut server = MaybeUninit::uninit();
+            brpc_server_options_init(server.as_mut_ptr());
+            assert!(server.assume_init().has_builtin_services);
+            let mut socket = MaybeUninit::uninit();
+            brpc_socket_options_init(socket.as_mut_ptr());
+            assert_eq!(socket.assume_init().fd, -1);
+            let mut stream = MaybeUninit::uninit();
+            brpc_stream_options_init(stream.as_mut_ptr());
+            assert_eq!(stream.assume_init().idle_timeout_ms, -1);
+        }
+    }
 }

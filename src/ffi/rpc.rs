@@ -586,27 +586,26 @@ pub unsafe extern "C" fn brpc_md5hash32(data: *const u8, len: usize) -> u32 {
 
 #[no_mangle]
 pub unsafe extern "C" fn brpc_channel_options_init(options: *mut brpc_channel_options) {
-    if options.is_null() {
-        return;
-    }
-    let defaults = ChannelOptions::default();
-    // SAFETY: a writable options struct per the contract.
+    // SAFETY: a writable options struct or NULL, per the contract.
     unsafe {
-        options.write(brpc_channel_options {
-            connect_timeout_ms: defaults.connect_timeout.map_or(0, |t| t.as_millis() as i64),
-            timeout_ms: defaults.timeout.map_or(0, |t| t.as_millis() as i64),
-            backup_request_ms: -1,
-            max_retry: defaults.max_retry as i32,
-            protocol: std::ptr::null(),
-            connection_type: std::ptr::null(),
-            connection_group: std::ptr::null(),
-            succeed_without_server: defaults.succeed_without_server,
-            log_succeed_without_server: defaults.log_succeed_without_server,
-            health_check_interval_s: defaults.health_check_interval.as_secs() as i32,
-            unsupported: std::ptr::null(),
-            liveness: brpc_liveness_options::from_rust(&defaults.liveness),
+        super::write_out(options, || {
+            let defaults = ChannelOptions::default();
+            brpc_channel_options {
+                connect_timeout_ms: defaults.connect_timeout.map_or(0, |t| t.as_millis() as i64),
+                timeout_ms: defaults.timeout.map_or(0, |t| t.as_millis() as i64),
+                backup_request_ms: -1,
+                max_retry: defaults.max_retry as i32,
+                protocol: std::ptr::null(),
+                connection_type: std::ptr::null(),
+                connection_group: std::ptr::null(),
+                succeed_without_server: defaults.succeed_without_server,
+                log_succeed_without_server: defaults.log_succeed_without_server,
+                health_check_interval_s: defaults.health_check_interval.as_secs() as i32,
+                unsupported: std::ptr::null(),
+                liveness: brpc_liveness_options::from_rust(&defaults.liveness),
+            }
         })
-    };
+    }
 }
 
 /// A channel to "ip:port" or "host:port"; `options` may be NULL (defaults).
@@ -896,25 +895,26 @@ fn deliver(done: unsafe extern "C" fn(*mut c_void, *const brpc_call_result), arg
 
 #[no_mangle]
 pub unsafe extern "C" fn brpc_server_options_init(options: *mut brpc_server_options) {
-    if options.is_null() {
-        return;
-    }
-    let defaults = ServerOptions::default();
-    // SAFETY: a writable options struct per the contract.
+    // SAFETY: a writable options struct or NULL, per the contract.
     unsafe {
-        options.write(brpc_server_options {
-            max_body_size: defaults.limits.max_body_size as i64,
-            liveness: brpc_liveness_options::from_rust(&defaults.liveness),
-            etcd_registration: brpc_etcd_registration_options::defaults(),
-            max_concurrency: defaults.max_concurrency as c_int,
-            has_builtin_services: true,
-            max_connections: defaults.max_connections.min(c_int::MAX as usize) as c_int,
-            max_partial_request_bytes: defaults.max_partial_request_bytes as i64,
-            header_timeout_ms: defaults.header_timeout.map_or(-1, |t| t.as_millis().min(c_int::MAX as u128) as c_int),
-            idle_timeout_sec: -1,
-            num_threads: 0,
+        super::write_out(options, || {
+            let defaults = ServerOptions::default();
+            brpc_server_options {
+                max_body_size: defaults.limits.max_body_size as i64,
+                liveness: brpc_liveness_options::from_rust(&defaults.liveness),
+                etcd_registration: brpc_etcd_registration_options::defaults(),
+                max_concurrency: defaults.max_concurrency as c_int,
+                has_builtin_services: true,
+                max_connections: defaults.max_connections.min(c_int::MAX as usize) as c_int,
+                max_partial_request_bytes: defaults.max_partial_request_bytes as i64,
+                header_timeout_ms: defaults
+                    .header_timeout
+                    .map_or(-1, |t| t.as_millis().min(c_int::MAX as u128) as c_int),
+                idle_timeout_sec: -1,
+                num_threads: 0,
+            }
         })
-    };
+    }
 }
 
 #[no_mangle]

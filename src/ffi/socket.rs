@@ -110,10 +110,7 @@ pub struct brpc_socket_options {
 /// Fills `options` with the defaults: no fd, no remote, no callbacks.
 #[no_mangle]
 pub unsafe extern "C" fn brpc_socket_options_init(options: *mut brpc_socket_options) {
-    if options.is_null() {
-        return;
-    }
-    let defaults = brpc_socket_options {
+    let defaults = || brpc_socket_options {
         fd: -1,
         remote_ip: 0,
         remote_port: 0,
@@ -124,8 +121,8 @@ pub unsafe extern "C" fn brpc_socket_options_init(options: *mut brpc_socket_opti
         on_recycle: None,
         connection: std::ptr::null(),
     };
-    // SAFETY: the caller gives a writable options struct.
-    unsafe { options.write(defaults) };
+    // SAFETY: a writable options struct or NULL, per the contract.
+    unsafe { super::write_out(options, defaults) }
 }
 
 /// Creates a socket and stores its id in `*id`. Returns 0 or an errno. The

@@ -82,25 +82,24 @@ pub type brpc_stream_writable_fn =
 
 #[no_mangle]
 pub unsafe extern "C" fn brpc_stream_options_init(options: *mut brpc_stream_options) {
-    if options.is_null() {
-        return;
-    }
-    let defaults = StreamOptions::default();
-    // SAFETY: a writable options struct per the contract.
+    // SAFETY: a writable options struct or NULL, per the contract.
     unsafe {
-        options.write(brpc_stream_options {
-            min_buf_size: defaults.min_buf_size,
-            max_buf_size: defaults.max_buf_size,
-            idle_timeout_ms: -1,
-            messages_in_batch: defaults.messages_in_batch,
-            has_handler: false,
-            handler_arg: std::ptr::null_mut(),
-            on_received_messages: None,
-            on_idle_timeout: None,
-            on_closed: None,
-            on_failed: None,
+        super::write_out(options, || {
+            let defaults = StreamOptions::default();
+            brpc_stream_options {
+                min_buf_size: defaults.min_buf_size,
+                max_buf_size: defaults.max_buf_size,
+                idle_timeout_ms: -1,
+                messages_in_batch: defaults.messages_in_batch,
+                has_handler: false,
+                handler_arg: std::ptr::null_mut(),
+                on_received_messages: None,
+                on_idle_timeout: None,
+                on_closed: None,
+                on_failed: None,
+            }
         })
-    };
+    }
 }
 
 struct CHandler {
@@ -400,10 +399,7 @@ fn timeout(ms: i64) -> Option<Duration> {
 /// 0 (unchanged). Default 512 MiB.
 #[no_mangle]
 pub extern "C" fn brpc_stream_set_write_max_segment_size(max_segment_size: u64) -> c_int {
-    guard(|| match stream::set_write_max_segment_size(max_segment_size) {
-        Ok(()) => 0,
-        Err(code) => code,
-    })
+    guard(|| c_code(stream::set_write_max_segment_size(max_segment_size)))
 }
 
 /// The size set by `brpc_stream_set_write_max_segment_size`.
