@@ -1,9 +1,18 @@
 // brpc::ChannelOptions as brpc programs set them: every field brpc
-// documents either works or fails Init with a log line naming it; the three
+// documents either works (max_retry, connect_timeout_ms,
+// succeed_without_server, log_succeed_without_server, connection_group
+// here; timeout_ms and backup_request_ms in rpc_test and cluster_test) or
+// fails Init with a log line naming it; the three
 // connection types use connections as brpc's do (single: one shared;
 // pooled: one per call in flight, returned to a pool; short: one per call,
 // closed after it), seen from the server (the calls' remote ports) and
 // from the process's socket count.
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <cerrno>
@@ -14,6 +23,7 @@
 #include <mutex>
 #include <ostream>
 #include <set>
+#include <utility>
 #include <string>
 #include <thread>
 #include <vector>
@@ -224,6 +234,123 @@ TEST(ChannelOptionsTest, TheDefaultsAreBrpcs) {
     EXPECT_EQ(NULL, options.ns_filter);
     EXPECT_EQ("", options.connection_group);
     EXPECT_FALSE(options.has_ssl_options());
+}
+
+// ---- options that work ----
+
+// A port on 127.0.0.1 nothing listens on.
+int ClosedPort() {
+    const int fd = butil::tcp_listen(butil::EndPoint(butil::int2ip(htonl(INADDR_LOOPBACK)), 0));
+    butil::EndPoint bound;
+    butil::get_local_side(fd, &bound);
+    close(fd);
+    return bound.port;
+}
+
+// Fails one call on `channel`; its controller's code and retried_count.
+std::pair<int, int> FailedCall(brpc::Channel* channel, int64_t* elapsed_ms = NULL) {
+    test::EchoService_Stub stub(channel);
+    brpc::Controller cntl;
+    test::EchoRequest request;
+    test::EchoResponse response;
+    const Clock::time_point start = Clock::now();
+    stub.Echo(&cntl, &request, &response, NULL);
+    if (elapsed_ms != NULL) {
+        *elapsed_ms = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start).count();
+    }
+    EXPECT_TRUE(cntl.Failed());
+    return std::make_pair(cntl.ErrorCode(), cntl.retried_count());
+}
+
+TEST(ChannelOptionsTest, MaxRetryIsHowOftenARefusedConnectionIsTriedAgain) {
+    const int port = ClosedPort();
+    for (int max_retry : {0, 2}) {
+        brpc::ChannelOptions options;
+        options.max_retry = max_retry;
+        brpc::Channel channel;
+        ASSERT_EQ(0, channel.Init("127.0.0.1", port, &options));
+        const std::pair<int, int> failed = FailedCall(&channel);
+        EXPECT_EQ(ECONNREFUSED, failed.first);
+        EXPECT_EQ(max_retry, failed.second);
+    }
+}
+
+TEST(ChannelOptionsTest, ConnectTimeoutMsEndsAConnectThatGetsNoAnswer) {
+    // A listener that never accepts, its backlog full: further SYNs go
+    // unanswered, so a connect neither succeeds nor is refused.
+    const int listener = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr = {};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ASSERT_EQ(0, bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)));
+    ASSERT_EQ(0, listen(listener, 0));
+    socklen_t len = sizeof(addr);
+    ASSERT_EQ(0, getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len));
+    std::vector<int> fillers;
+    for (int i = 0; i < 4; ++i) {
+        const int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+        connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+        fillers.push_back(fd);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    brpc::ChannelOptions options;
+    options.connect_timeout_ms = 150;
+    options.timeout_ms = 5000;
+    options.max_retry = 0;
+    brpc::Channel channel;
+    ASSERT_EQ(0, channel.Init("127.0.0.1", ntohs(addr.sin_port), &options));
+    int64_t elapsed_ms = 0;
+    const std::pair<int, int> failed = FailedCall(&channel, &elapsed_ms);
+    EXPECT_EQ(ETIMEDOUT, failed.first);
+    EXPECT_GE(elapsed_ms, 140);
+    EXPECT_LT(elapsed_ms, 2500) << "the call's 5 s timeout ended it, not the connect timeout";
+    for (int fd : fillers) {
+        close(fd);
+    }
+    close(listener);
+}
+
+class EmptyServerList {
+public:
+    EmptyServerList() {
+        char path[] = "/tmp/channel_options_test_XXXXXX";
+        close(mkstemp(path));
+        path_ = path;
+    }
+    ~EmptyServerList() { unlink(path_.c_str()); }
+    std::string url() const { return "file://" + path_; }
+
+private:
+    std::string path_;
+};
+
+TEST(ChannelOptionsTest, SucceedWithoutServerDecidesWhetherAnEmptyListFailsInit) {
+    EmptyServerList empty;
+    brpc::ChannelOptions strict;
+    strict.succeed_without_server = false;
+    brpc::Channel refused;
+    errno = 0;
+    EXPECT_EQ(-1, refused.Init(empty.url().c_str(), "rr", &strict));
+    EXPECT_EQ(ENODATA, errno);
+    brpc::Channel waiting;
+    ASSERT_EQ(0, waiting.Init(empty.url().c_str(), "rr", NULL));
+}
+
+TEST(ChannelOptionsTest, LogSucceedWithoutServerDecidesWhetherThatIsLogged) {
+    EmptyServerList empty;
+    std::atomic<int> lines{0};
+    brpc_log_set_sink(
+        [](int, const char*, int, const uint8_t*, size_t, void* n) { ++*static_cast<std::atomic<int>*>(n); },
+        &lines);
+    brpc::Channel logged;
+    ASSERT_EQ(0, logged.Init(empty.url().c_str(), "rr", NULL));
+    EXPECT_EQ(1, lines.load());
+    brpc::ChannelOptions quiet;
+    quiet.log_succeed_without_server = false;
+    brpc::Channel silent;
+    ASSERT_EQ(0, silent.Init(empty.url().c_str(), "rr", &quiet));
+    EXPECT_EQ(1, lines.load());
+    brpc_log_set_sink(NULL, NULL);
 }
 
 // ---- options this library refuses ----
