@@ -137,8 +137,12 @@ struct ServerOptions {
         reserved_session_local_data = 0;
         thread_local_data_factory = NULL;
         reserved_thread_local_data = 0;
+        bthread_init_fn = NULL;
+        bthread_init_args = NULL;
+        bthread_init_count = 0;
         internal_port = -1;
         force_ssl = false;
+        use_rdma = false;
         baidu_master_service = NULL;
         http_master_service = NULL;
         health_reporter = NULL;
@@ -174,10 +178,15 @@ struct ServerOptions {
     size_t reserved_session_local_data;
     const DataFactory* thread_local_data_factory;
     size_t reserved_thread_local_data;
+    // Run in bthreads before the server starts: there are no bthreads here.
+    bool (*bthread_init_fn)(void* args);
+    void* bthread_init_args;
+    size_t bthread_init_count;
     // A second port for the builtin services only (the builtin pages are
     // on the main port here, see has_builtin_services).
     int internal_port;
     bool force_ssl;
+    bool use_rdma;
     BaiduMasterService* baidu_master_service;
     google::protobuf::Service* http_master_service;
     HealthReporter* health_reporter;
@@ -429,7 +438,10 @@ inline std::string Unsupported(const ServerOptions& o) {
         return "thread_local_data_factory (thread-local data is not provided)";
     if (o.internal_port >= 0)
         return "internal_port (a second port for the builtin services is not provided; they are on the main port)";
+    if (o.bthread_init_fn != NULL || o.bthread_init_count != 0)
+        return "bthread_init_fn (bthreads are not provided; methods run on the library's worker threads)";
     if (o.has_ssl_options() || o.force_ssl) return "ssl_options (SSL is not provided)";
+    if (o.use_rdma) return "use_rdma (RDMA is not provided)";
     if (o.baidu_master_service != NULL) return "baidu_master_service (generic services are not provided)";
     if (o.http_master_service != NULL) return "http_master_service (brpc's HTTP protocol is not provided)";
     if (o.health_reporter != NULL) return "health_reporter (custom health pages are not provided)";
