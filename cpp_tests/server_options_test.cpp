@@ -294,17 +294,20 @@ struct RefusedOption {
 void PrintTo(const RefusedOption& option, std::ostream* os) { *os << option.name; }
 
 std::vector<std::string> g_log_lines;
+std::vector<int> g_log_levels;
 std::mutex g_log_mu;
 
-void CollectLog(int, const char*, int, const uint8_t* message, size_t len, void*) {
+void CollectLog(int level, const char*, int, const uint8_t* message, size_t len, void*) {
     std::lock_guard<std::mutex> lock(g_log_mu);
     g_log_lines.push_back(std::string(reinterpret_cast<const char*>(message), len));
+    g_log_levels.push_back(level);
 }
 
 class RefusedServerOptionTest : public ::testing::TestWithParam<RefusedOption> {
 protected:
     void SetUp() override {
         g_log_lines.clear();
+        g_log_levels.clear();
         brpc_log_set_sink(&CollectLog, NULL);
     }
     void TearDown() override { brpc_log_set_sink(NULL, NULL); }
@@ -383,6 +386,49 @@ INSTANTIATE_TEST_SUITE_P(
     [](const ::testing::TestParamInfo<RefusedOption>& info) {
         return std::string(info.param.name) + "_" + std::to_string(info.index);
     });
+
+// ---- what Start and Stop log ----
+
+class ServerLogTest : public ::testing::Test {
+protected:
+    void SetUp() override {
+        g_log_lines.clear();
+        g_log_levels.clear();
+        brpc_log_set_sink(&CollectLog, NULL);
+    }
+    void TearDown() override { brpc_log_set_sink(NULL, NULL); }
+};
+
+TEST_F(ServerLogTest, StartAndStopLogBrpcsLinesOnceEach) {
+    HookedEcho service;
+    brpc::Server server;
+    ASSERT_EQ(0, server.AddService(&service, brpc::SERVER_DOESNT_OWN_SERVICE));
+    ASSERT_EQ(0, server.Start("127.0.0.1:0", NULL));
+    const std::string port = std::to_string(server.listen_address().port);
+    server.Stop();
+    server.Join();
+    server.Stop();
+    std::lock_guard<std::mutex> lock(g_log_mu);
+    EXPECT_EQ((std::vector<std::string>{"Server[test.EchoService] is serving on port=" + port + ".",
+                                        "Server[test.EchoService] is going to quit"}),
+              g_log_lines);
+}
+
+TEST_F(ServerLogTest, AConnectionClosedForIdlenessIsAnOrderlyEndNotAWarning) {
+    HookedEcho service;
+    brpc::ServerOptions options;
+    options.idle_timeout_sec = 1;
+    std::unique_ptr<brpc::Server> server = StartServer(&service, options);
+    const int fd = ConnectRaw(server->listen_address().port);
+    ASSERT_GE(fd, 0);
+    EXPECT_TRUE(ClosedByPeerWithin(fd, 5000));
+    close(fd);
+    server.reset();
+    std::lock_guard<std::mutex> lock(g_log_mu);
+    for (size_t i = 0; i < g_log_levels.size(); ++i) {
+        EXPECT_LT(g_log_levels[i], logging::BLOG_WARNING) << g_log_lines[i];
+    }
+}
 
 // ---- after_rpc_resp_fn ----
 
