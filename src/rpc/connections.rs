@@ -197,18 +197,22 @@ impl SocketUser for ClientConnection {
         super::cut_frames(
             cutter,
             buf,
-            |frame| match RpcMessage::decode(&frame) {
-                Ok(message) => on_response_frame(host, Ok(message)),
-                Err(err) => match frame.decode_rpc().ok().and_then(|meta| meta.correlation_id) {
-                    Some(id) => on_response_frame(
-                        host,
-                        Err((
-                            id as Id,
-                            Error::new(errno::ERESPONSE, format!("fail to parse the response: {err}")).caused_by(err),
-                        )),
-                    ),
-                    None => log_warning!("dropped a response that does not parse: {err}"),
-                },
+            |frame| {
+                match RpcMessage::decode(&frame) {
+                    Ok(message) => on_response_frame(host, Ok(message)),
+                    Err(err) => match frame.decode_rpc().ok().and_then(|meta| meta.correlation_id) {
+                        Some(id) => on_response_frame(
+                            host,
+                            Err((
+                                id as Id,
+                                Error::new(errno::ERESPONSE, format!("fail to parse the response: {err}"))
+                                    .caused_by(err),
+                            )),
+                        ),
+                        None => log_warning!("dropped a response that does not parse: {err}"),
+                    },
+                }
+                Ok(())
             },
             |frame| super::client::on_stream_frame(socket, frame),
         )

@@ -52,16 +52,17 @@ pub(crate) fn embedded_rpc(payload: bytes::Bytes) -> Option<RpcMessage> {
 
 /// Cuts every whole frame off a connection's read buffer: PRPC frames go to
 /// `on_rpc`, STRM frames whose meta parses to `on_stream`; frames to drop
-/// are logged. An error is fatal for the connection.
+/// are logged. An error, returned by `on_rpc` or met cutting, is fatal for
+/// the connection.
 pub(crate) fn cut_frames(
     cutter: &mut Cutter,
     buf: &mut BytesMut,
-    mut on_rpc: impl FnMut(RawFrame),
+    mut on_rpc: impl FnMut(RawFrame) -> Result<(), Error>,
     mut on_stream: impl FnMut(StreamFrame),
 ) -> Result<(), Error> {
     loop {
         match cutter.cut(buf) {
-            Cut::Frame(frame) if frame.magic == Magic::Rpc => on_rpc(frame),
+            Cut::Frame(frame) if frame.magic == Magic::Rpc => on_rpc(frame)?,
             Cut::Frame(frame) => match StreamFrame::decode(&frame) {
                 Ok(frame) => on_stream(frame),
                 Err(err) => log_warning!("dropped a stream frame whose meta does not parse: {err}"),

@@ -18,12 +18,13 @@ use crate::errno;
 use crate::error::Error;
 use crate::etcd::{Registration, RegistrationOptions};
 use crate::protocol::{
-    decode_body, encode_body, pack_rpc_header, pack_stream_header, BodyCoding, Cutter, FrameType, Limits, Magic,
-    RawFrame, RpcMessage, RpcMeta, RpcResponseMeta, StreamFrameMeta, StreamSettings,
+    decode_body, encode_body, pack_rpc_header, pack_stream_header, BodyCoding, Cutter, DecodeError, FrameType, Limits,
+    Magic, RawFrame, RpcMessage, RpcMeta, RpcResponseMeta, StreamFrameMeta, StreamSettings,
 };
 use crate::runtime::{dispatcher, raise_core_threads, spawn, timers, Interest, Token};
 use crate::socket::{Liveness, Socket, SocketId, SocketOptions, SocketUser};
 use crate::stream::{self, StreamId};
+use prost::Message as _;
 
 /// Runs on a worker thread for each request of its method.
 pub type Handler = Arc<dyn Fn(ServerCall) + Send + Sync>;
@@ -633,6 +634,7 @@ impl ServerInner {
             http: self.builtin_services.lock().clone(),
             http_answered: Arc::new(AtomicBool::new(false)),
             intake: Intake::new(Arc::clone(&self.partial), *self.header_timeout.lock()),
+            refused: AtomicBool::new(false),
         });
         let liveness = *self.liveness.lock();
         match Socket::create(SocketOptions { fd: Some(fd), user: Some(connection), liveness, ..Default::default() }) {
@@ -880,6 +882,9 @@ struct ServerConnection {
     http_answered: Arc<AtomicBool>,
     /// Its part of the server's partial-request budget, its header watch.
     intake: Intake,
+    /// A request's meta did not parse: the connection is closing and its
+    /// further input is dropped.
+    refused: AtomicBool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -901,9 +906,18 @@ impl SocketUser for ServerConnection {
                     &mut cutter,
                     buf,
                     |frame| self.on_request(socket, &frame),
-                    |frame| stream::on_frame(socket, frame),
+                    |frame| {
+                        if !self.refused.load(Ordering::Acquire) {
+                            stream::on_frame(socket, frame);
+                        }
+                    },
                 )?;
             }
+        }
+        if self.refused.load(Ordering::Acquire) {
+            // The connection closes once its last answer is out; what the
+            // peer sends meanwhile is not read as requests.
+            buf.clear();
         }
         // What is left is part of a frame.
         self.intake.after_input(socket, buf.len())
@@ -979,12 +993,40 @@ impl ServerConnection {
         Ok(())
     }
 
-    fn on_request(&self, socket: &Socket, frame: &RawFrame) {
+    /// A request whose meta does not parse ends the conversation, as in
+    /// brpc (which fails the connection with `EREQUEST`): when the meta
+    /// still gives its correlation id (a required field is missing), the
+    /// call is answered `EREQUEST` and the connection closes once that
+    /// answer is out; otherwise it closes at once.
+    fn refuse_meta(&self, socket: &Socket, frame: &RawFrame, err: DecodeError) -> Result<(), Error> {
+        let error = Error::new(errno::EREQUEST, err.to_string()).caused_by(err);
+        let correlation_id = RpcMeta::decode(frame.meta.clone()).ok().and_then(|meta| meta.correlation_id);
+        let Some(correlation_id) = correlation_id else {
+            return Err(error);
+        };
+        self.refused.store(true, Ordering::Release);
+        let text = error.text().into_owned();
+        // A plain response: the stream settings are what did not parse.
+        send_response(socket.id(), correlation_id, Err(error), BodyCoding::default(), None, &[]);
+        socket.close_after_flush(errno::EREQUEST, &text);
+        Ok(())
+    }
+
+    fn on_request(&self, socket: &Socket, frame: &RawFrame) -> Result<(), Error> {
+        if self.refused.load(Ordering::Acquire) {
+            return Ok(());
+        }
         let received = std::time::Instant::now();
         let meta = match frame.decode_rpc() {
             Ok(meta) => meta,
-            Err(err) => return log_warning!("dropped a request whose meta does not parse: {err}"),
+            Err(err) => return self.refuse_meta(socket, frame, err),
         };
+        self.dispatch(socket, meta, frame, received);
+        Ok(())
+    }
+
+    /// Runs the request on a worker, or answers it with an error.
+    fn dispatch(&self, socket: &Socket, meta: RpcMeta, frame: &RawFrame, received: std::time::Instant) {
         let correlation_id = meta.correlation_id.unwrap_or(0);
         let request = match RpcMessage::decode(frame) {
             Ok(request) if request.meta.request.is_some() => request,

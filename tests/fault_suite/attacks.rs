@@ -297,13 +297,60 @@ fn absurd_rpc_meta_fields_are_answered_with_error_codes() {
             }
             sample();
         }
-        // A meta that is no protobuf is dropped (logged); the connection
-        // goes on and answers the next request.
-        let mut bad = header(b"PRPC", 8, 8);
-        bad.extend_from_slice(&[0xff; 8]);
-        peer.conn.write_all(&bad).unwrap();
-        peer.conn.write_all(&rpc_frame(&echo(77), b"after")).unwrap();
-        assert!(peer.response(77, Instant::now() + Duration::from_secs(10)).is_some());
+        hold(sample, Duration::from_millis(300));
+    });
+}
+
+/// A PRPC frame around `meta` as given (it need not parse).
+fn frame_with_raw_meta(meta: &[u8], payload: &[u8]) -> Vec<u8> {
+    let mut out = header(b"PRPC", (meta.len() + payload.len()) as u32, meta.len() as u32);
+    out.extend_from_slice(meta);
+    out.extend_from_slice(payload);
+    out
+}
+
+#[test]
+fn a_request_whose_meta_does_not_parse_ends_the_connection() {
+    use prost::Message;
+    under_attack("metas that do not parse", ServerOptions::default(), |addr, sample| {
+        let mut no_method = request_meta(1, "Echo");
+        no_method.request.as_mut().unwrap().method_name = None;
+        let mut no_stream_id = request_meta(2, "Stream");
+        no_stream_id.stream_settings = Some(StreamSettings { stream_id: None, ..Default::default() });
+        // correlation_id (field 4) as a varint of 11 bytes, one past the most.
+        let mut long_varint = vec![0x20];
+        long_varint.extend_from_slice(&[0xff; 10]);
+        long_varint.push(0x01);
+        let whole = request_meta(4, "Echo").encode_to_vec();
+        let truncated = whole[..whole.len() - 3].to_vec();
+        // (case, meta bytes, the correlation id answered EREQUEST, if any)
+        let cases: Vec<(&str, Vec<u8>, Option<i64>)> = vec![
+            ("missing method_name", no_method.encode_to_vec(), Some(1)),
+            ("stream settings without stream_id", no_stream_id.encode_to_vec(), Some(2)),
+            ("an 11-byte varint", long_varint, None),
+            ("a truncated meta", truncated, None),
+            ("no protobuf at all", vec![0xff; 8], None),
+        ];
+        for (case, meta, answered) in cases {
+            let mut peer = RawPeer::connect(addr);
+            let started = Instant::now();
+            let mut bytes = frame_with_raw_meta(&meta, b"x");
+            // A good request right behind it is not served: the connection is over.
+            bytes.extend_from_slice(&rpc_frame(&request_meta(99, "Echo"), b"after"));
+            peer.conn.write_all(&bytes).unwrap();
+            let responses = peer.until_closed(Instant::now() + Duration::from_secs(2));
+            let Some(responses) = responses else { panic!("{case}: the connection was still open after 2 s") };
+            let codes: Vec<(Option<i64>, i32)> = responses
+                .iter()
+                .map(|m| (m.correlation_id, m.response.as_ref().and_then(|r| r.error_code).unwrap_or(0)))
+                .collect();
+            match answered {
+                Some(id) => assert_eq!(codes, vec![(Some(id), errno::EREQUEST)], "{case}"),
+                None => assert!(codes.is_empty(), "{case}: answered {codes:?}"),
+            }
+            println!("{case}: closed after {:.1} ms, answers {codes:?}", started.elapsed().as_secs_f64() * 1e3);
+            sample();
+        }
         hold(sample, Duration::from_millis(300));
     });
 }

@@ -148,6 +148,35 @@ impl RawPeer {
         }
     }
 
+    /// Reads until the server closes the connection; returns the
+    /// responses that came before, or None if it was still open at `deadline`.
+    pub fn until_closed(&mut self, deadline: Instant) -> Option<Vec<RpcMeta>> {
+        let mut responses = Vec::new();
+        let mut chunk = vec![0u8; 64 * 1024];
+        loop {
+            match self.cutter.cut(&mut self.buf) {
+                Cut::Frame(frame) => {
+                    responses.extend(frame.decode_rpc().ok());
+                    continue;
+                }
+                Cut::Dropped { .. } => continue,
+                Cut::Fatal(_) => return None,
+                Cut::NeedMore { .. } => {}
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            self.conn.set_read_timeout(Some(left)).ok()?;
+            match self.conn.read(&mut chunk) {
+                Ok(0) => return Some(responses),
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(err) if matches!(err.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+                Err(_) => return Some(responses),
+            }
+        }
+    }
+
     /// Sets up a stream `mine` (with `extra` ids beside it) through
     /// "fault.Service/Stream"; returns the response's meta.
     pub fn open_stream(&mut self, mine: i64, extra: Vec<i64>) -> Option<RpcMeta> {
