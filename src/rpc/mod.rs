@@ -14,6 +14,7 @@ mod connections;
 pub mod controller;
 mod idle;
 pub mod lb;
+mod listen;
 pub mod method_status;
 pub mod naming;
 pub mod server;
@@ -21,6 +22,7 @@ pub mod server;
 pub use admission::{DEFAULT_HEADER_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_PARTIAL_REQUEST_BYTES};
 pub use client::{CallDone, CallOutcome, CallRequest, Channel, ChannelOptions, ConnectionType};
 pub use controller::Controller;
+pub use listen::system_max_backlog;
 pub use method_status::{MethodSnapshot, MethodStatus, Percentiles};
 pub use server::{
     Handler, HttpProgress, HttpService, Server, ServerCall, ServerOptions, ServerView, HTTP_REQUEST_TIMEOUT,

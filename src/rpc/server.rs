@@ -67,6 +67,11 @@ pub struct ServerOptions {
     /// least this many threads from `start` on (up to its bound; it never
     /// shrinks, as bthread's concurrency). 0 (default): left as it is.
     pub num_threads: usize,
+    /// Connections the kernel completes and queues for `accept` (the
+    /// listen backlog): a burst beyond it waits for SYN retries. 0
+    /// (default): the system's largest, `net.core.somaxconn` (4096 on
+    /// current Linux); the kernel caps larger values at it.
+    pub listen_backlog: u32,
 }
 
 impl Default for ServerOptions {
@@ -82,6 +87,7 @@ impl Default for ServerOptions {
             builtin_services: None,
             idle_timeout: None,
             num_threads: 0,
+            listen_backlog: 0,
         }
     }
 }
@@ -99,6 +105,7 @@ impl std::fmt::Debug for ServerOptions {
             .field("builtin_services", &self.builtin_services.is_some())
             .field("idle_timeout", &self.idle_timeout)
             .field("num_threads", &self.num_threads)
+            .field("listen_backlog", &self.listen_backlog)
             .finish()
     }
 }
@@ -346,8 +353,7 @@ impl Server {
             let code = err.raw_os_error().unwrap_or(libc::EINVAL);
             Error::new(code, format!("cannot listen on {address}: {err}")).caused_by(err)
         };
-        let socket = TcpListener::bind(address).map_err(cannot_listen)?;
-        socket.set_nonblocking(true).map_err(cannot_listen)?;
+        let socket = super::listen::listen(address, options.listen_backlog).map_err(cannot_listen)?;
         let address = socket.local_addr().map_err(cannot_listen)?;
         *self.inner.limits.lock() = options.limits;
         *self.inner.liveness.lock() = options.liveness;
