@@ -160,7 +160,12 @@ struct ServerOptions {
     // least this many threads from Start on (up to its bound,
     // BRPC_STREAM_MAX_WORKERS, logged when reached; the pool never shrinks,
     // as bthread's concurrency). <= 0: the pool is left as it is.
-    // Default 8 (brpc's).
+    // Default 8 (brpc's). The I/O threads that read connections are
+    // apart from these: BRPC_STREAM_EVENT_DISPATCHERS of them (brpc's
+    // -event_dispatcher_num), by default one per two cores from 1 to 4;
+    // a connection stays on one, and each takes a bounded share per turn.
+    // The listen backlog is the system's net.core.somaxconn (brpc asks for
+    // 65535, which the kernel caps the same way).
     int num_threads;
 
     // ---- brpc's options for what this library does not provide ----

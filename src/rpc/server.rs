@@ -646,7 +646,17 @@ impl ServerInner {
         match Socket::create(SocketOptions { fd: Some(fd), user: Some(connection), liveness, ..Default::default() }) {
             Ok(id) => {
                 crate::stats::CONNECTIONS_ACCEPTED.inc();
-                self.connections.lock().insert(id);
+                {
+                    let mut connections = self.connections.lock();
+                    connections.insert(id);
+                    // Its event loop may be another thread, which can have
+                    // read it, failed it and taken it out of the set
+                    // (on_failed) before it was put in: then it is not kept.
+                    if Socket::address(id).is_none() {
+                        connections.remove(&id);
+                        self.ended.notify_all();
+                    }
+                }
                 // Accepted as the server stopped: not served (join may have
                 // listed the connections already).
                 if self.stopping.load(Ordering::Acquire) {

@@ -1,5 +1,7 @@
-//! The I/O event loop: one thread waits on an edge-triggered epoll set and
-//! hands each readiness edge to the handler registered for that fd.
+//! The I/O event loops: each thread waits on its own edge-triggered epoll
+//! set and hands each readiness edge to the handler registered for that fd.
+//! A registration stays on the loop it was given (a connection is read by
+//! one thread only); new ones go to the loop with the fewest.
 //!
 //! The epoll data of every registration is its [`Token`], never the fd, so an
 //! event still in flight for a closed fd whose number was reused can never
@@ -7,7 +9,7 @@
 
 use std::collections::HashMap;
 use std::os::fd::{BorrowedFd, RawFd};
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::thread::{self, JoinHandle};
 
@@ -66,37 +68,106 @@ impl Events {
     }
 }
 
-/// Names one registration; never reused within a process.
+/// Names one registration; never reused within a process. Its low
+/// bits are the index of the event loop it is on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Token(u64);
+
+impl Token {
+    fn event_loop(self) -> usize {
+        (self.0 & LOOP_MASK) as usize
+    }
+}
 
 /// Called on the dispatcher thread for every edge; must not block.
 pub type Handler = Arc<dyn Fn(Events) + Send + Sync>;
 
-/// The epoll data of the wake-up eventfd; registrations start at 1.
+/// The epoll data of each loop's wake-up eventfd; registrations are above.
 const WAKE_TOKEN: u64 = 0;
 
+/// Bits of a token that name its event loop.
+const LOOP_BITS: u32 = 6;
+const LOOP_MASK: u64 = (1 << LOOP_BITS) - 1;
+/// The most event loops one dispatcher runs.
+pub const MAX_EVENT_LOOPS: usize = 1 << LOOP_BITS;
+
 /// Process-wide, so tokens stay unique across dispatcher instances too.
-static NEXT_TOKEN: AtomicU64 = AtomicU64::new(WAKE_TOKEN + 1);
+static NEXT_TOKEN: AtomicU64 = AtomicU64::new(1 << LOOP_BITS);
 
 /// Edges taken from the kernel per `epoll_wait`.
 const EVENTS_PER_WAIT: usize = 256;
 
-/// The process's dispatcher; its thread starts on the first call.
+/// The process's dispatcher; its threads start on the first call.
 pub fn dispatcher() -> &'static Dispatcher {
-    static DISPATCHER: Dispatcher = Dispatcher::new();
     // A failed start is retried (and reported) by the next register.
-    let _ = DISPATCHER.event_loop();
-    &DISPATCHER
+    let _ = PROCESS_DISPATCHER.event_loops();
+    &PROCESS_DISPATCHER
 }
 
-/// An epoll set and the thread that waits on it, created on first use.
+static PROCESS_DISPATCHER: Dispatcher = Dispatcher::with_loops(0);
+
+/// Event loops of the process dispatcher as set by [`set_event_loops`]; 0:
+/// not set (the environment's or the machine's count).
+static CONFIGURED_LOOPS: AtomicUsize = AtomicUsize::new(0);
+
+/// Names the process dispatcher's event-loop count.
+const EVENT_LOOPS_VARIABLE: &str = "BRPC_STREAM_EVENT_DISPATCHERS";
+/// The most loops the default gives (brpc's `event_dispatcher_num` is 1;
+/// more than one reads several busy connections in parallel).
+const DEFAULT_MAX_EVENT_LOOPS: usize = 4;
+/// Cores per event loop in the default: the others run the workers.
+const CORES_PER_DEFAULT_LOOP: usize = 2;
+
+/// Sets how many I/O threads (event loops) the process dispatcher runs,
+/// as brpc's `-event_dispatcher_num`: 1 to [`MAX_EVENT_LOOPS`]. Only
+/// before its first use (`EPERM` after: its loops are running);
+/// `EINVAL` out of range. Unset, `BRPC_STREAM_EVENT_DISPATCHERS` says,
+/// else one per two cores, from 1 to 4. Connections stay on the loop they
+/// were given, so busy connections share evenly only those on one loop.
+pub fn set_event_loops(loops: usize) -> Result<(), i32> {
+    if !(1..=MAX_EVENT_LOOPS).contains(&loops) {
+        return Err(libc::EINVAL);
+    }
+    let _starting = PROCESS_DISPATCHER.starting.lock();
+    if PROCESS_DISPATCHER.running.get().is_some() {
+        return Err(libc::EPERM);
+    }
+    CONFIGURED_LOOPS.store(loops, Ordering::Release);
+    Ok(())
+}
+
+/// The event loops the process dispatcher starts with.
+fn configured_loops() -> usize {
+    let set = CONFIGURED_LOOPS.load(Ordering::Acquire);
+    if set > 0 {
+        return set;
+    }
+    let cores = thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    let default = (cores / CORES_PER_DEFAULT_LOOP).clamp(1, DEFAULT_MAX_EVENT_LOOPS);
+    match std::env::var(EVENT_LOOPS_VARIABLE) {
+        Err(_) => default,
+        Ok(text) => match text.trim().parse::<usize>() {
+            Ok(loops) if (1..=MAX_EVENT_LOOPS).contains(&loops) => loops,
+            _ => {
+                log_warning!(
+                    "ignoring {EVENT_LOOPS_VARIABLE}={text:?} (not a number from 1 to {MAX_EVENT_LOOPS}); using {default}"
+                );
+                default
+            }
+        },
+    }
+}
+
+/// Event loops (each an epoll set and the thread that waits on it),
+/// created on first use.
 pub struct Dispatcher {
-    running: OnceLock<Running>,
+    /// How many loops to start; 0: the process's configuration.
+    loops: usize,
+    running: OnceLock<Box<[Running]>>,
     starting: Mutex<()>,
 }
 
-/// The state shared with the dispatcher thread.
+/// The state shared with one loop's thread.
 struct EventLoop {
     epoll: Epoll,
     /// Wakes the thread when its dispatcher is dropped.
@@ -116,18 +187,36 @@ struct Running {
 }
 
 impl Dispatcher {
+    /// A dispatcher of one event loop.
+    #[cfg(test)]
     pub(crate) const fn new() -> Dispatcher {
-        Dispatcher { running: OnceLock::new(), starting: Mutex::new(()) }
+        Dispatcher::with_loops(1)
     }
 
-    /// Adds `fd` (EPOLLET | EPOLLRDHUP + interest). The handler runs on the
-    /// dispatcher thread for every edge, must not block, and may call
+    /// A dispatcher of `loops` event loops (0: the process's
+    /// configuration; at most [`MAX_EVENT_LOOPS`]).
+    pub(crate) const fn with_loops(loops: usize) -> Dispatcher {
+        Dispatcher { loops, running: OnceLock::new(), starting: Mutex::new(()) }
+    }
+
+    /// Adds `fd` (EPOLLET | EPOLLRDHUP + interest) to the loop with the
+    /// fewest registrations, where it stays. The handler runs on that
+    /// loop's thread for every edge, must not block, and may call
     /// register/modify/deregister itself. The caller keeps `fd` open until
     /// after [`Dispatcher::deregister`].
     pub fn register(&self, fd: RawFd, interest: Interest, handler: Handler) -> Result<Token, i32> {
-        let event_loop = self.event_loop()?;
+        let loops = self.event_loops()?;
         let borrowed = borrow_fd(fd)?;
-        let token = Token(NEXT_TOKEN.fetch_add(1, Ordering::Relaxed));
+        let (index, event_loop) = loops
+            .iter()
+            .enumerate()
+            .filter(|(_, running)| running.event_loop.failure.load(Ordering::Acquire) == 0)
+            .min_by_key(|(_, running)| running.event_loop.handlers.read().len())
+            .ok_or_else(|| {
+                loops.first().map_or(libc::EAGAIN, |first| first.event_loop.failure.load(Ordering::Acquire))
+            })?;
+        let event_loop = &event_loop.event_loop;
+        let token = Token(NEXT_TOKEN.fetch_add(1 << LOOP_BITS, Ordering::Relaxed) | index as u64);
         // In the map before epoll knows the fd, so the very first edge finds its handler.
         event_loop.handlers.write().insert(token.0, handler);
         if let Err(errno) = event_loop.epoll.add(borrowed, EpollEvent::new(interest.epoll_flags(), token.0)) {
@@ -143,34 +232,34 @@ impl Dispatcher {
     /// edge: a writer that got EAGAIN calls `modify(.., BOTH)` and is told
     /// when the socket is writable again. `ENOENT` if `token` is not registered.
     pub fn modify(&self, token: Token, fd: RawFd, interest: Interest) -> Result<(), i32> {
-        let running = self.running.get().ok_or(libc::ENOENT)?;
+        let event_loop = self.loop_of(token).ok_or(libc::ENOENT)?;
         let borrowed = borrow_fd(fd)?;
-        let handlers = running.event_loop.handlers.read();
+        let handlers = event_loop.handlers.read();
         // Checked under the lock so a concurrent deregister cannot slip between
         // the check and the syscall and leave epoll pointing at a stale token.
         if !handlers.contains_key(&token.0) {
             return Err(libc::ENOENT);
         }
         let mut event = EpollEvent::new(interest.epoll_flags(), token.0);
-        running.event_loop.epoll.modify(borrowed, &mut event).map_err(|errno| errno as i32)
+        event_loop.epoll.modify(borrowed, &mut event).map_err(|errno| errno as i32)
     }
 
     /// Removes `fd` from epoll and forgets its handler: an edge already taken
     /// from the kernel for this token is dropped, and no later batch calls the
-    /// handler. A call already running on the dispatcher thread may still be
+    /// handler. A call already running on the loop's thread may still be
     /// finishing. The owner closes `fd` afterwards.
     pub fn deregister(&self, token: Token, fd: RawFd) {
-        let Some(running) = self.running.get() else {
+        let Some(event_loop) = self.loop_of(token) else {
             return;
         };
-        let removed = running.event_loop.handlers.write().remove(&token.0);
+        let removed = event_loop.handlers.write().remove(&token.0);
         if removed.is_none() {
             // Not ours (any more): the fd number may belong to someone else now.
             return;
         }
         if let Ok(borrowed) = borrow_fd(fd) {
             // ENOENT/EBADF only say the kernel already forgot the fd, which is the goal.
-            let _ = running.event_loop.epoll.delete(borrowed);
+            let _ = event_loop.epoll.delete(borrowed);
         }
         drop(removed);
     }
@@ -179,37 +268,43 @@ impl Dispatcher {
     /// edges already waiting were handled: a handler that stopped reading
     /// before EAGAIN (its turn was used up) goes to the back of the line,
     /// since no new edge will come for what is still buffered. Call it from
-    /// the handler, on the dispatcher thread.
+    /// the handler, on its loop's thread.
     pub fn again(&self, token: Token) {
-        if let Some(running) = self.running.get() {
-            running.event_loop.again.lock().push(token.0);
+        if let Some(event_loop) = self.loop_of(token) {
+            event_loop.again.lock().push(token.0);
         }
     }
 
     /// How many registrations are live (for leak checks).
     pub fn registered(&self) -> usize {
-        self.running.get().map_or(0, |running| running.event_loop.handlers.read().len())
+        self.running.get().map_or(0, |loops| loops.iter().map(|l| l.event_loop.handlers.read().len()).sum())
     }
 
-    /// The running event loop, starting it if this is the first use or an
-    /// earlier start failed.
-    fn event_loop(&self) -> Result<&EventLoop, i32> {
-        let running = match self.running.get() {
-            Some(running) => running,
-            None => {
-                let _starting = self.starting.lock();
-                if self.running.get().is_none() {
-                    let started = Running::start()?;
-                    // Cannot be taken: every initializer holds `starting`.
-                    let _ = self.running.set(started);
-                }
-                self.running.get().ok_or(libc::EAGAIN)?
-            }
-        };
-        match running.event_loop.failure.load(Ordering::Acquire) {
-            0 => Ok(&running.event_loop),
-            errno => Err(errno),
+    /// How many event loops (I/O threads) run; 0 before the first use.
+    pub fn event_loop_count(&self) -> usize {
+        self.running.get().map_or(0, |loops| loops.len())
+    }
+
+    fn loop_of(&self, token: Token) -> Option<&EventLoop> {
+        self.running.get()?.get(token.event_loop()).map(|running| &*running.event_loop)
+    }
+
+    /// The running event loops, starting them if this is the first use or
+    /// an earlier start failed.
+    fn event_loops(&self) -> Result<&[Running], i32> {
+        if let Some(loops) = self.running.get() {
+            return Ok(loops);
         }
+        let _starting = self.starting.lock();
+        if self.running.get().is_none() {
+            let wanted = if self.loops == 0 { configured_loops() } else { self.loops };
+            // Loops started before one failed are stopped as the Vec drops.
+            let started =
+                (0..wanted.clamp(1, MAX_EVENT_LOOPS)).map(|_| Running::start()).collect::<Result<Vec<_>, i32>>()?;
+            // Cannot be taken: every initializer holds `starting`.
+            let _ = self.running.set(started.into_boxed_slice());
+        }
+        self.running.get().map(|loops| &**loops).ok_or(libc::EAGAIN)
     }
 }
 
@@ -471,6 +566,29 @@ mod tests {
         client.write_all(b"x").unwrap();
         next_matching(&events, |e| e.readable);
         dispatcher().deregister(token, server.as_raw_fd());
+    }
+
+    #[test]
+    fn registrations_spread_over_the_loops_and_each_loop_delivers() {
+        let dispatcher = Dispatcher::with_loops(2);
+        let pairs: Vec<_> = (0..4).map(|_| loopback_pair()).collect();
+        let mut registered = Vec::new();
+        for (_, server) in &pairs {
+            let (handler, events) = forwarding_handler();
+            let token = dispatcher.register(server.as_raw_fd(), Interest::READ, handler).unwrap();
+            registered.push((token, events));
+        }
+        assert_eq!(dispatcher.event_loop_count(), 2);
+        let per_loop = |index| registered.iter().filter(|(token, _)| token.event_loop() == index).count();
+        assert_eq!((per_loop(0), per_loop(1)), (2, 2), "registrations not spread evenly");
+        for ((client, _), (_, events)) in pairs.iter().zip(&registered) {
+            (&*client).write_all(b"x").unwrap();
+            next_matching(events, |e| e.readable);
+        }
+        for ((_, server), (token, _)) in pairs.iter().zip(&registered) {
+            dispatcher.deregister(*token, server.as_raw_fd());
+        }
+        assert_eq!(dispatcher.registered(), 0);
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! The threads everything else runs on, each started on first use: one
-//! epoll dispatcher for socket readiness, one timer thread, and a worker pool
+//! The threads everything else runs on, each started on first use: epoll
+//! event loops for socket readiness (one per two cores up to 4, a
+//! connection staying on one), one timer thread, and a worker pool
 //! for user callbacks (which may block, so it grows instead of deadlocking),
 //! with serialized executors on top of it for per-stream ordering.
 
@@ -8,7 +9,7 @@ pub mod serial;
 pub mod timer;
 pub mod workers;
 
-pub use dispatcher::{dispatcher, Dispatcher, Events, Interest, Token};
+pub use dispatcher::{dispatcher, set_event_loops, Dispatcher, Events, Interest, Token, MAX_EVENT_LOOPS};
 pub use serial::SerialExecutor;
 pub use timer::{timers, TimerId, TimerService};
 pub use workers::{raise_core_threads, spawn, worker_stats, WorkerStats};

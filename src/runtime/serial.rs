@@ -22,6 +22,8 @@ struct Queue {
     tasks: VecDeque<Task>,
     /// A worker is draining the queue.
     running: bool,
+    /// The task running asked for the worker to be handed back after it.
+    end_turn: bool,
 }
 
 /// Tasks run per turn before the worker is handed back, so one busy
@@ -50,6 +52,15 @@ impl SerialExecutor {
             !std::mem::replace(&mut queue.running, true)
         };
         Queued { to_start: start.then(|| self.clone()) }
+    }
+
+    /// Like [`SerialExecutor::enqueue`], called from a task of this
+    /// executor: the worker goes back to the pool once the calling task
+    /// returns, and the queue (`task` last) continues on a fresh turn,
+    /// behind the pool's other work.
+    pub fn enqueue_next_turn(&self, task: impl FnOnce() + Send + 'static) -> Queued {
+        self.inner.lock().end_turn = true;
+        self.enqueue(task)
     }
 
     fn schedule(&self) {
@@ -89,6 +100,9 @@ fn run(inner: &Arc<Mutex<Queue>>) {
             }
         };
         super::run_contained("a serialized task", task);
+        if std::mem::take(&mut inner.lock().end_turn) {
+            break;
+        }
     }
     // More work left: continue on a fresh turn of the pool.
     let executor = SerialExecutor { inner: Arc::clone(inner) };

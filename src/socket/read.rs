@@ -1,7 +1,10 @@
 //! Reading: on each input edge the dispatcher reads until the socket is
-//! empty (the fd is edge-triggered) and hands the bytes to the socket's user
-//! after every read, so a protocol can act on (or refuse) a frame before all
-//! of it arrived.
+//! empty (the fd is edge-triggered) or its turn is used up, and hands the
+//! bytes to the socket's user after every read, so a protocol can act on
+//! (or refuse) a frame before all of it arrived. A connection whose turn
+//! ran out goes to the back of its event loop's line (`Dispatcher::again`):
+//! N busy connections share the loop evenly, and a quiet one's request is
+//! read after at most one turn of each.
 //!
 //! "Empty" is EAGAIN, or, for an edge that reported no hangup or error, a
 //! read that returned less than it asked for: a stream socket's read takes
@@ -17,8 +20,10 @@ use crate::errno;
 
 /// Bytes asked of the kernel per read.
 const READ_CHUNK: usize = 64 * 1024;
-/// Bytes one connection may read in one turn before the others get theirs.
-const READ_BUDGET: usize = 4 * READ_CHUNK;
+/// Bytes one connection may read in one turn before the others get theirs
+/// (one full read: a turn costs one `epoll_wait` of the loop, which is
+/// cheap next to cutting 64 KiB of frames).
+const READ_BUDGET: usize = READ_CHUNK;
 
 pub(super) fn on_readable(socket: &Socket, short_read_ends: bool) {
     let fd = socket.fd();

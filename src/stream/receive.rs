@@ -173,15 +173,31 @@ fn too_large(receiver: &Receiver, payload: &Bytes) -> bool {
     buffered + payload.len() > Limits::DEFAULT_MAX_BODY_SIZE
 }
 
+/// Batches one delivery turn hands to the handler before its worker goes
+/// back to the pool, so a stream whose peer never stops writing shares the
+/// workers with every other callback instead of holding one.
+const BATCHES_PER_TURN: usize = 4;
+
 /// Hands queued messages to the handler in batches of at most
-/// `messages_in_batch`, then tells the peer what was consumed.
+/// `messages_in_batch`, then tells the peer what was consumed; after
+/// [`BATCHES_PER_TURN`] batches the rest waits for a new turn.
 fn deliver(core: &Arc<StreamCore>) {
     let batch_size = core.options.messages_in_batch.max(1);
-    loop {
+    for turn in 0.. {
         let batch: Vec<Bytes> = {
             let mut receiver = core.receiver.lock();
             if receiver.queue.is_empty() {
                 receiver.delivering = false;
+                return;
+            }
+            // Requeued behind the stream's callbacks queued so far; once
+            // the stream ended its last callbacks are queued already, so
+            // what is left goes out now, before them.
+            if turn >= BATCHES_PER_TURN && !receiver.ended {
+                let owned = Arc::clone(core);
+                let queued = core.executor.enqueue_next_turn(move || deliver(&owned));
+                drop(receiver);
+                drop(queued);
                 return;
             }
             let n = receiver.queue.len().min(batch_size);

@@ -42,6 +42,44 @@ impl StreamHandler for EchoStream {
     }
 }
 
+/// Bytes each stream accepted by "fault.Service/Sink" consumed.
+pub static SINK_BYTES: Mutex<Vec<(StreamId, u64)>> = Mutex::new(Vec::new());
+
+/// Counts what arrives and sends nothing back.
+struct SinkStream;
+
+impl StreamHandler for SinkStream {
+    fn on_received_messages(&self, id: StreamId, messages: &[Bytes]) {
+        let bytes: u64 = messages.iter().map(|m| m.len() as u64).sum();
+        let mut sinks = SINK_BYTES.lock();
+        match sinks.iter_mut().find(|(sink, _)| *sink == id) {
+            Some((_, total)) => *total += bytes,
+            None => sinks.push((id, bytes)),
+        }
+    }
+    fn on_idle_timeout(&self, _id: StreamId) {}
+    fn on_closed(&self, _id: StreamId) {}
+    fn on_failed(&self, _id: StreamId, code: i32, text: &str) {
+        STREAM_FAILURES.lock().push((code, text.to_string()));
+    }
+}
+
+/// The window (`max_buf_size`) of a "fault.Service/Sink" stream.
+pub const SINK_WINDOW: i32 = 4 * 1024 * 1024;
+
+/// "fault.Service/Sink": accepts one stream that counts what it gets.
+pub fn accept_sink_stream(call: ServerCall) {
+    let Some(settings) = call.stream_settings().cloned() else {
+        return call.respond(Err(Error::new(errno::EREQUEST, "no stream to accept")));
+    };
+    let options =
+        StreamOptions { handler: Some(Arc::new(SinkStream)), max_buf_size: SINK_WINDOW, ..Default::default() };
+    match stream::accept(call.host(), &settings, &options, 1) {
+        Ok(ids) => call.respond_with_streams(Ok((Bytes::from_static(b"accepted"), Bytes::new())), &ids),
+        Err(error) => call.respond(Err(Error::new(error.code(), "only one stream per call").caused_by(error))),
+    }
+}
+
 /// "fault.Service/Stream": accepts one stream (a request with more is
 /// refused, as a method written for one stream refuses them).
 pub fn accept_echo_stream(call: ServerCall) {
@@ -185,7 +223,19 @@ impl RawPeer {
 
     /// [`RawPeer::open_stream`] as call `correlation_id`.
     pub fn call_with_streams(&mut self, correlation_id: i64, mine: i64, extra: Vec<i64>) -> Option<RpcMeta> {
-        let mut meta = request_meta(correlation_id, "Stream");
+        self.call_method_with_streams("Stream", correlation_id, mine, extra)
+    }
+
+    /// Sets up a stream `mine` (with `extra` ids beside it) through
+    /// "fault.Service/`method`" as call `correlation_id`.
+    pub fn call_method_with_streams(
+        &mut self,
+        method: &str,
+        correlation_id: i64,
+        mine: i64,
+        extra: Vec<i64>,
+    ) -> Option<RpcMeta> {
+        let mut meta = request_meta(correlation_id, method);
         meta.stream_settings = Some(StreamSettings {
             stream_id: Some(mine),
             need_feedback: Some(true),
