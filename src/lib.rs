@@ -18,6 +18,7 @@
 //! - [`ffi`]: the C ABI (`include/brpc_stream.h`) over all of the above.
 
 #![deny(clippy::undocumented_unsafe_blocks)]
+#![deny(unsafe_op_in_unsafe_fn)]
 
 #[macro_use]
 pub mod log;

@@ -21,7 +21,10 @@ pub const BRPC_ELOGOFF: c_int = 2003;
 /// `buf[0..cap)`, NUL-terminated and truncated; returns the full length.
 #[no_mangle]
 pub unsafe extern "C" fn brpc_error_text(code: c_int, buf: *mut std::ffi::c_char, cap: usize) -> usize {
-    super::guard_value(0, || super::write_c_string(&errno::describe(code), buf, cap))
+    super::guard_value(0, || {
+        // SAFETY: writable for `cap` bytes or NULL, per the contract.
+        unsafe { super::write_c_string(&errno::describe(code), buf, cap) }
+    })
 }
 
 #[cfg(test)]

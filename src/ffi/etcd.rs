@@ -44,18 +44,17 @@ impl brpc_etcd_registration_options {
         }
     }
 
-    /// The registration asked for, if any. The strings must be NULL or
-    /// NUL-terminated (the caller's promise on `brpc_server_start`).
-    pub(super) fn to_rust(&self) -> Option<RegistrationOptions> {
-        let url = c_string(self.url);
+    /// The registration asked for, if any.
+    ///
+    /// # Safety
+    /// The strings are NULL or NUL-terminated, readable during the call
+    /// (the caller's promise on `brpc_server_start`).
+    pub(super) unsafe fn to_rust(&self) -> Option<RegistrationOptions> {
+        // SAFETY: NULL or NUL-terminated strings (this function's contract).
+        let (url, address, tag) = unsafe { (c_string(self.url), c_string(self.address), c_string(self.tag)) };
         if url.is_empty() {
             return None;
         }
-        Some(RegistrationOptions {
-            url,
-            address: c_string(self.address),
-            tag: c_string(self.tag),
-            ttl_s: i64::from(self.ttl_s),
-        })
+        Some(RegistrationOptions { url, address, tag, ttl_s: i64::from(self.ttl_s) })
     }
 }

@@ -105,11 +105,15 @@ unsafe impl Send for SendPtr {}
 unsafe impl Sync for SendPtr {}
 
 /// Copies a Rust string into a C buffer of `cap` bytes, NUL-terminated and
-/// truncated to fit; returns the full length (like snprintf).
-pub(crate) fn write_c_string(text: &str, buf: *mut std::ffi::c_char, cap: usize) -> usize {
+/// truncated to fit; returns the full length (like snprintf). NULL or 0
+/// bytes: nothing is written.
+///
+/// # Safety
+/// `buf` is NULL or valid for writing `cap` bytes.
+pub(crate) unsafe fn write_c_string(text: &str, buf: *mut std::ffi::c_char, cap: usize) -> usize {
     if !buf.is_null() && cap > 0 {
         let n = text.len().min(cap - 1);
-        // SAFETY: the caller gives a writable buffer of `cap` bytes.
+        // SAFETY: `buf` is writable for `cap` > `n` bytes (this function's contract).
         unsafe {
             std::ptr::copy_nonoverlapping(text.as_ptr().cast(), buf, n);
             *buf.add(n) = 0;
@@ -119,12 +123,38 @@ pub(crate) fn write_c_string(text: &str, buf: *mut std::ffi::c_char, cap: usize)
 }
 
 /// A C string as an owned Rust string ("" for NULL; invalid UTF-8 replaced).
-pub(crate) fn c_string(text: *const std::ffi::c_char) -> String {
+///
+/// # Safety
+/// `text` is NULL or a NUL-terminated string readable during the call.
+pub(crate) unsafe fn c_string(text: *const std::ffi::c_char) -> String {
     if text.is_null() {
         return String::new();
     }
-    // SAFETY: the caller gives a NUL-terminated string.
+    // SAFETY: a NUL-terminated string (this function's contract), not NULL.
     unsafe { std::ffi::CStr::from_ptr(text) }.to_string_lossy().into_owned()
+}
+
+/// The buffers of the `iovcnt` iovecs at `iov`, leaving out empty ones and
+/// those whose base is NULL; none for a NULL `iov` or a count <= 0. The
+/// one place a C scatter list becomes slices.
+///
+/// # Safety
+/// `iov` is NULL or points to `iovcnt` readable iovecs, each buffer NULL or
+/// readable for `iov_len` bytes, all of it unchanged for `'a`.
+pub(crate) unsafe fn iovec_slices<'a>(
+    iov: *const libc::iovec,
+    iovcnt: std::ffi::c_int,
+) -> impl Iterator<Item = &'a [u8]> + Clone {
+    let iovs: &'a [libc::iovec] = match (iov.is_null(), usize::try_from(iovcnt)) {
+        // SAFETY: `iovcnt` readable iovecs for `'a` (this function's contract).
+        (false, Ok(count)) => unsafe { std::slice::from_raw_parts(iov, count) },
+        _ => &[],
+    };
+    iovs.iter().filter(|v| !v.iov_base.is_null() && v.iov_len > 0).map(|v| {
+        // SAFETY: a non-NULL buffer readable for `iov_len` bytes for `'a`
+        // (this function's contract).
+        unsafe { std::slice::from_raw_parts(v.iov_base as *const u8, v.iov_len) }
+    })
 }
 
 /// Runs a C callback on the worker pool (user code never runs on the

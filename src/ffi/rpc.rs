@@ -149,15 +149,29 @@ pub struct brpc_channel_options {
 }
 
 impl brpc_channel_options {
-    fn to_rust(&self) -> Result<ChannelOptions, Error> {
-        let unsupported = c_string(self.unsupported);
+    /// The options as the channel takes them; a refused one is `EINVAL` or
+    /// `EPROTONOSUPPORT` with a text naming it.
+    ///
+    /// # Safety
+    /// The string fields are NULL or NUL-terminated strings readable during
+    /// the call.
+    unsafe fn to_rust(&self) -> Result<ChannelOptions, Error> {
+        // SAFETY: NULL or NUL-terminated strings (this function's contract),
+        // here and below.
+        let (unsupported, protocol, connection_type, connection_group) = unsafe {
+            (
+                c_string(self.unsupported),
+                c_string(self.protocol),
+                c_string(self.connection_type),
+                c_string(self.connection_group),
+            )
+        };
         if !unsupported.is_empty() {
             return Err(Error::new(
                 libc::EINVAL,
                 format!("ChannelOptions not supported by this library: {unsupported}"),
             ));
         }
-        let protocol = c_string(self.protocol);
         if !protocol.is_empty() && protocol != "baidu_std" {
             let text = format!("protocol \"{protocol}\" is not supported (only baidu_std)");
             return Err(Error::new(libc::EPROTONOSUPPORT, text));
@@ -169,9 +183,8 @@ impl brpc_channel_options {
             timeout: millis(self.timeout_ms),
             backup_request: (self.backup_request_ms >= 0).then(|| Duration::from_millis(self.backup_request_ms as u64)),
             max_retry: self.max_retry.max(0) as u32,
-            connection_type: ConnectionType::parse(&c_string(self.connection_type))
-                .map_err(|text| Error::new(libc::EINVAL, text))?,
-            connection_group: c_string(self.connection_group),
+            connection_type: ConnectionType::parse(&connection_type).map_err(|text| Error::new(libc::EINVAL, text))?,
+            connection_group,
             succeed_without_server: self.succeed_without_server,
             log_succeed_without_server: self.log_succeed_without_server,
             health_check_interval: if self.health_check_interval_s > 0 {
@@ -269,29 +282,33 @@ pub unsafe extern "C" fn brpc_controller_destroy(cntl: *mut brpc_controller) {
     unsafe { super::free_boxed(cntl) }
 }
 
-/// Runs `f` on the controller, `fallback` for NULL.
-fn with_controller<T>(cntl: *const brpc_controller, fallback: T, f: impl FnOnce(&mut Controller) -> T) -> T {
-    guard_value_ref(fallback, || {
-        // SAFETY: a live controller (owned, or borrowed from a live call), or NULL.
+/// Runs `f` on the controller under the panic guard: `fallback` for NULL,
+/// and for a panic (which `guard_value` logs as every guard does).
+///
+/// # Safety
+/// `cntl` is NULL or a live controller: owned by the caller, or borrowed
+/// from a call not freed yet.
+unsafe fn with_controller<T>(cntl: *const brpc_controller, fallback: T, f: impl FnOnce(&mut Controller) -> T) -> T {
+    let ran = guard_value(None, || {
+        // SAFETY: a live controller or NULL (this function's contract).
         unsafe { cntl.as_ref() }.map(|cntl| f(&mut cntl.inner.lock()))
-    })
-}
-
-/// `fallback` for a NULL controller or a panic (logged, as every guard does).
-fn guard_value_ref<T>(fallback: T, f: impl FnOnce() -> Option<T>) -> T {
-    super::guard_value(None, f).unwrap_or(fallback)
+    });
+    ran.unwrap_or(fallback)
 }
 
 /// Back to the state of a new controller.
 #[no_mangle]
 pub unsafe extern "C" fn brpc_controller_reset(cntl: *mut brpc_controller) {
     let mut pending = Controller::default();
-    with_controller(cntl, (), |c| {
-        if c.call_id != 0 {
-            call_id::forget(c.call_id);
-        }
-        pending = std::mem::take(c);
-    });
+    // SAFETY: a live controller or NULL, per the contract.
+    unsafe {
+        with_controller(cntl, (), |c| {
+            if c.call_id != 0 {
+                call_id::forget(c.call_id);
+            }
+            pending = std::mem::take(c);
+        })
+    };
     // Outside the controller's lock: the callback may use it.
     guard_value((), || run_cancel_watch(&mut pending))
 }
@@ -309,7 +326,7 @@ pub unsafe extern "C" fn brpc_controller_notify_on_cancel(
 ) -> c_int {
     let Some(callback) = callback else { return libc::EINVAL };
     let arg = SendPtr(arg);
-    with_controller(cntl, libc::EINVAL, |c| {
+    let register = |c: &mut Controller| {
         let Some(host) = c.host else { return libc::ENOTSUP };
         if c.cancel_watch.is_some() {
             return libc::EEXIST;
@@ -318,42 +335,50 @@ pub unsafe extern "C" fn brpc_controller_notify_on_cancel(
         let run = Box::new(move || unsafe { callback(arg.get()) });
         c.cancel_watch = Some(cancel::watch(host, run));
         0
-    })
+    };
+    // SAFETY: a live controller or NULL, per the contract.
+    unsafe { with_controller(cntl, libc::EINVAL, register) }
 }
 
 /// < 0: use the channel's timeout.
 #[no_mangle]
 pub unsafe extern "C" fn brpc_controller_set_timeout_ms(cntl: *mut brpc_controller, ms: i64) {
-    with_controller(cntl, (), |c| c.timeout_ms = (ms >= 0).then_some(ms))
+    // SAFETY: a live controller or NULL, per the contract.
+    unsafe { with_controller(cntl, (), |c| c.timeout_ms = (ms >= 0).then_some(ms)) }
 }
 
 /// -1 when unset.
 #[no_mangle]
 pub unsafe extern "C" fn brpc_controller_timeout_ms(cntl: *const brpc_controller) -> i64 {
-    with_controller(cntl, -1, |c| c.timeout_ms.unwrap_or(-1))
+    // SAFETY: a live controller or NULL, per the contract.
+    unsafe { with_controller(cntl, -1, |c| c.timeout_ms.unwrap_or(-1)) }
 }
 
 /// < 0: use the channel's.
 #[no_mangle]
 pub unsafe extern "C" fn brpc_controller_set_max_retry(cntl: *mut brpc_controller, n: i32) {
-    with_controller(cntl, (), |c| c.max_retry = (n >= 0).then_some(n))
+    // SAFETY: a live controller or NULL, per the contract.
+    unsafe { with_controller(cntl, (), |c| c.max_retry = (n >= 0).then_some(n)) }
 }
 
 /// -1 when unset.
 #[no_mangle]
 pub unsafe extern "C" fn brpc_controller_max_retry(cntl: *const brpc_controller) -> i32 {
-    with_controller(cntl, -1, |c| c.max_retry.unwrap_or(-1))
+    // SAFETY: a live controller or NULL, per the contract.
+    unsafe { with_controller(cntl, -1, |c| c.max_retry.unwrap_or(-1)) }
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn brpc_controller_set_log_id(cntl: *mut brpc_controller, log_id: i64) {
-    with_controller(cntl, (), |c| c.log_id = Some(log_id))
+    // SAFETY: a live controller or NULL, per the contract.
+    unsafe { with_controller(cntl, (), |c| c.log_id = Some(log_id)) }
 }
 
 /// On a server: the request's log id. 0 when unset.
 #[no_mangle]
 pub unsafe extern "C" fn brpc_controller_log_id(cntl: *const brpc_controller) -> i64 {
-    with_controller(cntl, 0, |c| c.log_id.unwrap_or(0))
+    // SAFETY: a live controller or NULL, per the contract.
+    unsafe { with_controller(cntl, 0, |c| c.log_id.unwrap_or(0)) }
 }
 
 /// How the request's payload is compressed: a `brpc_compress_type`. On a
@@ -362,12 +387,14 @@ pub unsafe extern "C" fn brpc_controller_log_id(cntl: *const brpc_controller) ->
 /// was compressed.
 #[no_mangle]
 pub unsafe extern "C" fn brpc_controller_set_request_compress_type(cntl: *mut brpc_controller, compress_type: c_int) {
-    with_controller(cntl, (), |c| c.request_coding.compress_type = compress_type)
+    // SAFETY: a live controller or NULL, per the contract.
+    unsafe { with_controller(cntl, (), |c| c.request_coding.compress_type = compress_type) }
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn brpc_controller_request_compress_type(cntl: *const brpc_controller) -> c_int {
-    with_controller(cntl, 0, |c| c.request_coding.compress_type)
+    // SAFETY: a live controller or NULL, per the contract.
+    unsafe { with_controller(cntl, 0, |c| c.request_coding.compress_type) }
 }
 
 /// How the response's payload is compressed. On a server, set before
@@ -376,12 +403,14 @@ pub unsafe extern "C" fn brpc_controller_request_compress_type(cntl: *const brpc
 /// the response was compressed.
 #[no_mangle]
 pub unsafe extern "C" fn brpc_controller_set_response_compress_type(cntl: *mut brpc_controller, compress_type: c_int) {
-    with_controller(cntl, (), |c| c.response_coding.compress_type = compress_type)
+    // SAFETY: a live controller or NULL, per the contract.
+    unsafe { with_controller(cntl, (), |c| c.response_coding.compress_type = compress_type) }
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn brpc_controller_response_compress_type(cntl: *const brpc_controller) -> c_int {
-    with_controller(cntl, 0, |c| c.response_coding.compress_type)
+    // SAFETY: a live controller or NULL, per the contract.
+    unsafe { with_controller(cntl, 0, |c| c.response_coding.compress_type) }
 }
 
 /// The request's checksum: a `brpc_checksum_type`, verified by the server
@@ -389,64 +418,75 @@ pub unsafe extern "C" fn brpc_controller_response_compress_type(cntl: *const brp
 /// with `EREQUEST` before it is sent.
 #[no_mangle]
 pub unsafe extern "C" fn brpc_controller_set_request_checksum_type(cntl: *mut brpc_controller, checksum_type: c_int) {
-    with_controller(cntl, (), |c| c.request_coding.checksum_type = checksum_type)
+    // SAFETY: a live controller or NULL, per the contract.
+    unsafe { with_controller(cntl, (), |c| c.request_coding.checksum_type = checksum_type) }
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn brpc_controller_request_checksum_type(cntl: *const brpc_controller) -> c_int {
-    with_controller(cntl, 0, |c| c.request_coding.checksum_type)
+    // SAFETY: a live controller or NULL, per the contract.
+    unsafe { with_controller(cntl, 0, |c| c.request_coding.checksum_type) }
 }
 
 /// The response's checksum, set on a server before responding; verified by
 /// the client (a mismatch fails the call with `ERESPONSE`).
 #[no_mangle]
 pub unsafe extern "C" fn brpc_controller_set_response_checksum_type(cntl: *mut brpc_controller, checksum_type: c_int) {
-    with_controller(cntl, (), |c| c.response_coding.checksum_type = checksum_type)
+    // SAFETY: a live controller or NULL, per the contract.
+    unsafe { with_controller(cntl, (), |c| c.response_coding.checksum_type = checksum_type) }
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn brpc_controller_response_checksum_type(cntl: *const brpc_controller) -> c_int {
-    with_controller(cntl, 0, |c| c.response_coding.checksum_type)
+    // SAFETY: a live controller or NULL, per the contract.
+    unsafe { with_controller(cntl, 0, |c| c.response_coding.checksum_type) }
 }
 
 /// Whether the request's checksum also covers its attachment (RpcMeta
 /// `checksum_with_attachment`). Default false: the payload only.
 #[no_mangle]
 pub unsafe extern "C" fn brpc_controller_set_request_checksum_attachment(cntl: *mut brpc_controller, with: bool) {
-    with_controller(cntl, (), |c| c.request_coding.checksum_with_attachment = with)
+    // SAFETY: a live controller or NULL, per the contract.
+    unsafe { with_controller(cntl, (), |c| c.request_coding.checksum_with_attachment = with) }
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn brpc_controller_request_checksum_attachment(cntl: *const brpc_controller) -> bool {
-    with_controller(cntl, false, |c| c.request_coding.checksum_with_attachment)
+    // SAFETY: a live controller or NULL, per the contract.
+    unsafe { with_controller(cntl, false, |c| c.request_coding.checksum_with_attachment) }
 }
 
 /// Whether the response's checksum also covers its attachment.
 #[no_mangle]
 pub unsafe extern "C" fn brpc_controller_set_response_checksum_attachment(cntl: *mut brpc_controller, with: bool) {
-    with_controller(cntl, (), |c| c.response_coding.checksum_with_attachment = with)
+    // SAFETY: a live controller or NULL, per the contract.
+    unsafe { with_controller(cntl, (), |c| c.response_coding.checksum_with_attachment = with) }
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn brpc_controller_response_checksum_attachment(cntl: *const brpc_controller) -> bool {
-    with_controller(cntl, false, |c| c.response_coding.checksum_with_attachment)
+    // SAFETY: a live controller or NULL, per the contract.
+    unsafe { with_controller(cntl, false, |c| c.response_coding.checksum_with_attachment) }
 }
 
 /// Marks the call failed (code 0 means `EINTERNAL`; `text` may be NULL).
 #[no_mangle]
 pub unsafe extern "C" fn brpc_controller_set_failed(cntl: *mut brpc_controller, code: c_int, text: *const c_char) {
-    let text = c_string(text);
-    with_controller(cntl, (), |c| c.set_failed(code, &text))
+    // SAFETY: a live controller or NULL, and `text` NULL or a NUL-terminated
+    // string, per the contract.
+    unsafe { with_controller(cntl, (), |c| c.set_failed(code, &c_string(text))) }
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn brpc_controller_failed(cntl: *const brpc_controller) -> bool {
-    with_controller(cntl, false, |c| c.failed())
+    // SAFETY: a live controller or NULL, per the contract.
+    unsafe { with_controller(cntl, false, |c| c.failed()) }
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn brpc_controller_error_code(cntl: *const brpc_controller) -> c_int {
-    with_controller(cntl, 0, |c| c.error_code())
+    // SAFETY: a live controller or NULL, per the contract.
+    unsafe { with_controller(cntl, 0, |c| c.error_code()) }
 }
 
 /// The error text into `buf[0..cap)` (NUL-terminated, truncated); returns
@@ -457,7 +497,12 @@ pub unsafe extern "C" fn brpc_controller_error_text(
     buf: *mut c_char,
     cap: usize,
 ) -> usize {
-    with_controller(cntl, 0, |c| write_c_string(&c.error_text(), buf, cap))
+    let write = |c: &mut Controller| {
+        // SAFETY: `buf` is writable for `cap` bytes or NULL, per the contract.
+        unsafe { write_c_string(&c.error_text(), buf, cap) }
+    };
+    // SAFETY: a live controller or NULL, per the contract.
+    unsafe { with_controller(cntl, 0, write) }
 }
 
 /// The server's address (client) or the client's (server): IPv4 in network
@@ -468,7 +513,12 @@ pub unsafe extern "C" fn brpc_controller_remote_side(
     ip: *mut u32,
     port: *mut c_int,
 ) -> c_int {
-    with_controller(cntl, libc::EINVAL, |c| write_endpoint(c.remote, ip, port))
+    let write = |c: &mut Controller| {
+        // SAFETY: writable out-parameters or NULL, per the contract.
+        unsafe { write_endpoint(c.remote, ip, port) }
+    };
+    // SAFETY: a live controller or NULL, per the contract.
+    unsafe { with_controller(cntl, libc::EINVAL, write) }
 }
 
 /// This side's address of the connection, as `brpc_controller_remote_side`.
@@ -478,13 +528,23 @@ pub unsafe extern "C" fn brpc_controller_local_side(
     ip: *mut u32,
     port: *mut c_int,
 ) -> c_int {
-    with_controller(cntl, libc::EINVAL, |c| write_endpoint(c.local, ip, port))
+    let write = |c: &mut Controller| {
+        // SAFETY: writable out-parameters or NULL, per the contract.
+        unsafe { write_endpoint(c.local, ip, port) }
+    };
+    // SAFETY: a live controller or NULL, per the contract.
+    unsafe { with_controller(cntl, libc::EINVAL, write) }
 }
 
-fn write_endpoint(addr: Option<SocketAddr>, ip: *mut u32, port: *mut c_int) -> c_int {
+/// `addr` into `*ip` (network byte order) and `*port`, each skipped when
+/// NULL: 0, `ENOENT` for no address, `EAFNOSUPPORT` for IPv6.
+///
+/// # Safety
+/// `ip` and `port` are each NULL or writable.
+unsafe fn write_endpoint(addr: Option<SocketAddr>, ip: *mut u32, port: *mut c_int) -> c_int {
     let Some(addr) = addr else { return libc::ENOENT };
     let IpAddr::V4(v4) = addr.ip() else { return libc::EAFNOSUPPORT };
-    // SAFETY: writable out-parameters per the contract, checked non-null.
+    // SAFETY: writable or NULL (this function's contract), checked non-null.
     unsafe {
         if !ip.is_null() {
             *ip = u32::from(v4).to_be();
@@ -499,36 +559,42 @@ fn write_endpoint(addr: Option<SocketAddr>, ip: *mut u32, port: *mut c_int) -> c
 /// Consistent hashing (`c_murmurhash`, `c_md5`) picks the server by it.
 #[no_mangle]
 pub unsafe extern "C" fn brpc_controller_set_request_code(cntl: *mut brpc_controller, code: u64) {
-    with_controller(cntl, (), |c| c.request_code = Some(code))
+    // SAFETY: a live controller or NULL, per the contract.
+    unsafe { with_controller(cntl, (), |c| c.request_code = Some(code)) }
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn brpc_controller_has_request_code(cntl: *const brpc_controller) -> bool {
-    with_controller(cntl, false, |c| c.request_code.is_some())
+    // SAFETY: a live controller or NULL, per the contract.
+    unsafe { with_controller(cntl, false, |c| c.request_code.is_some()) }
 }
 
 /// 0 when unset.
 #[no_mangle]
 pub unsafe extern "C" fn brpc_controller_request_code(cntl: *const brpc_controller) -> u64 {
-    with_controller(cntl, 0, |c| c.request_code.unwrap_or(0))
+    // SAFETY: a live controller or NULL, per the contract.
+    unsafe { with_controller(cntl, 0, |c| c.request_code.unwrap_or(0)) }
 }
 
 /// The last call's duration in microseconds, from its start to its end.
 #[no_mangle]
 pub unsafe extern "C" fn brpc_controller_latency_us(cntl: *const brpc_controller) -> i64 {
-    with_controller(cntl, 0, |c| c.latency_us)
+    // SAFETY: a live controller or NULL, per the contract.
+    unsafe { with_controller(cntl, 0, |c| c.latency_us) }
 }
 
 /// Retries the last call made (the backup request not counted).
 #[no_mangle]
 pub unsafe extern "C" fn brpc_controller_retried_count(cntl: *const brpc_controller) -> c_int {
-    with_controller(cntl, 0, |c| c.retried_count)
+    // SAFETY: a live controller or NULL, per the contract.
+    unsafe { with_controller(cntl, 0, |c| c.retried_count) }
 }
 
 /// Whether the last call sent a backup request.
 #[no_mangle]
 pub unsafe extern "C" fn brpc_controller_has_backup_request(cntl: *const brpc_controller) -> bool {
-    with_controller(cntl, false, |c| c.has_backup_request)
+    // SAFETY: a live controller or NULL, per the contract.
+    unsafe { with_controller(cntl, false, |c| c.has_backup_request) }
 }
 
 /// brpc's `Controller::call_id()`: the id of the controller's next (or
@@ -536,22 +602,28 @@ pub unsafe extern "C" fn brpc_controller_has_backup_request(cntl: *const brpc_co
 /// before starting the call. 0 for NULL.
 #[no_mangle]
 pub unsafe extern "C" fn brpc_controller_call_id(cntl: *mut brpc_controller) -> u64 {
-    with_controller(cntl, 0, |c| {
-        if c.call_id == 0 || !call_id::is_open(c.call_id) {
-            c.call_id = call_id::allocate();
-        }
-        c.call_id
-    })
+    // SAFETY: a live controller or NULL, per the contract.
+    unsafe {
+        with_controller(cntl, 0, |c| {
+            if c.call_id == 0 || !call_id::is_open(c.call_id) {
+                c.call_id = call_id::allocate();
+            }
+            c.call_id
+        })
+    }
 }
 
 /// Client: whether the last call was canceled (`ECANCELED`). Server:
 /// whether the client's connection is gone.
 #[no_mangle]
 pub unsafe extern "C" fn brpc_controller_is_canceled(cntl: *const brpc_controller) -> bool {
-    with_controller(cntl, false, |c| match c.host {
-        Some(host) => crate::socket::Socket::address(host).is_none(),
-        None => c.error_code() == libc::ECANCELED,
-    })
+    // SAFETY: a live controller or NULL, per the contract.
+    unsafe {
+        with_controller(cntl, false, |c| match c.host {
+            Some(host) => crate::socket::Socket::address(host).is_none(),
+            None => c.error_code() == libc::ECANCELED,
+        })
+    }
 }
 
 /// brpc's `StartCancel(call_id)`: the call ends with `ECANCELED` (its done
@@ -572,14 +644,20 @@ pub extern "C" fn brpc_call_id_join(id: u64) {
 /// `len` bytes at `data` (NULL with 0). For request codes of `c_murmurhash`.
 #[no_mangle]
 pub unsafe extern "C" fn brpc_murmurhash32(data: *const u8, len: usize) -> u32 {
-    guard_value(0, || crate::rpc::lb::murmur_hash32(&copy_bytes(data, len)))
+    guard_value(0, || {
+        // SAFETY: `len` readable bytes at `data`, or NULL, per the contract.
+        crate::rpc::lb::murmur_hash32(&unsafe { copy_bytes(data, len) })
+    })
 }
 
 /// brpc's `policy::MD5Hash32`: the first 4 bytes of the MD5 digest,
 /// little-endian. For request codes of `c_md5`.
 #[no_mangle]
 pub unsafe extern "C" fn brpc_md5hash32(data: *const u8, len: usize) -> u32 {
-    guard_value(0, || crate::rpc::lb::md5_hash32(&copy_bytes(data, len)))
+    guard_value(0, || {
+        // SAFETY: `len` readable bytes at `data`, or NULL, per the contract.
+        crate::rpc::lb::md5_hash32(&unsafe { copy_bytes(data, len) })
+    })
 }
 
 // ---- channel ----
@@ -650,12 +728,15 @@ pub unsafe extern "C" fn brpc_channel_init(
         if naming_url.is_null() || out.is_null() {
             return libc::EINVAL;
         }
-        // SAFETY: readable options or NULL.
+        // SAFETY: readable options or NULL, per the contract.
         let opts = match unsafe { options.as_ref() } {
-            Some(o) => o.to_rust(),
+            // SAFETY: its strings are NULL or NUL-terminated, per the contract.
+            Some(o) => unsafe { o.to_rust() },
             None => Ok(ChannelOptions::default()),
         };
-        let created = opts.and_then(|opts| Channel::init(&c_string(naming_url), &c_string(load_balancer), opts));
+        // SAFETY: NUL-terminated strings (or NULL for the balancer), per the contract.
+        let (naming_url, load_balancer) = unsafe { (c_string(naming_url), c_string(load_balancer)) };
+        let created = opts.and_then(|opts| Channel::init(&naming_url, &load_balancer, opts));
         match created {
             Ok(channel) => {
                 // SAFETY: writable out-parameter, checked non-null.
@@ -664,7 +745,8 @@ pub unsafe extern "C" fn brpc_channel_init(
             }
             Err(error) => {
                 log_error!("Channel::Init failed: {}", error.text());
-                write_c_string(&error.text(), error_text, error_cap);
+                // SAFETY: writable for `error_cap` bytes or NULL, per the contract.
+                unsafe { write_c_string(&error.text(), error_text, error_cap) };
                 error.code()
             }
         }
@@ -781,6 +863,12 @@ pub unsafe extern "C" fn brpc_channel_call_sync(
 /// after the controller and the streams got the outcome, on the thread that
 /// ended the call, with the call's CallId (to mark ended once the user's
 /// done returned). On `Err` nothing started and `last` is dropped unrun.
+///
+/// # Safety
+/// As `brpc_channel_call`: `channel` NULL or live; `cntl` NULL or a live
+/// controller that stays valid until `last` ran; the names NULL or
+/// NUL-terminated; each buffer NULL or readable for its length during the
+/// call.
 unsafe fn start_call(
     channel: *mut brpc_channel,
     cntl: *mut brpc_controller,
@@ -806,11 +894,21 @@ unsafe fn start_call(
         c.clone()
     };
     let cid = settings.call_id;
+    // SAFETY: NUL-terminated names (checked non-NULL) and readable buffers
+    // of the given lengths or NULL, per this function's contract.
+    let (service, method, payload, attachment) = unsafe {
+        (
+            c_string(service_full_name),
+            c_string(method_name),
+            copy_bytes(request, request_len),
+            copy_bytes(attachment, attachment_len),
+        )
+    };
     let request = CallRequest {
-        service: c_string(service_full_name),
-        method: c_string(method_name),
-        payload: copy_bytes(request, request_len),
-        attachment: copy_bytes(attachment, attachment_len),
+        service,
+        method,
+        payload,
+        attachment,
         timeout: settings.timeout_ms.map(|ms| Duration::from_millis(ms.max(0) as u64)),
         max_retry: settings.max_retry.map(|n| n.max(0) as u32),
         log_id: settings.log_id,
@@ -957,7 +1055,9 @@ pub unsafe extern "C" fn brpc_server_add_method(
             // SAFETY: the caller's handler; it takes the call.
             unsafe { handler(arg.get(), call) };
         });
-        c_code(server.inner.add_method(&c_string(service_full_name), &c_string(method_name), on_call))
+        // SAFETY: NUL-terminated strings, checked non-NULL, per the contract.
+        let (service, method) = unsafe { (c_string(service_full_name), c_string(method_name)) };
+        c_code(server.inner.add_method(&service, &method, on_call))
     })
 }
 
@@ -984,7 +1084,8 @@ pub unsafe extern "C" fn brpc_server_start(
                 opts.limits.max_body_size = o.max_body_size as usize;
             }
             opts.liveness = o.liveness.to_rust();
-            opts.etcd_registration = o.etcd_registration.to_rust();
+            // SAFETY: its strings are NULL or NUL-terminated, per the contract.
+            opts.etcd_registration = unsafe { o.etcd_registration.to_rust() };
             if o.max_concurrency < 0 {
                 log_error!("ServerOptions.max_concurrency={} is negative; 0 means unlimited", o.max_concurrency);
                 return libc::EINVAL;
@@ -1008,7 +1109,8 @@ pub unsafe extern "C" fn brpc_server_start(
             opts.idle_timeout = (o.idle_timeout_sec > 0).then(|| Duration::from_secs(o.idle_timeout_sec as u64));
             opts.num_threads = o.num_threads.max(0) as usize;
         }
-        let started = server.inner.start(&c_string(ip_port), opts);
+        // SAFETY: a NUL-terminated string, checked non-NULL, per the contract.
+        let started = server.inner.start(&unsafe { c_string(ip_port) }, opts);
         if let Err(error) = &started {
             log_error!("Server::Start failed: {}", error.text());
         }
@@ -1032,7 +1134,9 @@ pub unsafe extern "C" fn brpc_server_set_max_concurrency_of(
         if full_method_name.is_null() || max < 0 {
             return libc::EINVAL;
         }
-        c_code(server.inner.set_max_concurrency_of(&c_string(full_method_name), max as usize))
+        // SAFETY: a NUL-terminated string, checked non-NULL, per the contract.
+        let full_method_name = unsafe { c_string(full_method_name) };
+        c_code(server.inner.set_max_concurrency_of(&full_method_name, max as usize))
     })
 }
 
@@ -1048,7 +1152,8 @@ pub unsafe extern "C" fn brpc_server_max_concurrency_of(
         if full_method_name.is_null() {
             return -1;
         }
-        let limit = server.inner.max_concurrency_of(&c_string(full_method_name));
+        // SAFETY: a NUL-terminated string, checked non-NULL, per the contract.
+        let limit = server.inner.max_concurrency_of(&unsafe { c_string(full_method_name) });
         limit.map_or(-1, |n| c_int::try_from(n).unwrap_or(c_int::MAX))
     })
 }
@@ -1062,7 +1167,11 @@ pub unsafe extern "C" fn brpc_server_listen_port(server: *const brpc_server) -> 
     })
 }
 
-/// Runs `f` on a live server: 0, or `EINVAL` for NULL.
+/// Runs `f` on a live server under the panic guard: 0, or `EINVAL` for
+/// NULL.
+///
+/// # Safety
+/// `server` is NULL or a live server (from `brpc_server_new`, not destroyed).
 unsafe fn with_server(server: *mut brpc_server, f: impl FnOnce(&Server)) -> c_int {
     guard(|| {
         // SAFETY: a live server or NULL, per the caller.
@@ -1126,7 +1235,9 @@ pub unsafe extern "C" fn brpc_server_call_request(
     guard_value((), || {
         // SAFETY: a live call or NULL.
         let call = unsafe { call.as_ref() };
-        view(call.and_then(|c| c.call.as_ref()).map(|c| &c.request.payload), data, len)
+        let payload = call.and_then(|c| c.call.as_ref()).map(|c| &c.request.payload);
+        // SAFETY: writable out-parameters or NULL, per the contract.
+        unsafe { view(payload, data, len) }
     })
 }
 
@@ -1140,13 +1251,20 @@ pub unsafe extern "C" fn brpc_server_call_request_attachment(
     guard_value((), || {
         // SAFETY: a live call or NULL.
         let call = unsafe { call.as_ref() };
-        view(call.and_then(|c| c.call.as_ref()).map(|c| &c.request.attachment), data, len)
+        let attachment = call.and_then(|c| c.call.as_ref()).map(|c| &c.request.attachment);
+        // SAFETY: writable out-parameters or NULL, per the contract.
+        unsafe { view(attachment, data, len) }
     })
 }
 
-fn view(bytes: Option<&Bytes>, data: *mut *const u8, len: *mut usize) {
+/// `bytes`' start and length into `*data` and `*len` (NULL and 0 for
+/// none), each skipped when NULL.
+///
+/// # Safety
+/// `data` and `len` are each NULL or writable.
+unsafe fn view(bytes: Option<&Bytes>, data: *mut *const u8, len: *mut usize) {
     let (ptr, n) = bytes.map_or((std::ptr::null(), 0), |b| (b.as_ptr(), b.len()));
-    // SAFETY: writable out-parameters per the contract, checked non-null.
+    // SAFETY: writable or NULL (this function's contract), checked non-null.
     unsafe {
         if !data.is_null() {
             *data = ptr;
@@ -1200,7 +1318,9 @@ pub unsafe extern "C" fn brpc_server_call_send_response(
         server_call.set_response_coding(coding);
         let result = match error {
             Some(error) => Err(error),
-            None => Ok((copy_bytes(response, len), copy_bytes(attachment, attachment_len))),
+            // SAFETY: readable buffers of the given lengths, or NULL, per
+            // the contract.
+            None => Ok(unsafe { (copy_bytes(response, len), copy_bytes(attachment, attachment_len)) }),
         };
         server_call.respond_with_streams(result, &streams);
         0
@@ -1220,11 +1340,15 @@ pub unsafe extern "C" fn brpc_server_call_free(call: *mut brpc_server_call) {
     })
 }
 
-fn copy_bytes(data: *const u8, len: usize) -> Bytes {
+/// A copy of `len` bytes at `data` (empty for NULL or 0).
+///
+/// # Safety
+/// `data` is NULL or readable for `len` bytes during the call.
+unsafe fn copy_bytes(data: *const u8, len: usize) -> Bytes {
     if data.is_null() || len == 0 {
         return Bytes::new();
     }
-    // SAFETY: `len` readable bytes per the contract.
+    // SAFETY: `len` readable bytes (this function's contract), not NULL.
     Bytes::copy_from_slice(unsafe { std::slice::from_raw_parts(data, len) })
 }
 

@@ -181,8 +181,13 @@ pub unsafe extern "C" fn brpc_socket_create(options: *const brpc_socket_options,
     })
 }
 
-fn hand_out(socket: SocketRef, out: *mut *mut brpc_socket) -> c_int {
-    // SAFETY: the caller gives a writable pointer slot (checked non-null).
+/// Boxes `socket` as a handle the caller owns (freed with
+/// `brpc_socket_release`) into `*out`: 0.
+///
+/// # Safety
+/// `out` is writable (not NULL).
+unsafe fn hand_out(socket: SocketRef, out: *mut *mut brpc_socket) -> c_int {
+    // SAFETY: a writable pointer slot (this function's contract).
     unsafe { *out = Box::into_raw(Box::new(brpc_socket { inner: socket })) };
     0
 }
@@ -197,7 +202,8 @@ pub unsafe extern "C" fn brpc_socket_address(id: brpc_socket_id, out: *mut *mut 
             return libc::EINVAL;
         }
         match Socket::address(id) {
-            Some(socket) => hand_out(socket, out),
+            // SAFETY: writable per the contract, checked non-NULL.
+            Some(socket) => unsafe { hand_out(socket, out) },
             None => libc::EINVAL,
         }
     })
@@ -220,7 +226,8 @@ pub unsafe extern "C" fn brpc_socket_address_failed_as_well(
             // SAFETY: checked non-null; the caller gives writable memory.
             unsafe { *failed = socket.failed() };
         }
-        hand_out(socket, out)
+        // SAFETY: writable per the contract, checked non-NULL.
+        unsafe { hand_out(socket, out) }
     })
 }
 
@@ -250,7 +257,8 @@ pub unsafe extern "C" fn brpc_socket_dereference(socket: *mut brpc_socket) {
 #[no_mangle]
 pub unsafe extern "C" fn brpc_socket_set_failed(id: brpc_socket_id, code: c_int, text: *const c_char) -> c_int {
     guard(|| {
-        let text = if text.is_null() { "failed by its user".to_string() } else { c_string(text) };
+        // SAFETY: a NUL-terminated string, checked non-NULL, per the contract.
+        let text = if text.is_null() { "failed by its user".to_string() } else { unsafe { c_string(text) } };
         if Socket::set_failed_by_id(id, code, &text) {
             0
         } else {
@@ -283,7 +291,8 @@ pub unsafe extern "C" fn brpc_socket_failure(
             // SAFETY: checked non-null; writable per the contract.
             unsafe { *code = failure.as_ref().map_or(0, Error::code) };
         }
-        write_c_string(&failure.as_ref().map(Error::text).unwrap_or_default(), text, cap)
+        // SAFETY: writable for `cap` bytes or NULL, per the contract.
+        unsafe { write_c_string(&failure.as_ref().map(Error::text).unwrap_or_default(), text, cap) }
     })
 }
 
@@ -330,13 +339,13 @@ pub unsafe extern "C" fn brpc_socket_write(
         let held = done.map(|f| HeldDone::new(f, arg));
         let mut chunks = Vec::new();
         if !iov.is_null() && iovcnt > 0 {
-            // SAFETY: the caller gives `iovcnt` readable iovecs, each with
-            // `iov_len` readable bytes, for the duration of the call.
-            let iovs = unsafe { std::slice::from_raw_parts(iov, iovcnt as usize) };
-            let mut data = BytesMut::with_capacity(iovs.iter().map(|v| v.iov_len).sum());
-            for v in iovs.iter().filter(|v| !v.iov_base.is_null()) {
-                // SAFETY: each iovec's buffer is readable for iov_len bytes (the contract).
-                data.extend_from_slice(unsafe { std::slice::from_raw_parts(v.iov_base as *const u8, v.iov_len) });
+            // SAFETY: `iovcnt` readable iovecs, each buffer readable for
+            // `iov_len` bytes, during the call (the bytes are copied), per
+            // the contract.
+            let parts = unsafe { super::iovec_slices(iov, iovcnt) };
+            let mut data = BytesMut::with_capacity(parts.clone().map(<[u8]>::len).sum());
+            for part in parts {
+                data.extend_from_slice(part);
             }
             chunks.push(data.freeze());
         }
@@ -487,7 +496,8 @@ pub unsafe extern "C" fn brpc_socket_description(socket: *const brpc_socket, buf
     guard_value(0, || {
         // SAFETY: a handle that was not released, or NULL.
         let text = unsafe { socket.as_ref() }.map_or_else(|| "Socket{null}".to_string(), |s| s.inner.description());
-        write_c_string(&text, buf, cap)
+        // SAFETY: writable for `cap` bytes or NULL, per the contract.
+        unsafe { write_c_string(&text, buf, cap) }
     })
 }
 

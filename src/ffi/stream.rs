@@ -157,9 +157,14 @@ impl StreamHandler for CHandler {
     }
 }
 
-fn options_from(options: *const brpc_stream_options) -> StreamOptions {
+/// The stream options `options` asks for (the defaults for NULL); a handler
+/// keeps `handler_arg` and the callbacks.
+///
+/// # Safety
+/// `options` is NULL or readable during the call.
+unsafe fn options_from(options: *const brpc_stream_options) -> StreamOptions {
     let mut result = StreamOptions::default();
-    // SAFETY: readable options or NULL (defaults).
+    // SAFETY: readable options or NULL (this function's contract).
     let Some(o) = (unsafe { options.as_ref() }) else { return result };
     result.min_buf_size = o.min_buf_size;
     result.max_buf_size = o.max_buf_size;
@@ -198,7 +203,9 @@ pub unsafe extern "C" fn brpc_stream_create(
         if !controller.streams.is_empty() {
             return libc::EINVAL;
         }
-        match stream::create(n, &options_from(options)) {
+        // SAFETY: readable options or NULL, per the contract.
+        let options = unsafe { options_from(options) };
+        match stream::create(n, &options) {
             Ok(ids) => {
                 // SAFETY: room for `n` ids per the contract.
                 unsafe { std::ptr::copy_nonoverlapping(ids.as_ptr(), out_ids, ids.len()) };
@@ -237,7 +244,9 @@ pub unsafe extern "C" fn brpc_stream_accept(
         if out_ids.is_null() {
             return libc::EINVAL;
         }
-        match stream::accept(host, &settings, &options_from(options), cap) {
+        // SAFETY: readable options or NULL, per the contract.
+        let options = unsafe { options_from(options) };
+        match stream::accept(host, &settings, &options, cap) {
             Ok(ids) => {
                 // SAFETY: room for `cap` ids per the contract, and accept
                 // made at most `cap`.
@@ -272,20 +281,12 @@ pub unsafe extern "C" fn brpc_stream_write(
     write_in_background: bool,
 ) -> c_int {
     guard(|| {
-        let iovs = match (iov.is_null(), usize::try_from(iovcnt)) {
-            // SAFETY: `iovcnt` readable iovecs with readable buffers, valid
-            // for the duration of the call (the bytes are copied).
-            (false, Ok(count)) => unsafe { std::slice::from_raw_parts(iov, count) },
-            _ => &[],
-        };
-        let parts = iovs
-            .iter()
-            .filter(|v| !v.iov_base.is_null() && v.iov_len > 0)
-            // SAFETY: each iovec's buffer is readable for iov_len bytes during the call.
-            .map(|v| unsafe { std::slice::from_raw_parts(v.iov_base as *const u8, v.iov_len) });
+        // SAFETY: NULL or `iovcnt` readable iovecs with readable buffers,
+        // valid during the call (the bytes are copied), per the contract.
+        let parts = unsafe { super::iovec_slices(iov, iovcnt) };
         // The usual message is a block or two: no list allocated for it.
         const INLINE_PARTS: usize = 8;
-        let written = if iovs.len() <= INLINE_PARTS {
+        let written = if parts.size_hint().1.is_some_and(|most| most <= INLINE_PARTS) {
             let mut inline: [&[u8]; INLINE_PARTS] = [&[]; INLINE_PARTS];
             let mut count = 0;
             for (slot, part) in inline.iter_mut().zip(parts) {
