@@ -78,8 +78,9 @@ typedef struct brpc_controller brpc_controller;
 // A server. Owned by the caller.
 typedef struct brpc_server brpc_server;
 
-// One request being handled; owned by the library until
-// `brpc_server_call_respond` consumes it.
+// One request being handled. The method's handler owns it until
+// `brpc_server_call_respond` (or `brpc_server_call_send_response`, then
+// `brpc_server_call_free`) frees it.
 typedef struct brpc_server_call brpc_server_call;
 
 // A counted reference to a socket, returned by `brpc_socket_address*`.
@@ -223,8 +224,10 @@ typedef struct {
   int num_threads;
 } brpc_server_options;
 
-// Handles one request of a method, on a worker thread; the call must be
-// ended with `brpc_server_call_respond`, exactly once, from any thread.
+// Handles one request of a method, on a worker thread. The call is the
+// handler's: end it with `brpc_server_call_respond` (or
+// `brpc_server_call_send_response` and `brpc_server_call_free`), exactly
+// once, from any thread; one freed unanswered is answered `EINTERNAL`.
 typedef void (*brpc_method_fn)(void *arg, brpc_server_call *call);
 
 // A socket's versioned id: version in the high 32 bits, slot in the low 32.
@@ -350,7 +353,9 @@ typedef struct {
   // Default 2 MiB: bytes written and not yet consumed by the peer's
   // handler; <= 0: no flow control (and the peer sends no FEEDBACK).
   int32_t max_buf_size;
-  // Default -1: no idle timeout.
+  // `on_idle_timeout` runs when no DATA frame arrived for this long,
+  // counted from the last one (or the last `on_idle_timeout`). Default
+  // -1, and any value <= 0: never.
   int64_t idle_timeout_ms;
   // Default 128.
   size_t messages_in_batch;
@@ -409,9 +414,12 @@ int brpc_log_min_level(void);
 // call. Returns 0, or EINVAL for a NULL message with a non-zero length.
 int brpc_log_write(int level, const char *file, int line, const uint8_t *message, size_t len);
 
+// A new controller, owned by the caller: free it with
+// `brpc_controller_destroy`. NULL only when the library failed internally.
 brpc_controller *brpc_controller_new(void);
 
-// Frees a controller from `brpc_controller_new`; NULL is ignored.
+// Frees a controller from `brpc_controller_new`; NULL is ignored. Not one
+// borrowed from `brpc_server_call_controller` (its call frees that).
 void brpc_controller_destroy(brpc_controller *cntl);
 
 // Back to the state of a new controller.
@@ -420,8 +428,9 @@ void brpc_controller_reset(brpc_controller *cntl);
 // Server side of brpc's `NotifyOnCancel`: `callback(arg)` runs exactly
 // once, on a worker when the client's connection fails first (at once if
 // it has), else when the call's controller goes (after the response).
-// 0; `ENOTSUP` on a client's controller (the caller keeps the callback);
-// `EEXIST` when one is registered already; `EINVAL` for NULL.
+// 0, and the library keeps `callback` and `arg` until it ran; `ENOTSUP`
+// on a client's controller, `EEXIST` when one is registered already,
+// `EINVAL` for NULL: then neither is kept nor called.
 int brpc_controller_notify_on_cancel(brpc_controller *cntl, void (*callback)(void*), void *arg);
 
 // < 0: use the channel's timeout.
@@ -481,7 +490,8 @@ void brpc_controller_set_response_checksum_attachment(brpc_controller *cntl, boo
 
 bool brpc_controller_response_checksum_attachment(const brpc_controller *cntl);
 
-// Marks the call failed (code 0 means `EINTERNAL`; `text` may be NULL).
+// Marks the call failed (code 0 means `EINTERNAL`; `text` may be NULL,
+// and is copied).
 void brpc_controller_set_failed(brpc_controller *cntl, int code, const char *text);
 
 bool brpc_controller_failed(const brpc_controller *cntl);
@@ -544,9 +554,11 @@ uint32_t brpc_md5hash32(const uint8_t *data, size_t len);
 void brpc_channel_options_init(brpc_channel_options *options);
 
 // A channel to "ip:port" or "host:port"; `options` may be NULL (defaults).
-// Nothing connects until the first call. Returns 0, or `EINVAL` for an
-// address that does not resolve (or an option refused as in
-// `brpc_channel_init`).
+// Nothing connects until the first call. Returns 0 with `*out` a channel
+// the caller owns (free it with `brpc_channel_destroy`), or `EINVAL` for
+// an address that does not resolve (or an option refused as in
+// `brpc_channel_init`), `*out` untouched. `server_addr` and `options` are
+// read during the call only.
 int brpc_channel_create(const char *server_addr,
                         const brpc_channel_options *options,
                         brpc_channel **out);
@@ -558,9 +570,11 @@ int brpc_channel_create(const char *server_addr,
 // "rr", "wrr", "random", "wr", "la", "c_murmurhash" or "c_md5"; or a plain
 // "host:port" with "" (or NULL) for one server. Waits for the naming
 // service's first list (at most 5 s). `options` may be NULL (defaults).
-// Returns 0, or an error code with its text written to
-// `error_text[0..error_cap)` (NUL-terminated, truncated; NULL for none)
-// and logged: `EINVAL` (bad URL, unknown scheme or balancer, refused
+// The strings and `options` are read during the call only. Returns 0
+// with `*out` a channel the caller owns (free it with
+// `brpc_channel_destroy`), or an error code, `*out` untouched, with its
+// text written to `error_text[0..error_cap)` (NUL-terminated, truncated;
+// NULL for none) and logged: `EINVAL` (bad URL, unknown scheme or balancer, refused
 // option), `EPROTONOSUPPORT`, `ENODATA` (no server and
 // `succeed_without_server` false).
 int brpc_channel_init(const char *naming_url,
@@ -570,15 +584,19 @@ int brpc_channel_init(const char *naming_url,
                       char *error_text,
                       size_t error_cap);
 
-// Frees the channel. Calls in flight still end normally (their done runs);
-// the connection closes when the last of them ended.
+// Frees a channel from `brpc_channel_create`/`brpc_channel_init`; NULL is
+// ignored. Calls in flight still end normally (their done runs); the
+// connection closes when the last of them ended.
 void brpc_channel_destroy(brpc_channel *channel);
 
 // Calls `service_full_name.method_name` with a serialized request. The
-// controller's timeout, max_retry and log id apply; it must stay valid and
-// untouched until `done` runs: exactly once, on a worker thread, after the
-// controller got the outcome (error, remote and local side). Returns 0, or
-// `EINVAL` for bad arguments (then `done` does not run).
+// names, `request` and `attachment` are read (copied) during the call
+// only. The controller's timeout, max_retry and log id apply; it must stay
+// valid and untouched until `done` runs: exactly once, on a worker thread,
+// after the controller got the outcome (error, remote and local side),
+// with `arg` and a result valid only during the callback. Returns 0, or
+// `EINVAL` for bad arguments: then `done` never runs and neither `cntl`
+// nor `arg` is touched again.
 int brpc_channel_call(brpc_channel *channel,
                       brpc_controller *cntl,
                       const char *service_full_name,
@@ -607,17 +625,22 @@ int brpc_channel_call_sync(brpc_channel *channel,
 
 void brpc_server_options_init(brpc_server_options *options);
 
+// A new server, owned by the caller: free it with `brpc_server_destroy`.
+// NULL only when the library failed internally.
 brpc_server *brpc_server_new(void);
 
-// Registers a method; `arg` must outlive the server. `EEXIST` for a
-// duplicate, `EPERM` once started.
+// Registers a method. The names are copied; on 0 the server keeps
+// `handler` and `arg`, which must outlive it. `EEXIST` for a duplicate,
+// `EPERM` once started, `EINVAL` for NULL: then neither is kept.
 int brpc_server_add_method(brpc_server *server,
                            const char *service_full_name,
                            const char *method_name,
                            brpc_method_fn handler,
                            void *arg);
 
-// Listens on "ip:port" (port 0 picks one) and serves. `options` may be NULL.
+// Listens on "ip:port" (port 0 picks one) and serves. `options` may be
+// NULL; it and `ip_port` are read during the call only. A failure is
+// logged with its text.
 // With `options->etcd_registration.url` set, the server is in etcd when
 // this returns 0; when registering fails (`ECONNREFUSED`, `ETIMEDOUT`,
 // `EINVAL` for a bad url or TTL, ...) the server is not started.
@@ -662,7 +685,10 @@ void brpc_server_call_request_attachment(const brpc_server_call *call,
                                          size_t *len);
 
 // Sends the response (or the controller's error, when it failed) and frees
-// the call. Returns 0, or `EINVAL` for NULL.
+// the call: `response` and `attachment` are copied, and `call`, its
+// controller and its request views must not be used after 0. On an error
+// (`EINVAL` for NULL, `EPERM` when the response went out already) the
+// caller still owns the call (`brpc_server_call_free`).
 int brpc_server_call_respond(brpc_server_call *call,
                              const uint8_t *response,
                              size_t len,
@@ -822,9 +848,11 @@ int brpc_stream_accept(brpc_controller *cntl,
 // True when the request (server) or the response (client) carried streams.
 bool brpc_controller_has_remote_stream(const brpc_controller *cntl);
 
-// Queues one message (the bytes of `iov`, copied). 0; `EAGAIN` when the
-// window is full; `EINVAL` for a closed or unknown stream; `EBADF` when the
-// peer has no handler.
+// Queues one message (the bytes of `iov`, copied during the call). With
+// `write_in_background` the calling thread never writes into the socket:
+// a worker of the library's pool does. 0; `EAGAIN` when the window is
+// full; `EINVAL` for a closed or unknown stream; `EBADF` when the peer has
+// no handler.
 int brpc_stream_write(brpc_stream_id id,
                       const struct iovec *iov,
                       int iovcnt,

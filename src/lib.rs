@@ -6,6 +6,7 @@
 //! - [`errno`]: brpc's error numbers and their texts.
 //! - [`error`]: [`Error`], the code, text and cause every layer from the
 //!   socket up returns (a C `int` only in `ffi`).
+//! - `sync`: the atomics the lock-free parts use (loom's under `--cfg brpc_loom`).
 //! - [`id`]: the versioned, reference-counted registry behind SocketId.
 //! - [`stats`]: live counters (alive objects, bytes, messages, failures).
 //! - [`runtime`]: the epoll dispatcher, timers and worker threads.
@@ -13,9 +14,12 @@
 //! - [`protocol`]: PRPC and STRM framing, the protobuf metas, the cutter.
 //! - [`stream`]: the stream state machine, flow control, delivery, closing.
 //! - [`etcd`]: an etcd v3 client (JSON gateway) for discovery and registration.
-//! - [`rpc`]: channels, calls, the server and the call that sets up streams.
+//! - [`rpc`]: channels and calls (connections, retries, naming services,
+//!   load balancers), the server (dispatch, limits, stop and join) and the
+//!   call that sets up streams.
 //! - [`portal`]: brpc's builtin HTTP pages on a server's port (over `rpc` and `stats`).
-//! - [`ffi`]: the C ABI (`include/brpc_stream.h`) over all of the above.
+//! - [`ffi`]: the C ABI (`include/brpc_stream.h`) over all of the above: the
+//!   one panic guard and the one place an [`Error`] becomes a C `int`.
 
 #![deny(clippy::undocumented_unsafe_blocks)]
 #![deny(unsafe_op_in_unsafe_fn)]

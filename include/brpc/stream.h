@@ -60,7 +60,8 @@ public:
     // handler's to read, cut or swap out during the call. The return value
     // is ignored, as in brpc.
     virtual int on_received_messages(StreamId id, butil::IOBuf* const messages[], size_t size) = 0;
-    // No message for idle_timeout_ms since the last callback ended.
+    // No DATA frame arrived for idle_timeout_ms, counted from the last one
+    // (or from the last on_idle_timeout, or the stream's start).
     virtual void on_idle_timeout(StreamId id) = 0;
     // The stream is closed: the last callback it gets.
     virtual void on_closed(StreamId id) = 0;
@@ -95,7 +96,7 @@ struct StreamOptions {
     // the stream the same way with EMSGSIZE. With max_buf_size <= 0 the
     // bound is 64 MiB.
     int max_buf_size;
-    // on_idle_timeout after this long without a message; -1: never.
+    // on_idle_timeout after this long without a DATA frame; -1: never.
     long idle_timeout_ms;
     // Most messages per on_received_messages call.
     size_t messages_in_batch;
@@ -107,8 +108,8 @@ struct StreamOptions {
 
 struct StreamWriteOptions {
     StreamWriteOptions() : write_in_background(false) {}
-    // The calling thread never writes into the socket itself; the bytes go
-    // out from the library's I/O thread.
+    // The calling thread never writes into the socket itself; a worker of
+    // the library's pool writes the bytes.
     bool write_in_background;
 };
 

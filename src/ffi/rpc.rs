@@ -61,8 +61,9 @@ pub struct brpc_server {
     inner: Server,
 }
 
-/// One request being handled; owned by the library until
-/// `brpc_server_call_respond` consumes it.
+/// One request being handled. The method's handler owns it until
+/// `brpc_server_call_respond` (or `brpc_server_call_send_response`, then
+/// `brpc_server_call_free`) frees it.
 pub struct brpc_server_call {
     /// None once the response went out (`brpc_server_call_send_response`).
     call: Option<ServerCall>,
@@ -249,8 +250,10 @@ pub struct brpc_call_result {
 
 pub type brpc_call_done_fn = Option<unsafe extern "C" fn(arg: *mut c_void, result: *const brpc_call_result)>;
 
-/// Handles one request of a method, on a worker thread; the call must be
-/// ended with `brpc_server_call_respond`, exactly once, from any thread.
+/// Handles one request of a method, on a worker thread. The call is the
+/// handler's: end it with `brpc_server_call_respond` (or
+/// `brpc_server_call_send_response` and `brpc_server_call_free`), exactly
+/// once, from any thread; one freed unanswered is answered `EINTERNAL`.
 pub type brpc_method_fn = Option<unsafe extern "C" fn(arg: *mut c_void, call: *mut brpc_server_call)>;
 
 /// `brpc_compress_type`: brpc's `CompressType` numbers (literals, so
@@ -268,6 +271,8 @@ pub const BRPC_CHECKSUM_TYPE_CRC32C: c_int = 1;
 
 // ---- controller ----
 
+/// A new controller, owned by the caller: free it with
+/// `brpc_controller_destroy`. NULL only when the library failed internally.
 #[no_mangle]
 pub extern "C" fn brpc_controller_new() -> *mut brpc_controller {
     guard_value(std::ptr::null_mut(), || {
@@ -275,7 +280,8 @@ pub extern "C" fn brpc_controller_new() -> *mut brpc_controller {
     })
 }
 
-/// Frees a controller from `brpc_controller_new`; NULL is ignored.
+/// Frees a controller from `brpc_controller_new`; NULL is ignored. Not one
+/// borrowed from `brpc_server_call_controller` (its call frees that).
 #[no_mangle]
 pub unsafe extern "C" fn brpc_controller_destroy(cntl: *mut brpc_controller) {
     // SAFETY: from brpc_controller_new, freed once.
@@ -316,8 +322,9 @@ pub unsafe extern "C" fn brpc_controller_reset(cntl: *mut brpc_controller) {
 /// Server side of brpc's `NotifyOnCancel`: `callback(arg)` runs exactly
 /// once, on a worker when the client's connection fails first (at once if
 /// it has), else when the call's controller goes (after the response).
-/// 0; `ENOTSUP` on a client's controller (the caller keeps the callback);
-/// `EEXIST` when one is registered already; `EINVAL` for NULL.
+/// 0, and the library keeps `callback` and `arg` until it ran; `ENOTSUP`
+/// on a client's controller, `EEXIST` when one is registered already,
+/// `EINVAL` for NULL: then neither is kept nor called.
 #[no_mangle]
 pub unsafe extern "C" fn brpc_controller_notify_on_cancel(
     cntl: *mut brpc_controller,
@@ -469,7 +476,8 @@ pub unsafe extern "C" fn brpc_controller_response_checksum_attachment(cntl: *con
     unsafe { with_controller(cntl, false, |c| c.response_coding.checksum_with_attachment) }
 }
 
-/// Marks the call failed (code 0 means `EINTERNAL`; `text` may be NULL).
+/// Marks the call failed (code 0 means `EINTERNAL`; `text` may be NULL,
+/// and is copied).
 #[no_mangle]
 pub unsafe extern "C" fn brpc_controller_set_failed(cntl: *mut brpc_controller, code: c_int, text: *const c_char) {
     // SAFETY: a live controller or NULL, and `text` NULL or a NUL-terminated
@@ -687,9 +695,11 @@ pub unsafe extern "C" fn brpc_channel_options_init(options: *mut brpc_channel_op
 }
 
 /// A channel to "ip:port" or "host:port"; `options` may be NULL (defaults).
-/// Nothing connects until the first call. Returns 0, or `EINVAL` for an
-/// address that does not resolve (or an option refused as in
-/// `brpc_channel_init`).
+/// Nothing connects until the first call. Returns 0 with `*out` a channel
+/// the caller owns (free it with `brpc_channel_destroy`), or `EINVAL` for
+/// an address that does not resolve (or an option refused as in
+/// `brpc_channel_init`), `*out` untouched. `server_addr` and `options` are
+/// read during the call only.
 #[no_mangle]
 pub unsafe extern "C" fn brpc_channel_create(
     server_addr: *const c_char,
@@ -710,9 +720,11 @@ pub unsafe extern "C" fn brpc_channel_create(
 /// "rr", "wrr", "random", "wr", "la", "c_murmurhash" or "c_md5"; or a plain
 /// "host:port" with "" (or NULL) for one server. Waits for the naming
 /// service's first list (at most 5 s). `options` may be NULL (defaults).
-/// Returns 0, or an error code with its text written to
-/// `error_text[0..error_cap)` (NUL-terminated, truncated; NULL for none)
-/// and logged: `EINVAL` (bad URL, unknown scheme or balancer, refused
+/// The strings and `options` are read during the call only. Returns 0
+/// with `*out` a channel the caller owns (free it with
+/// `brpc_channel_destroy`), or an error code, `*out` untouched, with its
+/// text written to `error_text[0..error_cap)` (NUL-terminated, truncated;
+/// NULL for none) and logged: `EINVAL` (bad URL, unknown scheme or balancer, refused
 /// option), `EPROTONOSUPPORT`, `ENODATA` (no server and
 /// `succeed_without_server` false).
 #[no_mangle]
@@ -753,8 +765,9 @@ pub unsafe extern "C" fn brpc_channel_init(
     })
 }
 
-/// Frees the channel. Calls in flight still end normally (their done runs);
-/// the connection closes when the last of them ended.
+/// Frees a channel from `brpc_channel_create`/`brpc_channel_init`; NULL is
+/// ignored. Calls in flight still end normally (their done runs); the
+/// connection closes when the last of them ended.
 #[no_mangle]
 pub unsafe extern "C" fn brpc_channel_destroy(channel: *mut brpc_channel) {
     // SAFETY: from brpc_channel_create, freed once.
@@ -762,10 +775,13 @@ pub unsafe extern "C" fn brpc_channel_destroy(channel: *mut brpc_channel) {
 }
 
 /// Calls `service_full_name.method_name` with a serialized request. The
-/// controller's timeout, max_retry and log id apply; it must stay valid and
-/// untouched until `done` runs: exactly once, on a worker thread, after the
-/// controller got the outcome (error, remote and local side). Returns 0, or
-/// `EINVAL` for bad arguments (then `done` does not run).
+/// names, `request` and `attachment` are read (copied) during the call
+/// only. The controller's timeout, max_retry and log id apply; it must stay
+/// valid and untouched until `done` runs: exactly once, on a worker thread,
+/// after the controller got the outcome (error, remote and local side),
+/// with `arg` and a result valid only during the callback. Returns 0, or
+/// `EINVAL` for bad arguments: then `done` never runs and neither `cntl`
+/// nor `arg` is touched again.
 #[no_mangle]
 pub unsafe extern "C" fn brpc_channel_call(
     channel: *mut brpc_channel,
@@ -1015,13 +1031,16 @@ pub unsafe extern "C" fn brpc_server_options_init(options: *mut brpc_server_opti
     }
 }
 
+/// A new server, owned by the caller: free it with `brpc_server_destroy`.
+/// NULL only when the library failed internally.
 #[no_mangle]
 pub extern "C" fn brpc_server_new() -> *mut brpc_server {
     guard_value(std::ptr::null_mut(), || Box::into_raw(Box::new(brpc_server { inner: Server::new() })))
 }
 
-/// Registers a method; `arg` must outlive the server. `EEXIST` for a
-/// duplicate, `EPERM` once started.
+/// Registers a method. The names are copied; on 0 the server keeps
+/// `handler` and `arg`, which must outlive it. `EEXIST` for a duplicate,
+/// `EPERM` once started, `EINVAL` for NULL: then neither is kept.
 #[no_mangle]
 pub unsafe extern "C" fn brpc_server_add_method(
     server: *mut brpc_server,
@@ -1061,7 +1080,9 @@ pub unsafe extern "C" fn brpc_server_add_method(
     })
 }
 
-/// Listens on "ip:port" (port 0 picks one) and serves. `options` may be NULL.
+/// Listens on "ip:port" (port 0 picks one) and serves. `options` may be
+/// NULL; it and `ip_port` are read during the call only. A failure is
+/// logged with its text.
 /// With `options->etcd_registration.url` set, the server is in etcd when
 /// this returns 0; when registering fails (`ECONNREFUSED`, `ETIMEDOUT`,
 /// `EINVAL` for a bad url or TTL, ...) the server is not started.
@@ -1276,7 +1297,10 @@ unsafe fn view(bytes: Option<&Bytes>, data: *mut *const u8, len: *mut usize) {
 }
 
 /// Sends the response (or the controller's error, when it failed) and frees
-/// the call. Returns 0, or `EINVAL` for NULL.
+/// the call: `response` and `attachment` are copied, and `call`, its
+/// controller and its request views must not be used after 0. On an error
+/// (`EINVAL` for NULL, `EPERM` when the response went out already) the
+/// caller still owns the call (`brpc_server_call_free`).
 #[no_mangle]
 pub unsafe extern "C" fn brpc_server_call_respond(
     call: *mut brpc_server_call,

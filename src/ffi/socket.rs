@@ -655,13 +655,13 @@ impl Drop for CConnection {
 /// the default.
 #[no_mangle]
 pub extern "C" fn brpc_socket_set_max_unwritten_bytes(bytes: i64) {
-    crate::socket::set_max_unwritten_bytes(u64::try_from(bytes).unwrap_or(0));
+    guard_value((), || crate::socket::set_max_unwritten_bytes(u64::try_from(bytes).unwrap_or(0)))
 }
 
 /// The bound set by `brpc_socket_set_max_unwritten_bytes`.
 #[no_mangle]
 pub extern "C" fn brpc_socket_max_unwritten_bytes() -> i64 {
-    i64::try_from(crate::socket::max_unwritten_bytes()).unwrap_or(i64::MAX)
+    guard_value(0, || i64::try_from(crate::socket::max_unwritten_bytes()).unwrap_or(i64::MAX))
 }
 
 /// How long a connection may stay over that bound after a write was
@@ -669,5 +669,6 @@ pub extern "C" fn brpc_socket_max_unwritten_bytes() -> i64 {
 /// read its responses), process-wide. Default 5000 ms; <= 0 restores it.
 #[no_mangle]
 pub extern "C" fn brpc_socket_set_overcrowded_grace_ms(ms: i64) {
-    crate::socket::set_overcrowded_grace(std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(0)));
+    let grace = std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(0));
+    guard_value((), || crate::socket::set_overcrowded_grace(grace))
 }

@@ -52,7 +52,9 @@ pub struct brpc_stream_options {
     /// Default 2 MiB: bytes written and not yet consumed by the peer's
     /// handler; <= 0: no flow control (and the peer sends no FEEDBACK).
     pub max_buf_size: i32,
-    /// Default -1: no idle timeout.
+    /// `on_idle_timeout` runs when no DATA frame arrived for this long,
+    /// counted from the last one (or the last `on_idle_timeout`). Default
+    /// -1, and any value <= 0: never.
     pub idle_timeout_ms: i64,
     /// Default 128.
     pub messages_in_batch: usize,
@@ -270,9 +272,11 @@ pub unsafe extern "C" fn brpc_controller_has_remote_stream(cntl: *const brpc_con
     guard_value(false, || unsafe { cntl.as_ref() }.is_some_and(|c| c.inner.lock().has_remote_stream()))
 }
 
-/// Queues one message (the bytes of `iov`, copied). 0; `EAGAIN` when the
-/// window is full; `EINVAL` for a closed or unknown stream; `EBADF` when the
-/// peer has no handler.
+/// Queues one message (the bytes of `iov`, copied during the call). With
+/// `write_in_background` the calling thread never writes into the socket:
+/// a worker of the library's pool does. 0; `EAGAIN` when the window is
+/// full; `EINVAL` for a closed or unknown stream; `EBADF` when the peer has
+/// no handler.
 #[no_mangle]
 pub unsafe extern "C" fn brpc_stream_write(
     id: brpc_stream_id,
