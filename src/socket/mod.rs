@@ -133,7 +133,7 @@ pub struct Socket {
     parked: Mutex<Option<ParkedWriter>>,
     /// The pending connection attempt (its id in the attempts registry).
     connecting: AtomicU64,
-    failure: Mutex<Option<(i32, String)>>,
+    failure: Mutex<Option<Error>>,
     read_buf: Mutex<BytesMut>,
     dropped_messages: std::sync::atomic::AtomicU64,
     dropped_bytes: std::sync::atomic::AtomicU64,
@@ -285,7 +285,7 @@ impl Socket {
 
     /// What the socket failed with, if it did.
     pub fn failure(&self) -> Option<Error> {
-        self.failure.lock().as_ref().map(|(code, text)| Error::new(*code, text.clone()))
+        self.failure.lock().clone()
     }
 
     pub fn description(&self) -> String {
@@ -293,8 +293,8 @@ impl Socket {
         if let Some(remote) = self.remote {
             text.push_str(&format!(" addr={remote}"));
         }
-        if let Some((code, reason)) = &*self.failure.lock() {
-            text.push_str(&format!(" failed={code} \"{reason}\""));
+        if let Some(failure) = &*self.failure.lock() {
+            text.push_str(&format!(" failed={} \"{}\"", failure.code(), failure.text()));
         }
         text.push('}');
         text
@@ -314,7 +314,7 @@ impl Socket {
             if failure.is_some() {
                 return false;
             }
-            *failure = Some((code, text.to_string()));
+            *failure = Some(Error::new(code, text.to_string()));
         }
         if !SOCKETS.set_failed(self.id) {
             return false;
@@ -367,7 +367,7 @@ impl Socket {
     /// caller's reference is the last, so the socket, its fd and its user
     /// go before `create` returns.
     fn refuse(&self, error: &Error) {
-        *self.failure.lock() = Some((error.code(), error.text().into_owned()));
+        *self.failure.lock() = Some(error.clone());
         SOCKETS.set_failed(self.id);
     }
 

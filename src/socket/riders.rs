@@ -8,6 +8,7 @@ use std::collections::HashSet;
 use parking_lot::Mutex;
 
 use super::SocketId;
+use crate::error::Error;
 
 #[derive(Default)]
 pub struct Riders(Mutex<State>);
@@ -19,7 +20,7 @@ struct State {
     taken: bool,
     /// The connection's owner let go of it while sockets still rode on it:
     /// it closes with this code and text when the last one leaves.
-    close_when_empty: Option<(i32, String)>,
+    close_when_empty: Option<Error>,
 }
 
 impl Riders {
@@ -35,7 +36,7 @@ impl Riders {
 
     /// Removes `id`; when it was the last one and the owner let go of the
     /// connection, the close to perform now.
-    pub fn remove(&self, id: SocketId) -> Option<(i32, String)> {
+    pub fn remove(&self, id: SocketId) -> Option<Error> {
         let mut state = self.0.lock();
         if !state.ids.remove(&id) || !state.ids.is_empty() {
             return None;
@@ -58,7 +59,7 @@ impl Riders {
         if state.ids.is_empty() {
             return true;
         }
-        state.close_when_empty = Some((code, text.to_string()));
+        state.close_when_empty = Some(Error::new(code, text.to_string()));
         false
     }
 

@@ -387,7 +387,7 @@ enum Flush {
 fn drain(socket: &Socket, mut owner: Owner, mut batch: VecDeque<WriteRequest>) {
     loop {
         socket.queue.take_pending(&mut owner, &mut batch);
-        let failure = socket.failure.lock().as_ref().map(|(code, _)| *code);
+        let failure = socket.failure.lock().as_ref().map(Error::code);
         if let Some(code) = failure {
             fail_batch(socket, &mut batch, code);
         } else {

@@ -22,8 +22,8 @@ pub(super) fn attach(host: &Socket, stream: StreamId) {
 /// `stream` ended; the last one off a connection its owner let go closes it.
 pub(super) fn detach(host: SocketId, stream: StreamId) {
     let Some(host) = Socket::address_failed_as_well(host) else { return };
-    if let Some((code, text)) = host.riders().remove(stream) {
-        host.close_after_flush(code, &text);
+    if let Some(close) = host.riders().remove(stream) {
+        host.close_after_flush(close.code(), &close.text());
     }
 }
 
