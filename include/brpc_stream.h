@@ -347,6 +347,9 @@ typedef struct {
   const brpc_bytes *bytes;
 } brpc_stream_message;
 
+// How a stream behaves and who hears of it. Read (copied) by
+// `brpc_stream_create`/`brpc_stream_accept` during the call; a call that
+// fails keeps none of it.
 typedef struct {
   // brpc's default 1 MiB; kept for API parity (the window is max_buf_size).
   int32_t min_buf_size;
@@ -361,7 +364,11 @@ typedef struct {
   size_t messages_in_batch;
   // false: no handler, the peer's writes get EBADF.
   bool has_handler;
+  // Passed to every callback; the library never frees it. It must stay
+  // valid until `on_closed` returned.
   void *handler_arg;
+  // The stream's messages, in order (`brpc_stream_message` says how long
+  // each is readable).
   int (*on_received_messages)(void *arg,
                               brpc_stream_id id,
                               const brpc_stream_message *messages,
@@ -369,7 +376,8 @@ typedef struct {
   void (*on_idle_timeout)(void *arg, brpc_stream_id id);
   // Exactly once, last.
   void (*on_closed)(void *arg, brpc_stream_id id);
-  // At most once, before on_closed.
+  // At most once, before on_closed; `error_text` is readable during the
+  // call only.
   void (*on_failed)(void *arg, brpc_stream_id id, int error_code, const char *error_text);
 } brpc_stream_options;
 

@@ -45,6 +45,9 @@ pub struct brpc_stream_block {
 /// Called once when the library no longer needs lent memory.
 pub type brpc_release_fn = Option<unsafe extern "C" fn(arg: *mut c_void)>;
 
+/// How a stream behaves and who hears of it. Read (copied) by
+/// `brpc_stream_create`/`brpc_stream_accept` during the call; a call that
+/// fails keeps none of it.
 #[repr(C)]
 pub struct brpc_stream_options {
     /// brpc's default 1 MiB; kept for API parity (the window is max_buf_size).
@@ -60,7 +63,11 @@ pub struct brpc_stream_options {
     pub messages_in_batch: usize,
     /// false: no handler, the peer's writes get EBADF.
     pub has_handler: bool,
+    /// Passed to every callback; the library never frees it. It must stay
+    /// valid until `on_closed` returned.
     pub handler_arg: *mut c_void,
+    /// The stream's messages, in order (`brpc_stream_message` says how long
+    /// each is readable).
     pub on_received_messages: Option<
         unsafe extern "C" fn(
             arg: *mut c_void,
@@ -72,7 +79,8 @@ pub struct brpc_stream_options {
     pub on_idle_timeout: Option<unsafe extern "C" fn(arg: *mut c_void, id: brpc_stream_id)>,
     /// Exactly once, last.
     pub on_closed: Option<unsafe extern "C" fn(arg: *mut c_void, id: brpc_stream_id)>,
-    /// At most once, before on_closed.
+    /// At most once, before on_closed; `error_text` is readable during the
+    /// call only.
     pub on_failed: Option<
         unsafe extern "C" fn(arg: *mut c_void, id: brpc_stream_id, error_code: c_int, error_text: *const c_char),
     >,
