@@ -88,12 +88,20 @@ etcd --name=demo --data-dir="$dir/etcd" \
     --listen-peer-urls="http://127.0.0.1:$peer_port" \
     --initial-advertise-peer-urls="http://127.0.0.1:$peer_port" \
     --initial-cluster="demo=http://127.0.0.1:$peer_port" >"$dir/etcd.log" 2>&1 &
-pids+=($!)
-for _ in $(seq 1 300); do
-    etcdctl --endpoints="http://$endpoint" endpoint health >/dev/null 2>&1 && break
-    sleep 0.1
+etcd_pid=$!
+pids+=($etcd_pid)
+# Bounded in time, not in tries: each health check can itself wait, and a
+# loaded machine starts etcd slowly; an etcd that exited (its port taken)
+# fails at once.
+etcd_up() {
+    etcdctl --endpoints="http://$endpoint" --dial-timeout=1s --command-timeout=2s endpoint health >/dev/null 2>&1
+}
+deadline=$((SECONDS + 60))
+until etcd_up; do
+    kill -0 "$etcd_pid" 2>/dev/null || fail "etcd exited"
+    [ "$SECONDS" -lt "$deadline" ] || fail "etcd did not start within 60 s"
+    sleep 0.2
 done
-etcdctl --endpoints="http://$endpoint" endpoint health >/dev/null 2>&1 || fail "etcd did not start"
 
 declare -A server_pid server_port
 start_server() {
