@@ -2,7 +2,8 @@
 // method_max_concurrency and MaxConcurrencyOf answer ELIMIT beyond the
 // limit without running the method; limiters not implemented refuse Start.
 // The bounds against peers that send no whole request: max_connections,
-// max_partial_request_bytes, header_timeout_ms.
+// max_partial_request_bytes, header_timeout_ms, body_timeout_ms,
+// max_streams_per_connection.
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -166,18 +167,22 @@ TEST(ServerLimitsTest, ServerOptionsBoundConnectionsPartialRequestsAndHeaderTime
     EXPECT_EQ(10000, options.max_connections);
     EXPECT_EQ(512LL * 1024 * 1024, options.max_partial_request_bytes);
     EXPECT_EQ(10000, options.header_timeout_ms);
+    EXPECT_EQ(30000, options.body_timeout_ms);
+    EXPECT_EQ(10000, options.max_streams_per_connection);
 }
 
 TEST(ServerLimitsTest, NegativeConnectionOrPartialRequestBoundsAreRefusedAtStart) {
-    for (int which = 0; which < 2; ++which) {
+    for (int which = 0; which < 3; ++which) {
         SleepyEcho service;
         brpc::Server server;
         ASSERT_EQ(0, server.AddService(&service, brpc::SERVER_DOESNT_OWN_SERVICE));
         brpc::ServerOptions options;
         if (which == 0) {
             options.max_connections = -1;
-        } else {
+        } else if (which == 1) {
             options.max_partial_request_bytes = -1;
+        } else {
+            options.max_streams_per_connection = -1;
         }
         EXPECT_EQ(-1, server.Start("127.0.0.1:0", &options));
         EXPECT_EQ(EINVAL, errno);
@@ -223,6 +228,33 @@ TEST(ServerLimitsTest, AHeaderThatNeverCompletesIsCutAfterHeaderTimeoutMs) {
     const auto started = std::chrono::steady_clock::now();
     EXPECT_TRUE(ClosedByServer(fd, 5000));
     EXPECT_GE(std::chrono::steady_clock::now() - started, std::chrono::milliseconds(250));
+    close(fd);
+}
+
+TEST(ServerLimitsTest, ABodyTrickledABytePerTenthOfASecondIsCutAfterBodyTimeoutMs) {
+    SleepyEcho service;
+    brpc::Server server;
+    ASSERT_EQ(0, server.AddService(&service, brpc::SERVER_DOESNT_OWN_SERVICE));
+    brpc::ServerOptions options;
+    options.body_timeout_ms = 500;
+    ASSERT_EQ(0, server.Start("127.0.0.1:0", &options));
+    const int fd = ConnectTo(server.listen_address().port);
+    ASSERT_GE(fd, 0);
+    // A whole header announcing a 4096-byte body, then a byte at a time.
+    const unsigned char header[12] = {'P', 'R', 'P', 'C', 0, 0, 16, 0, 0, 0, 0, 16};
+    ASSERT_EQ(12, write(fd, header, sizeof(header)));
+    const auto started = std::chrono::steady_clock::now();
+    bool closed = false;
+    for (int i = 0; i < 50 && !closed; ++i) {
+        const char byte = 0;
+        if (send(fd, &byte, 1, MSG_NOSIGNAL) != 1) {
+            break;
+        }
+        closed = ClosedByServer(fd, 100);
+    }
+    EXPECT_TRUE(closed || ClosedByServer(fd, 1000));
+    EXPECT_GE(std::chrono::steady_clock::now() - started, std::chrono::milliseconds(450));
+    EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(4));
     close(fd);
 }
 

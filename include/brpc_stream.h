@@ -222,6 +222,14 @@ typedef struct {
   // to its bound (`BRPC_STREAM_MAX_WORKERS`, logged when reached); it
   // never shrinks. Default 0, and any value <= 0: left as it is.
   int num_threads;
+  // A connection whose frame (its header whole) is not whole after this
+  // many milliseconds plus one second per 64 KiB of it received is closed
+  // (logged, `ETIMEDOUT`). Default 30000; <= 0: never.
+  int body_timeout_ms;
+  // Streams one connection carries at once; a request that would take
+  // its connection past it is answered `ELIMIT` before its method runs.
+  // Default 10000; 0: unlimited; < 0: `EINVAL`.
+  int max_streams_per_connection;
 } brpc_server_options;
 
 // Handles one request of a method, on a worker thread. The call is the

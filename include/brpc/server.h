@@ -123,6 +123,8 @@ struct ServerOptions {
         max_connections = defaults.max_connections;
         max_partial_request_bytes = defaults.max_partial_request_bytes;
         header_timeout_ms = defaults.header_timeout_ms;
+        body_timeout_ms = defaults.body_timeout_ms;
+        max_streams_per_connection = defaults.max_streams_per_connection;
         idle_timeout_sec = defaults.idle_timeout_sec;
         // brpc's default; applied to the worker pool at Start (see below).
         num_threads = 8;
@@ -262,9 +264,9 @@ struct ServerOptions {
     bool has_builtin_services;
 
     // Bounds against peers that hold a server's memory or descriptors
-    // without sending whole requests (brpc has none of the three; its
-    // max_body_size above bounds one request). Each closes a connection
-    // and logs an error naming the option.
+    // without sending whole requests (brpc has none of these; its
+    // max_body_size above bounds one request). Each logs an error naming
+    // the option.
     // Connections kept at once; a new one beyond is closed at once.
     // Default 10000; 0: unlimited; negative: Start fails with EINVAL.
     int max_connections;
@@ -278,6 +280,19 @@ struct ServerOptions {
     // (ETIMEDOUT): a peer sending a byte now and then (slowloris) is not
     // kept. Default 10000 (10 s); <= 0: never.
     int header_timeout_ms;
+    // A connection whose frame (its header whole) is not whole after this
+    // many milliseconds plus one second for every 64 KiB of it received is
+    // closed (ETIMEDOUT): a peer trickling a body a byte now and then is cut
+    // once body_timeout_ms is up, one sending at 64 KiB/s or faster never
+    // is. Default 30000 (30 s); <= 0: never.
+    int body_timeout_ms;
+    // Streams one connection carries at once (accepted and not yet
+    // closed): a request that would take its connection past it is
+    // answered ELIMIT ("... max_streams_per_connection=N") and its method
+    // never runs; StreamAccept refuses with ELIMIT too. The connection and
+    // its other streams go on. Default 10000; 0: unlimited; negative:
+    // Start fails with EINVAL.
+    int max_streams_per_connection;
 
 private:
     // Zero or one, copied with the options as brpc copies its own.
@@ -535,6 +550,8 @@ inline int Server::Start(const butil::EndPoint& endpoint, const ServerOptions* o
     c.max_connections = chosen.max_connections;
     c.max_partial_request_bytes = chosen.max_partial_request_bytes;
     c.header_timeout_ms = chosen.header_timeout_ms;
+    c.body_timeout_ms = chosen.body_timeout_ms;
+    c.max_streams_per_connection = chosen.max_streams_per_connection;
     if (chosen.max_concurrency < 0) {
         LOG(ERROR) << "Fail to start the server: ServerOptions.max_concurrency=" << chosen.max_concurrency
                    << " is negative (0 means unlimited)";

@@ -233,6 +233,14 @@ pub struct brpc_server_options {
     /// to its bound (`BRPC_STREAM_MAX_WORKERS`, logged when reached); it
     /// never shrinks. Default 0, and any value <= 0: left as it is.
     pub num_threads: c_int,
+    /// A connection whose frame (its header whole) is not whole after this
+    /// many milliseconds plus one second per 64 KiB of it received is closed
+    /// (logged, `ETIMEDOUT`). Default 30000; <= 0: never.
+    pub body_timeout_ms: c_int,
+    /// Streams one connection carries at once; a request that would take
+    /// its connection past it is answered `ELIMIT` before its method runs.
+    /// Default 10000; 0: unlimited; < 0: `EINVAL`.
+    pub max_streams_per_connection: c_int,
 }
 
 /// How a call ended; every pointer is valid only during the callback.
@@ -1026,6 +1034,8 @@ pub unsafe extern "C" fn brpc_server_options_init(options: *mut brpc_server_opti
                     .map_or(-1, |t| t.as_millis().min(c_int::MAX as u128) as c_int),
                 idle_timeout_sec: -1,
                 num_threads: 0,
+                body_timeout_ms: defaults.body_timeout.map_or(-1, |t| t.as_millis().min(c_int::MAX as u128) as c_int),
+                max_streams_per_connection: defaults.max_streams_per_connection.min(c_int::MAX as usize) as c_int,
             }
         })
     }
@@ -1112,15 +1122,18 @@ pub unsafe extern "C" fn brpc_server_start(
                 return libc::EINVAL;
             }
             opts.max_concurrency = o.max_concurrency as usize;
-            if o.max_connections < 0 || o.max_partial_request_bytes < 0 {
+            if o.max_connections < 0 || o.max_partial_request_bytes < 0 || o.max_streams_per_connection < 0 {
                 log_error!(
-                    "ServerOptions.max_connections={} or max_partial_request_bytes={} is negative; \
-                     0 means unlimited",
+                    "ServerOptions.max_connections={}, max_partial_request_bytes={} or \
+                     max_streams_per_connection={} is negative; 0 means unlimited",
                     o.max_connections,
-                    o.max_partial_request_bytes
+                    o.max_partial_request_bytes,
+                    o.max_streams_per_connection
                 );
                 return libc::EINVAL;
             }
+            opts.max_streams_per_connection = o.max_streams_per_connection as usize;
+            opts.body_timeout = (o.body_timeout_ms > 0).then(|| Duration::from_millis(o.body_timeout_ms as u64));
             opts.max_connections = o.max_connections as usize;
             opts.max_partial_request_bytes = usize::try_from(o.max_partial_request_bytes).unwrap_or(usize::MAX);
             opts.header_timeout = (o.header_timeout_ms > 0).then(|| Duration::from_millis(o.header_timeout_ms as u64));

@@ -1,7 +1,8 @@
 //! What a server takes from its peers beyond one frame's limits: how many
 //! connections it keeps, how many bytes of requests still being read it
-//! holds (every connection together), and how long the header of a frame
-//! may take to arrive. brpc has none of these (only `max_body_size` per
+//! holds (every connection together), how long the header of a frame may
+//! take to arrive and how slowly its body may, and how many streams one
+//! connection carries. brpc has none of these (only `max_body_size` per
 //! frame); each answers an attack that holds a server's memory or
 //! descriptors without sending a whole request.
 //!
@@ -10,6 +11,8 @@
 //! | `max_connections` | 10000 | a new connection is closed at once (logged) |
 //! | `max_partial_request_bytes` | 512 MiB | the connection whose bytes went past it is closed (logged, `EOVERCROWDED`) |
 //! | `header_timeout` | 10 s | a connection holding part of a frame header that long is closed (logged, `ETIMEDOUT`) |
+//! | `body_timeout` | 30 s | a connection whose frame (header whole) is not whole after this long plus one second per [`BODY_MIN_RATE`] bytes of it received is closed (logged, `ETIMEDOUT`) |
+//! | `max_streams_per_connection` | 10000 | a request that would take its connection past it is answered `ELIMIT`, its method never runs |
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -31,6 +34,17 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 pub const DEFAULT_MAX_PARTIAL_REQUEST_BYTES: usize = 512 * 1024 * 1024;
 /// How long a frame's header may take by default.
 pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a frame's body may take by default, before the time its bytes
+/// earn at [`BODY_MIN_RATE`].
+pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Bytes a second a frame's body must average once its `body_timeout`
+/// passed: every this many bytes of the frame received earn it one more
+/// second (a 64 MiB body at 64 KiB/s or faster is never cut; a peer
+/// trickling a byte now and then is, after `body_timeout`).
+pub const BODY_MIN_RATE: usize = 64 * 1024;
+/// Streams one connection carries at once by default (accepted by the
+/// server and not yet closed); 0 in the options: no bound.
+pub const DEFAULT_MAX_STREAMS_PER_CONNECTION: usize = 10_000;
 
 /// Whether a server at `connections` may take one more; logs the refusals
 /// (the first, then every thousandth).
@@ -63,11 +77,18 @@ impl PartialBudget {
     }
 }
 
+/// How long the parts of a frame may take; None: no bound.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct FrameTimeouts {
+    pub(super) header: Option<Duration>,
+    pub(super) body: Option<Duration>,
+}
+
 /// One connection's share: the bytes of an incomplete frame it holds, and
-/// the watch over an incomplete header.
+/// the watches over an incomplete header and an incomplete body.
 pub(super) struct Intake {
     budget: Arc<PartialBudget>,
-    header_timeout: Option<Duration>,
+    timeouts: FrameTimeouts,
     state: Arc<Mutex<IntakeState>>,
 }
 
@@ -79,17 +100,24 @@ struct IntakeState {
     closed: bool,
     /// The header watch running now, if any, by its ticket.
     header_ticket: Option<u64>,
+    /// When the incomplete frame whose header is whole began to be
+    /// waited for; None when no such frame is pending.
+    body_started: Option<Instant>,
+    /// The body watch (one timer at most) is scheduled.
+    body_watched: bool,
     next_ticket: u64,
 }
 
 impl Intake {
-    pub(super) fn new(budget: Arc<PartialBudget>, header_timeout: Option<Duration>) -> Intake {
-        Intake { budget, header_timeout, state: Arc::default() }
+    pub(super) fn new(budget: Arc<PartialBudget>, timeouts: FrameTimeouts) -> Intake {
+        Intake { budget, timeouts, state: Arc::default() }
     }
 
     /// The connection's input was cut into frames and `pending` bytes of
-    /// an incomplete one remain. An error closes the connection.
-    pub(super) fn after_input(&self, socket: &Socket, pending: usize) -> Result<(), Error> {
+    /// an incomplete one remain; `frame_ended` when at least one frame was
+    /// cut off (what is pending is a new frame's). An error closes the
+    /// connection.
+    pub(super) fn after_input(&self, socket: &Socket, pending: usize, frame_ended: bool) -> Result<(), Error> {
         let mut state = self.state.lock();
         if state.closed {
             return Ok(());
@@ -112,7 +140,7 @@ impl Intake {
             return Err(Error::new(errno::EOVERCROWDED, text));
         }
         let header_incomplete = pending > 0 && pending < RawFrame::HEADER_LEN;
-        match (header_incomplete, self.header_timeout) {
+        match (header_incomplete, self.timeouts.header) {
             (true, Some(timeout)) if state.header_ticket.is_none() => {
                 state.next_ticket += 1;
                 let ticket = state.next_ticket;
@@ -122,6 +150,21 @@ impl Intake {
             (true, _) => {}
             (false, _) => state.header_ticket = None,
         }
+        let body_incomplete = pending >= RawFrame::HEADER_LEN;
+        match (body_incomplete, self.timeouts.body) {
+            (true, Some(timeout)) => {
+                let now = Instant::now();
+                if frame_ended || state.body_started.is_none() {
+                    state.body_started = Some(now);
+                }
+                // One timer per connection: it follows the frames.
+                if !state.body_watched {
+                    state.body_watched = true;
+                    watch_body(Arc::clone(&self.state), socket.id(), timeout, now + timeout);
+                }
+            }
+            _ => state.body_started = None,
+        }
         Ok(())
     }
 
@@ -130,6 +173,7 @@ impl Intake {
         let mut state = self.state.lock();
         state.closed = true;
         state.header_ticket = None;
+        state.body_started = None;
         self.budget.held.fetch_sub(std::mem::take(&mut state.held), Ordering::AcqRel);
     }
 }
@@ -149,4 +193,38 @@ fn watch_header(state: Arc<Mutex<IntakeState>>, ticket: u64, socket: SocketId, t
         Socket::set_failed_by_id(socket, libc::ETIMEDOUT, &text);
     });
     timers().schedule(Instant::now() + timeout, expire);
+}
+
+/// At `check`, closes the connection unless the frame pending then (its
+/// header whole) is whole, or the bytes of it received so far earn it more
+/// time at [`BODY_MIN_RATE`]; then looks again when that time is up.
+fn watch_body(state: Arc<Mutex<IntakeState>>, socket: SocketId, timeout: Duration, check: Instant) {
+    let expire = Box::new(move || {
+        let mut locked = state.lock();
+        let started = match locked.body_started {
+            Some(started) if !locked.closed => started,
+            _ => {
+                locked.body_watched = false;
+                return;
+            }
+        };
+        let held = locked.held;
+        let allowed = timeout + Duration::from_secs_f64(held as f64 / BODY_MIN_RATE as f64);
+        let waited = started.elapsed();
+        if waited < allowed {
+            drop(locked);
+            return watch_body(state, socket, timeout, started + allowed);
+        }
+        locked.body_watched = false;
+        drop(locked);
+        let text = format!(
+            "a frame was not whole within body_timeout={} ms plus one second per {BODY_MIN_RATE} bytes \
+             received ({held} bytes of it in {} ms); the connection is closed",
+            timeout.as_millis(),
+            waited.as_millis()
+        );
+        log_error!("{text}");
+        Socket::set_failed_by_id(socket, libc::ETIMEDOUT, &text);
+    });
+    timers().schedule(check, expire);
 }

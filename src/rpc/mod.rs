@@ -19,7 +19,10 @@ pub mod method_status;
 pub mod naming;
 pub mod server;
 
-pub use admission::{DEFAULT_HEADER_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_PARTIAL_REQUEST_BYTES};
+pub use admission::{
+    BODY_MIN_RATE, DEFAULT_BODY_TIMEOUT, DEFAULT_HEADER_TIMEOUT, DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_PARTIAL_REQUEST_BYTES, DEFAULT_MAX_STREAMS_PER_CONNECTION,
+};
 pub use client::{CallDone, CallOutcome, CallRequest, Channel, ChannelOptions, ConnectionType};
 pub use controller::Controller;
 pub use listen::system_max_backlog;

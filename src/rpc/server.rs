@@ -11,7 +11,7 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 use parking_lot::{Condvar, Mutex, RwLock};
 
-use super::admission::{self, Intake, PartialBudget};
+use super::admission::{self, FrameTimeouts, Intake, PartialBudget};
 use super::idle::{self, IdleConnections};
 use super::method_status::{MethodSnapshot, MethodStatus};
 use crate::errno;
@@ -46,6 +46,20 @@ pub struct ServerOptions {
     /// connection is then closed (logged, `ETIMEDOUT`). None: never.
     /// Default [`DEFAULT_HEADER_TIMEOUT`](crate::rpc::DEFAULT_HEADER_TIMEOUT) (10 s).
     pub header_timeout: Option<std::time::Duration>,
+    /// How long a frame whose header arrived may take to arrive whole,
+    /// plus one second for every [`BODY_MIN_RATE`](crate::rpc::BODY_MIN_RATE)
+    /// (64 KiB) bytes of it received: a peer trickling a body (the header
+    /// timeout no longer applies) is cut once it averages less; the
+    /// connection is then closed (logged, `ETIMEDOUT`). None: never.
+    /// Default [`DEFAULT_BODY_TIMEOUT`](crate::rpc::DEFAULT_BODY_TIMEOUT) (30 s).
+    pub body_timeout: Option<std::time::Duration>,
+    /// Streams one connection carries at once (accepted and not yet
+    /// closed); a request that would take its connection past it is
+    /// answered `ELIMIT` before its method runs (and `stream::accept`
+    /// refuses with `ELIMIT` too). 0: unlimited. Default
+    /// [`DEFAULT_MAX_STREAMS_PER_CONNECTION`](crate::rpc::DEFAULT_MAX_STREAMS_PER_CONNECTION) (10000).
+    /// brpc has no such option.
+    pub max_streams_per_connection: usize,
     /// Keepalive and TCP_USER_TIMEOUT for accepted connections.
     pub liveness: Liveness,
     /// When set, `start` registers the server in etcd (the entry is there
@@ -81,6 +95,8 @@ impl Default for ServerOptions {
             max_connections: admission::DEFAULT_MAX_CONNECTIONS,
             max_partial_request_bytes: admission::DEFAULT_MAX_PARTIAL_REQUEST_BYTES,
             header_timeout: Some(admission::DEFAULT_HEADER_TIMEOUT),
+            body_timeout: Some(admission::DEFAULT_BODY_TIMEOUT),
+            max_streams_per_connection: admission::DEFAULT_MAX_STREAMS_PER_CONNECTION,
             liveness: Liveness::default(),
             etcd_registration: None,
             max_concurrency: 0,
@@ -99,6 +115,8 @@ impl std::fmt::Debug for ServerOptions {
             .field("max_connections", &self.max_connections)
             .field("max_partial_request_bytes", &self.max_partial_request_bytes)
             .field("header_timeout", &self.header_timeout)
+            .field("body_timeout", &self.body_timeout)
+            .field("max_streams_per_connection", &self.max_streams_per_connection)
             .field("liveness", &self.liveness)
             .field("etcd_registration", &self.etcd_registration)
             .field("max_concurrency", &self.max_concurrency)
@@ -222,7 +240,9 @@ struct ServerInner {
     refused_connections: AtomicUsize,
     /// Bytes of requests being read, against `max_partial_request_bytes`.
     partial: Arc<PartialBudget>,
-    header_timeout: Mutex<Option<std::time::Duration>>,
+    timeouts: Mutex<FrameTimeouts>,
+    /// `ServerOptions::max_streams_per_connection` of the current run.
+    max_streams_per_connection: AtomicUsize,
     /// Connections' traffic as last seen, for `idle_timeout`.
     idle_connections: Mutex<IdleConnections>,
     /// Bumped at every start and stop: a sweep of an older run ends.
@@ -268,7 +288,8 @@ impl Server {
                 max_connections: AtomicUsize::new(0),
                 refused_connections: AtomicUsize::new(0),
                 partial: Arc::default(),
-                header_timeout: Mutex::new(None),
+                timeouts: Mutex::new(FrameTimeouts::default()),
+                max_streams_per_connection: AtomicUsize::new(0),
                 idle_connections: Mutex::new(IdleConnections::default()),
                 idle_sweeps: AtomicU64::new(0),
             }),
@@ -360,7 +381,8 @@ impl Server {
         self.inner.max_concurrency.store(options.max_concurrency, Ordering::Release);
         self.inner.max_connections.store(options.max_connections, Ordering::Release);
         self.inner.partial.set_max(options.max_partial_request_bytes);
-        *self.inner.header_timeout.lock() = options.header_timeout;
+        *self.inner.timeouts.lock() = FrameTimeouts { header: options.header_timeout, body: options.body_timeout };
+        self.inner.max_streams_per_connection.store(options.max_streams_per_connection, Ordering::Release);
         *self.inner.builtin_services.lock() = options.builtin_services.clone();
         *self.inner.started.lock() = Some(std::time::Instant::now());
         self.inner.stopping.store(false, Ordering::Release);
@@ -639,11 +661,14 @@ impl ServerInner {
             protocol: Mutex::new(Protocol::Undecided),
             http: self.builtin_services.lock().clone(),
             http_answered: Arc::new(AtomicBool::new(false)),
-            intake: Intake::new(Arc::clone(&self.partial), *self.header_timeout.lock()),
+            intake: Intake::new(Arc::clone(&self.partial), *self.timeouts.lock()),
             refused: AtomicBool::new(false),
         });
         let liveness = *self.liveness.lock();
-        match Socket::create(SocketOptions { fd: Some(fd), user: Some(connection), liveness, ..Default::default() }) {
+        let max_riders = self.max_streams_per_connection.load(Ordering::Acquire);
+        let options =
+            SocketOptions { fd: Some(fd), user: Some(connection), liveness, max_riders, ..Default::default() };
+        match Socket::create(options) {
             Ok(id) => {
                 crate::stats::CONNECTIONS_ACCEPTED.inc();
                 {
@@ -913,10 +938,12 @@ enum Protocol {
 
 impl SocketUser for ServerConnection {
     fn on_input(&self, socket: &Socket, buf: &mut BytesMut) -> Result<(), Error> {
+        let mut frame_ended = false;
         match self.protocol(socket, buf) {
             Protocol::Undecided => {}
             Protocol::Http => return self.on_http_input(socket, buf),
             Protocol::BaiduStd => {
+                let before = buf.len();
                 let mut cutter = self.cutter.lock();
                 super::cut_frames(
                     &mut cutter,
@@ -928,6 +955,7 @@ impl SocketUser for ServerConnection {
                         }
                     },
                 )?;
+                frame_ended = buf.len() < before;
             }
         }
         if self.refused.load(Ordering::Acquire) {
@@ -935,8 +963,8 @@ impl SocketUser for ServerConnection {
             // peer sends meanwhile is not read as requests.
             buf.clear();
         }
-        // What is left is part of a frame.
-        self.intake.after_input(socket, buf.len())
+        // What is left is part of a frame, a new one if any was cut.
+        self.intake.after_input(socket, buf.len(), frame_ended)
     }
 
     fn on_failed(&self, socket: &Socket, code: i32, text: &str) {
@@ -1057,6 +1085,16 @@ impl ServerConnection {
             if asked > stream::MAX_STREAMS_PER_CALL {
                 let text = format!("the request sets up {asked} streams, more than {}", stream::MAX_STREAMS_PER_CALL);
                 return reject(socket, &request.meta, Error::new(errno::EREQUEST, text));
+            }
+            // The method never sees a request its connection has no room
+            // for (accept checks again: calls run concurrently).
+            let (riding, max) = (socket.riders().count(), socket.riders().max());
+            if max > 0 && riding + asked > max {
+                let text = format!(
+                    "the connection carries {riding} streams and the request sets up {asked}, \
+                     more than max_streams_per_connection={max}"
+                );
+                return reject(socket, &request.meta, Error::new(errno::ELIMIT, text));
             }
         }
         let Some(server) = self.server.upgrade() else {

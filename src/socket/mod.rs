@@ -37,7 +37,7 @@ use crate::stats;
 
 pub use chunks::Chunks;
 pub use liveness::Liveness;
-pub use riders::Riders;
+pub use riders::{Refused, Riders};
 pub use write::{
     check_connected_and_keep_write, max_unwritten_bytes, overcrowded_grace, pending_attempts, set_max_unwritten_bytes,
     set_overcrowded_grace, ConnectData, WriteDone, DEFAULT_MAX_UNWRITTEN_BYTES, DEFAULT_OVERCROWDED_GRACE,
@@ -115,6 +115,8 @@ pub struct SocketOptions {
     pub connection: Option<Arc<dyn Connection>>,
     /// Applied to the fd, given or connected.
     pub liveness: Liveness,
+    /// Most sockets (streams) riding on this one at once; 0: no bound.
+    pub max_riders: usize,
 }
 
 pub struct Socket {
@@ -165,7 +167,7 @@ impl Socket {
     /// Creates a socket; a given fd is made non-blocking and watched for input
     /// at once.
     pub fn create(options: SocketOptions) -> Result<SocketId, Error> {
-        let SocketOptions { fd, remote, connect_timeout, user, connection, liveness } = options;
+        let SocketOptions { fd, remote, connect_timeout, user, connection, liveness, max_riders } = options;
         let remote = remote.or_else(|| fd.as_ref().and_then(|fd| peer_address(fd.as_raw_fd())));
         let raw_fd = match &fd {
             Some(fd) => {
@@ -202,7 +204,7 @@ impl Socket {
                 unwritten: AtomicU64::new(0),
                 overcrowded_check: Default::default(),
                 burst: Burst::default(),
-                riders: Riders::default(),
+                riders: Riders::with_max(max_riders),
                 created: std::time::Instant::now(),
                 bytes_read: AtomicU64::new(0),
                 bytes_written: AtomicU64::new(0),

@@ -1,7 +1,8 @@
 //! Sockets that ride on a connection (a connection's streams), kept with
 //! the connection itself: when it fails, whoever handles the failure takes
 //! them all at once, and a socket trying to join it afterwards is refused,
-//! so none is missed whatever the timing.
+//! so none is missed whatever the timing. A connection may bound how many
+//! ride on it at once (a server's `max_streams_per_connection`).
 
 use std::collections::HashSet;
 
@@ -13,6 +14,15 @@ use crate::error::Error;
 #[derive(Default)]
 pub struct Riders(Mutex<State>);
 
+/// Why a socket could not join a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// The connection failed and its riders were taken.
+    Failed,
+    /// As many as the connection takes ride on it already.
+    Full { max: usize },
+}
+
 #[derive(Default)]
 struct State {
     ids: HashSet<SocketId>,
@@ -21,17 +31,33 @@ struct State {
     /// The connection's owner let go of it while sockets still rode on it:
     /// it closes with this code and text when the last one leaves.
     close_when_empty: Option<Error>,
+    /// Most riders at once; 0: no bound.
+    max: usize,
 }
 
 impl Riders {
-    /// Adds `id`; false once the riders were taken (the connection failed).
-    pub fn add(&self, id: SocketId) -> bool {
+    /// Riders of a connection that takes at most `max` at once (0: no bound).
+    pub fn with_max(max: usize) -> Riders {
+        Riders(Mutex::new(State { max, ..Default::default() }))
+    }
+
+    /// Adds `id` (riding already: nothing changes); refused once the riders
+    /// were taken (the connection failed) or when the connection is full.
+    pub fn add(&self, id: SocketId) -> Result<(), Refused> {
         let mut state = self.0.lock();
         if state.taken {
-            return false;
+            return Err(Refused::Failed);
+        }
+        if state.max > 0 && state.ids.len() >= state.max && !state.ids.contains(&id) {
+            return Err(Refused::Full { max: state.max });
         }
         state.ids.insert(id);
-        true
+        Ok(())
+    }
+
+    /// Most riders at once; 0: no bound.
+    pub fn max(&self) -> usize {
+        self.0.lock().max
     }
 
     /// Removes `id`; when it was the last one and the owner let go of the

@@ -5,18 +5,39 @@
 
 use crate::errno;
 use crate::error::Error;
-use crate::socket::{Socket, SocketId};
+use crate::socket::{Refused, Socket, SocketId};
 
 use super::core::StreamId;
 
-/// `stream` rides on `host` from now on.
-pub(super) fn attach(host: &Socket, stream: StreamId) {
-    if !host.riders().add(stream) {
-        let failure = host
-            .failure()
-            .unwrap_or_else(|| Error::new(errno::EFAILEDSOCKET, "the connection of the stream's call is gone"));
-        Socket::set_failed_by_id(stream, failure.code(), &failure.text());
+/// `stream` rides on `host` from now on; when the connection failed
+/// already, the stream fails with its error. `ELIMIT` when the connection
+/// carries as many streams as it takes (the stream is left as it was).
+pub(super) fn attach(host: &Socket, stream: StreamId) -> Result<(), Error> {
+    match host.riders().add(stream) {
+        Ok(()) => Ok(()),
+        Err(Refused::Failed) => {
+            let failure = host
+                .failure()
+                .unwrap_or_else(|| Error::new(errno::EFAILEDSOCKET, "the connection of the stream's call is gone"));
+            Socket::set_failed_by_id(stream, failure.code(), &failure.text());
+            Ok(())
+        }
+        Err(Refused::Full { max }) => Err(full(max)),
     }
+}
+
+/// The error of a connection that carries `max` streams already.
+pub(super) fn full(max: usize) -> Error {
+    Error::new(errno::ELIMIT, format!("the connection carries max_streams_per_connection={max} streams already"))
+}
+
+/// Whether `host` has room for `n` more streams now.
+pub(super) fn has_room(host: &Socket, n: usize) -> Result<(), Error> {
+    let max = host.riders().max();
+    if max > 0 && host.riders().count() + n > max {
+        return Err(full(max));
+    }
+    Ok(())
 }
 
 /// `stream` ended; the last one off a connection its owner let go closes it.

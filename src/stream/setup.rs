@@ -109,8 +109,10 @@ pub fn on_setup_response(
 /// ([`after_response`]), so nothing they write overtakes it.
 ///
 /// A request carrying more than `max` streams is refused with `EINVAL`
-/// before any is made: the peer's streams then fail when the response
-/// carries no stream settings, and nothing here calls the handler.
+/// before any is made, and one that would take its connection past the
+/// streams it carries at most (the server's `max_streams_per_connection`)
+/// with `ELIMIT`: the peer's streams then fail when the response carries
+/// no stream settings, and nothing here calls the handler.
 pub fn accept(
     host: SocketId,
     request: &StreamSettings,
@@ -121,6 +123,9 @@ pub fn accept(
     if remotes.len() > max {
         let text = format!("the request carries {} streams, more than the {max} asked for", remotes.len());
         return Err(Error::new(libc::EINVAL, text));
+    }
+    if let Some(host) = Socket::address(host) {
+        hosts::has_room(&host, remotes.len())?;
     }
     let mut accepted = Vec::with_capacity(remotes.len());
     for remote in remotes {
@@ -136,11 +141,19 @@ pub fn accept(
                 }
                 // Attached now, so the connection failing before the
                 // response closes them too.
-                match Socket::address(host) {
-                    Some(host) => hosts::attach(&host, id),
-                    None => close::fail(id, errno::EFAILEDSOCKET, "the connection of the stream's call is gone"),
-                }
                 accepted.push(id);
+                let attached = match Socket::address(host) {
+                    Some(host) => hosts::attach(&host, id),
+                    None => {
+                        close::fail(id, errno::EFAILEDSOCKET, "the connection of the stream's call is gone");
+                        Ok(())
+                    }
+                };
+                // Concurrent calls on the connection took the room.
+                if let Err(error) = attached {
+                    close::discard(&accepted);
+                    return Err(error);
+                }
             }
             Err(error) => {
                 close::discard(&accepted);
@@ -204,7 +217,11 @@ fn connect(core: &StreamCore, host: &Socket, remote: i64, writable: bool, need_f
     };
     match action {
         ConnectAction::Attach { release: now } => {
-            hosts::attach(host, core.id());
+            // A server's stream rides on its host since it was accepted;
+            // a client's connection takes any number.
+            if let Err(error) = hosts::attach(host, core.id()) {
+                close::fail(core.id(), error.code(), &error.text());
+            }
             receive::start_idle_timer(core);
             if now {
                 release(core);

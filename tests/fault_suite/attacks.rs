@@ -385,3 +385,100 @@ fn partial_bodies_beyond_the_budget_close_their_connections() {
         assert_eq!(server.partial_request_bytes(), 0);
     });
 }
+
+/// The error code and text of a call's response (0 when it succeeded).
+fn outcome(response: &RpcMeta) -> (i32, String) {
+    let response = response.response.clone().unwrap_or_default();
+    (response.error_code.unwrap_or(0), response.error_text.unwrap_or_default())
+}
+
+#[test]
+fn a_peer_opening_streams_without_end_is_refused_past_max_streams_per_connection() {
+    const MAX: usize = 200;
+    let options = ServerOptions { max_streams_per_connection: MAX, ..Default::default() };
+    under_attack("streams without end", options, |addr, sample| {
+        let mut peer = RawPeer::connect(addr);
+        let streams_before = stream::live_count();
+        let mut opened = Vec::new();
+        let mut refused = Vec::new();
+        for call in 1..=(MAX as i64 + 100) {
+            let mine = MY_STREAM + call;
+            let response = peer.call_with_streams(call, mine, Vec::new()).expect("an answer");
+            match outcome(&response) {
+                (0, _) => opened.push((response.stream_settings.and_then(|s| s.stream_id).unwrap_or(-1), mine)),
+                (code, text) => refused.push((code, text)),
+            }
+            if call % 50 == 0 {
+                sample();
+            }
+        }
+        assert_eq!(opened.len(), MAX, "streams accepted on one connection");
+        assert_eq!(refused.len(), 100);
+        let (code, text) = &refused[0];
+        assert_eq!(*code, errno::ELIMIT, "{text}");
+        assert!(text.contains("max_streams_per_connection=200"), "unclear error text: {text}");
+        assert!(stream::live_count() <= streams_before + MAX, "the server holds more streams than it accepted");
+        // Another connection has room of its own.
+        let mut other = RawPeer::connect(addr);
+        let response = other.call_with_streams(1, MY_STREAM, Vec::new()).expect("an answer");
+        assert_eq!(outcome(&response).0, 0, "a second connection was refused: {:?}", outcome(&response));
+        // Streams the peer closes make room again.
+        for (theirs, mine) in opened.drain(..10) {
+            peer.conn.write_all(&super::raw_peer::close_frame(theirs, mine)).unwrap();
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut call = 10_000;
+        let reopened = loop {
+            call += 1;
+            let response = peer.call_with_streams(call, MY_STREAM + call, Vec::new()).expect("an answer");
+            if outcome(&response).0 == 0 || Instant::now() >= deadline {
+                break outcome(&response).0 == 0;
+            }
+            thread::sleep(Duration::from_millis(50));
+        };
+        assert!(reopened, "no room after the peer closed 10 streams");
+        hold(sample, Duration::from_millis(300));
+        println!("streams without end: {MAX} accepted, 100 refused with {code}: {text}; room again after closes");
+    });
+}
+
+#[test]
+fn a_body_trickled_slower_than_the_body_timeout_allows_closes_the_connection() {
+    let options = ServerOptions { body_timeout: Some(Duration::from_secs(1)), ..Default::default() };
+    under_attack_on("trickled bodies x200", options, |server, addr, sample| {
+        let started = Instant::now();
+        let mut conns = connect_many(addr, 200);
+        for conn in &mut conns {
+            // The header whole (the header timeout is met), then a body
+            // of 1 MiB that comes a byte at a time.
+            let _ = conn.write_all(&header(b"PRPC", MIB as u32, 16));
+        }
+        // Meanwhile a slow but honest client: 2 MiB at about 400 KiB/s,
+        // past the 1 s body timeout, above 64 KiB/s all along.
+        let honest = thread::spawn({
+            let addr = addr.to_string();
+            move || {
+                let mut peer = RawPeer::connect(&addr);
+                let frame = rpc_frame(&request_meta(9, "Echo"), &vec![4u8; 2 * MIB]);
+                for piece in frame.chunks(40 * 1024) {
+                    peer.conn.write_all(piece).ok()?;
+                    thread::sleep(Duration::from_millis(100));
+                }
+                peer.response(9, Instant::now() + Duration::from_secs(20))
+            }
+        });
+        for round in 0..15 {
+            for conn in &mut conns {
+                let _ = conn.write(&[round as u8]);
+            }
+            sample();
+            thread::sleep(Duration::from_millis(200));
+        }
+        let closed = closed_by_server(&conns, started + Duration::from_secs(6));
+        println!("trickled bodies x200: {closed} cut within {:.1} s", started.elapsed().as_secs_f64());
+        assert_eq!(closed, conns.len(), "trickled bodies were kept past the body timeout");
+        let answer = honest.join().unwrap().expect("the slow honest request is answered");
+        assert_eq!(outcome(&answer).0, 0, "{:?}", outcome(&answer));
+        assert!(server.connection_count() <= 1);
+    });
+}

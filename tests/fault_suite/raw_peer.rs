@@ -318,3 +318,17 @@ impl SplitMix {
         self.next() % n.max(1)
     }
 }
+
+/// A CLOSE for the server's stream `to` from this side's `from`.
+pub fn close_frame(to: i64, from: i64) -> Vec<u8> {
+    let meta = StreamFrameMeta {
+        stream_id: Some(to),
+        source_stream_id: Some(from),
+        frame_type: Some(FrameType::Close as i32),
+        has_continuation: Some(false),
+        feedback: None,
+    };
+    let mut out = BytesMut::new();
+    pack_stream(&mut out, &meta, &[]).unwrap();
+    out.to_vec()
+}
