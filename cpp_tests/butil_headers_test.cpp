@@ -1,9 +1,10 @@
 // The headers brpc programs include around the stream API: butil/time.h,
-// butil/string_printf.h, butil/macros.h, butil/atomicops.h, brpc/callback.h
-// and json2pb.
+// butil/string_printf.h, butil/string_splitter.h, butil/macros.h,
+// butil/atomicops.h, brpc/callback.h and json2pb.
 #include <butil/atomicops.h>
 #include <butil/macros.h>
 #include <butil/string_printf.h>
+#include <butil/string_splitter.h>
 #include <butil/time.h>
 #include <brpc/callback.h>
 #include <json2pb/json_to_pb.h>
@@ -11,6 +12,7 @@
 
 #include <string>
 #include <thread>
+#include <vector>
 
 #include <gtest/gtest.h>
 
@@ -56,6 +58,88 @@ TEST(StringPrintfTest, FormatsShortAndLongText) {
     EXPECT_EQ(out.size(), 1001u);
     ASSERT_EQ(butil::string_printf(&out, "%05d", 42), 0);
     EXPECT_EQ(out, "00042");
+}
+
+std::vector<std::string> Fields(butil::StringSplitter sp) {
+    std::vector<std::string> out;
+    for (; sp; ++sp) {
+        out.push_back(sp.field_sp().as_string());
+    }
+    return out;
+}
+
+TEST(StringSplitterTest, SkipsOrKeepsEmptyFields) {
+    // The way brpc's selective/partition echo servers read --sleep_us.
+    EXPECT_EQ(Fields(butil::StringSplitter("100,,2000,", ',')),
+              (std::vector<std::string>{"100", "2000"}));
+    // As in brpc, the input's end is no field of its own, even after a separator.
+    EXPECT_EQ(Fields(butil::StringSplitter(",a,,b,", ',', butil::ALLOW_EMPTY_FIELD)),
+              (std::vector<std::string>{"", "a", "", "b"}));
+    EXPECT_TRUE(Fields(butil::StringSplitter("", ',')).empty());
+    EXPECT_TRUE(Fields(butil::StringSplitter(",,,", ',')).empty());
+    EXPECT_TRUE(Fields(butil::StringSplitter(static_cast<const char*>(NULL), ',')).empty());
+}
+
+TEST(StringSplitterTest, ARangeMayHoldNulsAndEndsWhereGiven) {
+    const char text[] = {'a', '\0', 'b', ' ', 'c', 'd', ' ', 'x'};
+    // [text, text + 7): "a\0b", "cd"; the 'x' after the end is not read.
+    butil::StringSplitter sp(text, text + 7, ' ');
+    ASSERT_TRUE(sp);
+    EXPECT_EQ(sp.length(), 3u);
+    EXPECT_EQ(std::string(sp.field(), sp.length()), std::string("a\0b", 3));
+    butil::StringSplitter before = sp++;
+    EXPECT_EQ(before.length(), 3u);
+    ASSERT_TRUE(sp);
+    EXPECT_EQ(sp.field_sp(), butil::StringPiece("cd"));
+    ++sp;
+    EXPECT_FALSE(sp);
+    EXPECT_EQ(Fields(butil::StringSplitter(butil::StringPiece("k v"), ' ')),
+              (std::vector<std::string>{"k", "v"}));
+}
+
+TEST(StringSplitterTest, NumbersParseTheWholeFieldAndMustFit) {
+    butil::StringSplitter sp("12,-3,300,x7,4.5,,99999999999", ',', butil::ALLOW_EMPTY_FIELD);
+    int i = 0;
+    ASSERT_EQ(sp.to_int(&i), 0);
+    EXPECT_EQ(i, 12);
+    ++sp;  // -3
+    unsigned long long ull = 0;
+    int8_t i8 = 0;
+    EXPECT_EQ(sp.to_int8(&i8), 0);
+    EXPECT_EQ(i8, -3);
+    ++sp;  // 300
+    uint8_t u8 = 0;
+    EXPECT_EQ(sp.to_uint8(&u8), -1);
+    long l = 0;
+    EXPECT_EQ(sp.to_long(&l), 0);
+    EXPECT_EQ(l, 300);
+    ++sp;  // x7
+    EXPECT_EQ(sp.to_int(&i), -1);
+    ++sp;  // 4.5
+    double d = 0;
+    EXPECT_EQ(sp.to_double(&d), 0);
+    EXPECT_DOUBLE_EQ(d, 4.5);
+    EXPECT_EQ(sp.to_int(&i), -1);
+    ++sp;  // empty
+    EXPECT_EQ(sp.to_ulonglong(&ull), -1);
+    ++sp;  // 99999999999: a long, not an int
+    EXPECT_EQ(sp.to_int(&i), -1);
+    EXPECT_EQ(sp.to_ulonglong(&ull), 0);
+    EXPECT_EQ(ull, 99999999999ULL);
+}
+
+TEST(StringSplitterTest, MultiSplitterAndKeyValuePairs) {
+    std::vector<std::string> fields;
+    for (butil::StringMultiSplitter sp("a b\tc;;d", " \t;"); sp; ++sp) {
+        fields.push_back(std::string(sp.field(), sp.length()));
+    }
+    EXPECT_EQ(fields, (std::vector<std::string>{"a", "b", "c", "d"}));
+
+    std::vector<std::string> pairs;
+    for (butil::KeyValuePairsSplitter kv("a=1&b=x=y&&flag", '&', '='); kv; ++kv) {
+        pairs.push_back(kv.key().as_string() + "|" + kv.value().as_string());
+    }
+    EXPECT_EQ(pairs, (std::vector<std::string>{"a|1", "b|x=y", "flag|"}));
 }
 
 TEST(MacrosTest, ArraySizeAndConcat) {

@@ -21,6 +21,7 @@
 #include <butil/macros.h>
 #include <butil/scoped_generic.h>
 #include <butil/string_printf.h>
+#include <butil/string_splitter.h>
 #include <butil/strings/string_piece.h>
 #include <butil/time.h>
 #include <json2pb/json_to_pb.h>

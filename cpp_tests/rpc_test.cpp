@@ -2,8 +2,12 @@
 // protoc-generated services called over real loopback TCP. Every RpcTest
 // checks at its end that the process's fds are back where they started.
 
+#include <arpa/inet.h>
 #include <dirent.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -687,6 +691,96 @@ TEST(ServerTest, AddingAServiceOnceStartedFailsWithEPERM) {
     EXPECT_TRUE(server.IsRunning());
     EXPECT_EQ(-1, server.AddService(&service, brpc::SERVER_DOESNT_OWN_SERVICE));
     EXPECT_EQ(EPERM, errno);
+}
+
+// brpc's selective/partition echo servers name each server with set_version;
+// the builtin /version page on the server's port shows it.
+TEST(ServerTest, SetVersionIsWhatTheVersionPageShows) {
+    brpc::Server server;
+    EXPECT_EQ(server.version(), "");
+    server.set_version("example_server 3");
+    EXPECT_EQ(server.version(), "example_server 3");
+    ASSERT_EQ(0, server.Start("127.0.0.1:0", NULL));
+    const int fd = socket(AF_INET, SOCK_STREAM, 0);
+    ASSERT_GE(fd, 0);
+    sockaddr_in addr;
+    memset(&addr, 0, sizeof(addr));
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<uint16_t>(server.listen_address().port));
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ASSERT_EQ(0, connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)));
+    timeval limit = {30, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof(limit));
+    const std::string request = "GET /version HTTP/1.1\r\nHost: t\r\nUser-Agent: curl/8\r\n\r\n";
+    ASSERT_EQ(static_cast<ssize_t>(request.size()), write(fd, request.data(), request.size()));
+    std::string response;
+    char buf[512];
+    ssize_t n;
+    while ((n = read(fd, buf, sizeof(buf))) > 0) {  // the server closes after answering
+        response.append(buf, static_cast<size_t>(n));
+    }
+    close(fd);
+    EXPECT_EQ(response.compare(0, 12, "HTTP/1.1 200"), 0) << response;
+    const std::string body = "\r\n\r\nexample_server 3\n";
+    ASSERT_GE(response.size(), body.size()) << response;
+    EXPECT_EQ(response.substr(response.size() - body.size()), body) << response;
+}
+
+std::mutex g_server_log_mutex;
+std::vector<std::string> g_server_log;
+
+void CollectServerLog(int, const char*, int, const uint8_t* message, size_t len, void*) {
+    std::lock_guard<std::mutex> lock(g_server_log_mutex);
+    g_server_log.push_back(std::string(reinterpret_cast<const char*>(message), len));
+}
+
+// What a brpc server prints when it starts and stops, which launch scripts
+// and people wait for; unnamed, it is named after its services' classes.
+TEST(ServerTest, StartAndStopLogBrpcsLinesWithTheServersName) {
+    EchoServiceImpl service;
+    {
+        std::lock_guard<std::mutex> lock(g_server_log_mutex);
+        g_server_log.clear();
+    }
+    brpc_log_set_sink(&CollectServerLog, nullptr);
+    {
+        brpc::Server server;
+        ASSERT_EQ(0, server.AddService(&service, brpc::SERVER_DOESNT_OWN_SERVICE));
+        ASSERT_EQ(0, server.Start("127.0.0.1:0", NULL));
+        EXPECT_EQ(server.version(), "(anonymous namespace)::EchoServiceImpl");
+        const int port = server.listen_address().port;
+        ASSERT_EQ(0, server.Stop(0));
+        ASSERT_EQ(0, server.Join());
+        brpc_log_set_sink(nullptr, nullptr);
+        std::lock_guard<std::mutex> lock(g_server_log_mutex);
+        ASSERT_GE(g_server_log.size(), 3u);
+        EXPECT_EQ(g_server_log[0], "Server[(anonymous namespace)::EchoServiceImpl] is serving on port=" +
+                                       std::to_string(port) + ".");
+        EXPECT_EQ(g_server_log[1].compare(0, 17, "Check out http://"), 0) << g_server_log[1];
+        EXPECT_NE(g_server_log[1].find(":" + std::to_string(port) + " in web browser."), std::string::npos)
+            << g_server_log[1];
+        EXPECT_EQ(g_server_log[2], "Server[(anonymous namespace)::EchoServiceImpl] is going to quit");
+    }
+    {
+        std::lock_guard<std::mutex> lock(g_server_log_mutex);
+        g_server_log.clear();
+    }
+    brpc_log_set_sink(&CollectServerLog, nullptr);
+    {
+        brpc::Server server;
+        server.set_version("echo_v2");
+        brpc::ServerOptions options;
+        options.has_builtin_services = false;
+        ASSERT_EQ(0, server.Start("127.0.0.1:0", &options));
+        EXPECT_EQ(server.version(), "echo_v2");
+    }  // the destructor stops the server, and says so
+    brpc_log_set_sink(nullptr, nullptr);
+    std::lock_guard<std::mutex> lock(g_server_log_mutex);
+    ASSERT_EQ(g_server_log.size(), 3u);
+    EXPECT_EQ(g_server_log[0].compare(0, 35, "Server[echo_v2] is serving on port="), 0) << g_server_log[0];
+    EXPECT_EQ(g_server_log[1],
+              "Builtin services are disabled according to ServerOptions.has_builtin_services");
+    EXPECT_EQ(g_server_log[2], "Server[echo_v2] is going to quit");
 }
 
 TEST(ServerTest, ListenAddressHasTheChosenPort) {

@@ -668,6 +668,10 @@ int brpc_server_start(brpc_server *server, const char *ip_port, const brpc_serve
 // after; `ENOENT` for an unknown method, `EINVAL` for NULL or `max < 0`.
 int brpc_server_set_max_concurrency_of(brpc_server *server, const char *full_method_name, int max);
 
+// Sets the text the server's `/version` page shows (brpc's
+// `Server::set_version`); the text is copied. `EINVAL` for NULL.
+int brpc_server_set_version(brpc_server *server, const char *version);
+
 // The limit of one method (0: none), or -1 for an unknown method or NULL.
 int brpc_server_max_concurrency_of(const brpc_server *server, const char *full_method_name);
 

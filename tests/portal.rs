@@ -76,6 +76,18 @@ fn every_page_answers_in_plain_text() {
 }
 
 #[test]
+fn version_shows_what_the_program_set() {
+    let (server, address) = server(true);
+    server.set_version("selective_echo_server 2.1");
+    let (status, page) = get(address, "/version");
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(page.lines().last(), Some("selective_echo_server 2.1"), "{page}");
+    server.set_version("");
+    let (_, page) = get(address, "/version");
+    assert!(page.contains("brpc_stream/"), "{page}");
+}
+
+#[test]
 fn connections_lists_the_asking_connection_with_its_traffic() {
     let (_server, address) = server(true);
     let (status, page) = get(address, "/connections");

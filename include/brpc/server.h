@@ -10,9 +10,11 @@
 
 #include <signal.h>
 #include <unistd.h>
+#include <cxxabi.h>
 
 #include <cerrno>
 #include <climits>
+#include <cstdlib>
 #include <csignal>
 #include <cstddef>
 #include <cstdint>
@@ -21,6 +23,7 @@
 #include <mutex>
 #include <string>
 #include <type_traits>
+#include <typeinfo>
 #include <vector>
 
 #include <google/protobuf/descriptor.h>
@@ -343,6 +346,15 @@ public:
     // The address listened on, with the chosen port.
     butil::EndPoint listen_address() const { return listen_address_; }
 
+    // The text the builtin /version page shows on the server's port and the
+    // server's name in its log lines, as in brpc. Left empty, Start sets it
+    // to the class names of the services, joined with '+'.
+    void set_version(const std::string& version) {
+        version_ = version;
+        brpc_server_set_version(handle_, version_.c_str());
+    }
+    const std::string& version() const { return version_; }
+
     // The limit on calls in flight of one method ("package.Service.Method",
     // or the service's full name and the method's), as in brpc:
     //   server.MaxConcurrencyOf("example.EchoService.Echo") = 10;
@@ -371,6 +383,9 @@ private:
     std::map<std::string, AdaptiveMaxConcurrency> method_limits_;
     // What MaxConcurrencyOf hands out for a method that does not exist.
     AdaptiveMaxConcurrency unknown_method_limit_;
+    std::string version_;
+    // The class name of each service added, for the version Start makes.
+    std::vector<std::string> service_class_names_;
 };
 
 // ---- implementation ----
@@ -445,6 +460,16 @@ inline int Fail(int code) {
 
 // The first of brpc's options this library cannot honour that is not at
 // its default, or "" when there is none.
+// The class name of a service object, demangled: brpc's butil::class_name_str.
+inline std::string ClassName(const google::protobuf::Service& service) {
+    const char* mangled = typeid(service).name();
+    int status = 0;
+    char* demangled = abi::__cxa_demangle(mangled, NULL, NULL, &status);
+    std::string name = (status == 0 && demangled != NULL) ? demangled : mangled;
+    free(demangled);
+    return name;
+}
+
 inline std::string Unsupported(const ServerOptions& o) {
     if (!o.pid_file.empty()) return "pid_file (writing a pid file is not provided)";
     if (o.nshead_service != NULL) return "nshead_service (the nshead protocol is not provided)";
@@ -507,6 +532,7 @@ inline int Server::AddService(google::protobuf::Service* service, ServiceOwnersh
     if (ownership == SERVER_OWNS_SERVICE) {
         owned_services_.push_back(service);
     }
+    service_class_names_.push_back(server_internal::ClassName(*service));
     return 0;
 }
 
@@ -575,6 +601,15 @@ inline int Server::Start(const butil::EndPoint& endpoint, const ServerOptions* o
     c.has_builtin_services = chosen.has_builtin_services;
     c.idle_timeout_sec = chosen.idle_timeout_sec;
     c.num_threads = chosen.num_threads;
+    if (version_.empty()) {
+        // As brpc: a server given no version is named after its services'
+        // classes, in its log lines and on /version.
+        std::string generated;
+        for (size_t i = 0; i < service_class_names_.size(); ++i) {
+            generated += (i == 0 ? "" : "+") + service_class_names_[i];
+        }
+        set_version(generated);
+    }
     const int rc = brpc_server_start(handle_, butil::endpoint2str(endpoint).c_str(), &c);
     if (rc != 0) {
         return server_internal::Fail(rc);

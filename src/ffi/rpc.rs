@@ -1174,6 +1174,17 @@ pub unsafe extern "C" fn brpc_server_set_max_concurrency_of(
     })
 }
 
+/// Sets the text the server's `/version` page shows (brpc's
+/// `Server::set_version`); the text is copied. `EINVAL` for NULL.
+#[no_mangle]
+pub unsafe extern "C" fn brpc_server_set_version(server: *mut brpc_server, version: *const c_char) -> c_int {
+    if version.is_null() {
+        return libc::EINVAL;
+    }
+    // SAFETY: a live server or NULL, per the caller; `version` is a C string.
+    unsafe { with_server(server, |s| s.set_version(&c_string(version))) }
+}
+
 /// The limit of one method (0: none), or -1 for an unknown method or NULL.
 #[no_mangle]
 pub unsafe extern "C" fn brpc_server_max_concurrency_of(

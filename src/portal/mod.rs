@@ -8,7 +8,7 @@
 //! | `/vars`, `/vars/NAME` | every counter, `name : value` |
 //! | `/brpc_metrics` | the same in Prometheus' text format |
 //! | `/connections` | one row per connection: peer, age, streams, bytes in/out, unwritten bytes |
-//! | `/version` | the library's name and version |
+//! | `/version` | the version the program set (brpc's `Server::set_version`), else the library's name and version |
 //!
 //! Plain text, or HTML when a browser asks (see [`http::Request::wants_html`]).
 //! One request per connection (the response says `Connection: close`); a
@@ -63,7 +63,7 @@ pub fn answer(server: &ServerView<'_>, request: &Request) -> Response {
     let path = request.path.trim_end_matches('/');
     match path {
         "/health" => Response::text(200, "OK\n"),
-        "/version" => Response::text(200, &format!("brpc_stream/{}\n", env!("CARGO_PKG_VERSION"))),
+        "/version" => Response::text(200, &version_text(server)),
         "/brpc_metrics" => Response::text(200, &pages::metrics(server)),
         "/vars" => {
             let text = pages::vars_text(&pages::vars(server));
@@ -85,6 +85,16 @@ pub fn answer(server: &ServerView<'_>, request: &Request) -> Response {
             },
             None => Response::text(404, &format!("Not Found: {}\n", request.path)),
         },
+    }
+}
+
+/// brpc's `/version`: what the program set, else the library's own.
+fn version_text(server: &ServerView<'_>) -> String {
+    let set = server.version();
+    if set.is_empty() {
+        format!("brpc_stream/{}\n", env!("CARGO_PKG_VERSION"))
+    } else {
+        format!("{set}\n")
     }
 }
 

@@ -195,6 +195,11 @@ impl ServerView<'_> {
     pub fn method_statuses(&self) -> Vec<MethodSnapshot> {
         self.inner.method_statuses()
     }
+
+    /// The version the program gave ([`Server::set_version`]); empty if none.
+    pub fn version(&self) -> String {
+        self.inner.version.lock().clone()
+    }
 }
 
 /// A registered method: its handler and its figures.
@@ -247,6 +252,20 @@ struct ServerInner {
     idle_connections: Mutex<IdleConnections>,
     /// Bumped at every start and stop: a sweep of an older run ends.
     idle_sweeps: AtomicU64,
+    /// What `/version` shows (brpc's `Server::set_version`); empty: unset.
+    version: Mutex<String>,
+}
+
+/// This host's name, for the address a started server prints.
+fn host_name() -> String {
+    let mut name = [0u8; 256];
+    // SAFETY: the buffer is writable for its whole length, which is passed.
+    let rc = unsafe { libc::gethostname(name.as_mut_ptr().cast(), name.len()) };
+    let end = name.iter().position(|&b| b == 0).unwrap_or(name.len());
+    match std::str::from_utf8(&name[..end]) {
+        Ok(host) if rc == 0 && !host.is_empty() => host.to_owned(),
+        _ => "localhost".to_owned(),
+    }
 }
 
 /// How soon accepting is tried again after it failed.
@@ -292,8 +311,15 @@ impl Server {
                 max_streams_per_connection: AtomicUsize::new(0),
                 idle_connections: Mutex::new(IdleConnections::default()),
                 idle_sweeps: AtomicU64::new(0),
+                version: Mutex::new(String::new()),
             }),
         }
+    }
+
+    /// The version `/version` shows, as brpc's `Server::set_version`; may be
+    /// changed at any time.
+    pub fn set_version(&self, version: &str) {
+        *self.inner.version.lock() = version.to_owned();
     }
 
     /// Registers `service.method`; EEXIST for a duplicate, EPERM once started.
@@ -363,7 +389,13 @@ impl Server {
             self.stop_listening();
             self.inner.running.store(false, Ordering::Release);
         } else if let Some(address) = self.listen_address() {
-            log_info!("Server[{}] is serving on port={}.", self.inner.service_names(), address.port());
+            let name = self.inner.name();
+            log_info!("Server[{name}] is serving on port={}.", address.port());
+            if options.builtin_services.is_some() {
+                log_info!("Check out http://{}:{} in web browser.", host_name(), address.port());
+            } else {
+                log_warning!("Builtin services are disabled according to ServerOptions.has_builtin_services");
+            }
         }
         started
     }
@@ -452,7 +484,7 @@ impl Server {
         }
         let was_stopping = self.inner.stopping.swap(true, Ordering::AcqRel);
         if !was_stopping && self.inner.running.load(Ordering::Acquire) {
-            log_info!("Server[{}] is going to quit", self.inner.service_names());
+            log_info!("Server[{}] is going to quit", self.inner.name());
         }
         self.inner.idle_sweeps.fetch_add(1, Ordering::AcqRel);
         self.stop_listening();
@@ -589,10 +621,17 @@ impl ServerInner {
     }
 
     /// The services' names, sorted, as brpc's start and stop lines show them.
-    fn service_names(&self) -> String {
+    /// The server's name in its log lines, as brpc's `version()`: the one
+    /// set with [`Server::set_version`], else its services' names joined
+    /// with '+'.
+    fn name(&self) -> String {
+        let version = self.version.lock().clone();
+        if !version.is_empty() {
+            return version;
+        }
         let mut names: Vec<String> = self.services.read().keys().cloned().collect();
         names.sort();
-        names.join(",")
+        names.join("+")
     }
 
     fn method_statuses(&self) -> Vec<MethodSnapshot> {

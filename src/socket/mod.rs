@@ -328,7 +328,9 @@ impl Socket {
         if !orderly && self.owns_fd() && self.fd() >= 0 {
             stats::CONNECTIONS_BROKEN.inc();
         }
-        if !orderly {
+        // A write into a connection the peer has closed (EPIPE) is how a
+        // peer's exit usually shows: brpc does not warn about it either.
+        if !orderly && code != libc::EPIPE {
             // As brpc shows an error, the code once (a stream failed with
             // its call's error has it in its text already).
             let shown = Error::new(code, text.to_string());

@@ -15,6 +15,7 @@ class StringPiece {
 public:
     typedef size_t size_type;
     typedef const char* const_iterator;
+    static constexpr size_type npos = static_cast<size_type>(-1);
 
     StringPiece() : ptr_(NULL), length_(0) {}
     StringPiece(const char* str) : ptr_(str), length_(str ? strlen(str) : 0) {}
@@ -45,6 +46,24 @@ public:
         length_ -= n;
     }
     void remove_suffix(size_type n) { length_ -= n; }
+
+    // The bytes from `pos` on, at most `n` of them (empty when pos >= size()).
+    StringPiece substr(size_type pos, size_type n = npos) const {
+        if (pos >= length_) {
+            return StringPiece();
+        }
+        const size_type rest = length_ - pos;
+        return StringPiece(ptr_ + pos, n < rest ? n : rest);
+    }
+    // The index of the first `c` at or after `pos`, or npos.
+    size_type find(char c, size_type pos = 0) const {
+        for (size_type i = pos; i < length_; ++i) {
+            if (ptr_[i] == c) {
+                return i;
+            }
+        }
+        return npos;
+    }
 
     std::string as_string() const { return empty() ? std::string() : std::string(ptr_, length_); }
     void CopyToString(std::string* target) const { target->assign(ptr_ ? ptr_ : "", length_); }
