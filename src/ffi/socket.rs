@@ -148,14 +148,19 @@ pub unsafe extern "C" fn brpc_socket_create(options: *const brpc_socket_options,
             executor: SerialExecutor::new(),
         });
         // SAFETY: the caller gives a readable connection struct (or NULL).
-        let connection: Option<Arc<dyn Connection>> = match unsafe { options.connection.as_ref() } {
-            Some(c) => Some(Arc::new(CConnection {
-                ctx: SendPtr(c.ctx),
-                connect: c.connect,
-                write: c.write,
-                release: c.release,
-            })),
-            None => None,
+        // A socket with a connection has that connection's user.
+        let (user, connection): (_, Option<Arc<dyn Connection>>) = match unsafe { options.connection.as_ref() } {
+            Some(c) => (
+                None,
+                Some(Arc::new(CConnection {
+                    ctx: SendPtr(c.ctx),
+                    connect: c.connect,
+                    write: c.write,
+                    release: c.release,
+                    user: Some(user),
+                })),
+            ),
+            None => (Some(user), None),
         };
         if id.is_null() {
             return libc::EINVAL;
@@ -166,7 +171,7 @@ pub unsafe extern "C" fn brpc_socket_create(options: *const brpc_socket_options,
             fd,
             remote,
             connect_timeout: timeout,
-            user: Some(user),
+            user,
             connection,
             ..Default::default()
         });
@@ -589,6 +594,8 @@ struct CConnection {
         ) -> isize,
     >,
     release: Option<unsafe extern "C" fn(ctx: *mut c_void)>,
+    /// The socket's callbacks (`None` only while dropping).
+    user: Option<Arc<dyn SocketUser>>,
 }
 
 unsafe extern "C" fn keep_write_trampoline(fd: c_int, err: c_int, data: *mut c_void) -> c_int {
@@ -637,10 +644,16 @@ impl Connection for CConnection {
     fn as_any_ref(&self) -> &dyn std::any::Any {
         self
     }
+
+    fn user(&self) -> Option<&dyn SocketUser> {
+        self.user.as_deref()
+    }
 }
 
 impl Drop for CConnection {
     fn drop(&mut self) {
+        // The user goes first, then the context, as when the socket held both.
+        drop(self.user.take());
         if let Some(release) = self.release {
             // SAFETY: called once, when the socket lets go of the context.
             unsafe { release(self.ctx.get()) };

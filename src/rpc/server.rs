@@ -585,11 +585,13 @@ impl ServerInner {
     fn track_streams(self: &Arc<Self>, accepted: &[StreamId]) {
         for id in accepted {
             self.open_streams.fetch_add(1, Ordering::AcqRel);
-            let server = Arc::clone(self);
-            stream::after_end(*id, Box::new(move || server.stream_ended()));
+            stream::tell_after_end(*id, Arc::clone(self) as Arc<dyn stream::EndWatcher>);
         }
     }
+}
 
+/// The server's count of open streams, told by each as it ends.
+impl stream::EndWatcher for ServerInner {
     fn stream_ended(&self) {
         if self.open_streams.fetch_sub(1, Ordering::AcqRel) == 1 {
             // Under the lock, so a join between its check and its wait hears it.
@@ -597,7 +599,9 @@ impl ServerInner {
             self.ended.notify_all();
         }
     }
+}
 
+impl ServerInner {
     fn connection_ended(&self, id: SocketId) {
         let mut connections = self.connections.lock();
         connections.remove(&id);

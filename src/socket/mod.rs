@@ -86,6 +86,9 @@ pub trait Connection: Send + Sync {
     fn as_any(self: Arc<Self>) -> Arc<dyn std::any::Any + Send + Sync>;
     /// The same, borrowed (no reference count touched: for hot paths).
     fn as_any_ref(&self) -> &dyn std::any::Any;
+    /// The user of the socket this connection serves (kept here rather
+    /// than in the socket, which stays small).
+    fn user(&self) -> Option<&dyn SocketUser>;
 }
 
 /// One queued message as an owner-provided connection sees it.
@@ -111,6 +114,8 @@ pub struct SocketOptions {
     pub fd: Option<OwnedFd>,
     pub remote: Option<SocketAddr>,
     pub connect_timeout: Option<Duration>,
+    /// Told about input and failure. A socket with a `connection` has the
+    /// connection's user ([`Connection::user`]) and refuses this one.
     pub user: Option<Arc<dyn SocketUser>>,
     pub connection: Option<Arc<dyn Connection>>,
     /// Applied to the fd, given or connected.
@@ -124,25 +129,33 @@ pub struct Socket {
     /// -1 until connected. Owned (closed at recycle) unless the socket has an
     /// owner-provided connection, whose fd belongs to the owner.
     fd: AtomicI32,
-    remote: Option<SocketAddr>,
-    connect_timeout: Option<Duration>,
-    liveness: Liveness,
-    user: Option<Arc<dyn SocketUser>>,
     connection: Option<Arc<dyn Connection>>,
-    registration: Mutex<Option<Token>>,
     queue: WriteQueue<WriteRequest>,
     /// The write-queue owner waiting for EPOLLOUT or for a connection.
-    parked: Mutex<Option<ParkedWriter>>,
+    parked: Mutex<Option<Box<ParkedWriter>>>,
     /// The pending connection attempt (its id in the attempts registry).
     connecting: AtomicU64,
-    failure: Mutex<Option<Error>>,
-    read_buf: Mutex<BytesMut>,
+    failure: Mutex<Option<Box<Error>>>,
     dropped_messages: std::sync::atomic::AtomicU64,
     dropped_bytes: std::sync::atomic::AtomicU64,
     /// Data writes queued and not yet sent or dropped.
     writes_in_flight: std::sync::atomic::AtomicU64,
     /// Bytes queued and not yet written or dropped (brpc's unwritten bytes).
     unwritten: AtomicU64,
+    /// What only a socket with a TCP connection of its own has; `None`
+    /// for one riding on its owner's connection (a stream's socket, of
+    /// which a process may hold many thousands, so it stays small).
+    tcp: Option<Box<Tcp>>,
+}
+
+/// The parts of a socket that owns its fd.
+struct Tcp {
+    user: Option<Arc<dyn SocketUser>>,
+    remote: Option<SocketAddr>,
+    connect_timeout: Option<Duration>,
+    liveness: Liveness,
+    registration: Mutex<Option<Token>>,
+    read_buf: Mutex<BytesMut>,
     /// A refused write armed the overcrowding check (one timer at a time).
     overcrowded_check: std::sync::atomic::AtomicBool,
     burst: Burst,
@@ -168,6 +181,12 @@ impl Socket {
     /// at once.
     pub fn create(options: SocketOptions) -> Result<SocketId, Error> {
         let SocketOptions { fd, remote, connect_timeout, user, connection, liveness, max_riders } = options;
+        if connection.is_some() && user.is_some() {
+            return Err(Error::new(
+                libc::EINVAL,
+                "a socket with an owner-provided connection has that connection's user",
+            ));
+        }
         let remote = remote.or_else(|| fd.as_ref().and_then(|fd| peer_address(fd.as_raw_fd())));
         let raw_fd = match &fd {
             Some(fd) => {
@@ -184,30 +203,35 @@ impl Socket {
         let id = SOCKETS.create_with(|id| {
             // Counted where the object is made, so its Drop always undoes it.
             stats::SOCKETS_ALIVE.inc();
+            let tcp = connection.is_none().then(|| {
+                Box::new(Tcp {
+                    user,
+                    remote,
+                    connect_timeout,
+                    liveness,
+                    registration: Mutex::new(None),
+                    read_buf: Mutex::new(BytesMut::new()),
+                    overcrowded_check: Default::default(),
+                    burst: Burst::default(),
+                    riders: Riders::with_max(max_riders),
+                    created: std::time::Instant::now(),
+                    bytes_read: AtomicU64::new(0),
+                    bytes_written: AtomicU64::new(0),
+                })
+            });
             Socket {
                 id,
                 fd: AtomicI32::new(raw_fd),
-                remote,
-                connect_timeout,
-                liveness,
-                user,
                 connection,
-                registration: Mutex::new(None),
                 queue: WriteQueue::new(),
                 parked: Mutex::new(None),
                 connecting: AtomicU64::new(id::INVALID_ID),
                 failure: Mutex::new(None),
-                read_buf: Mutex::new(BytesMut::new()),
                 dropped_messages: Default::default(),
                 dropped_bytes: Default::default(),
                 writes_in_flight: Default::default(),
                 unwritten: AtomicU64::new(0),
-                overcrowded_check: Default::default(),
-                burst: Burst::default(),
-                riders: Riders::with_max(max_riders),
-                created: std::time::Instant::now(),
-                bytes_read: AtomicU64::new(0),
-                bytes_written: AtomicU64::new(0),
+                tcp,
             }
         });
         // On error `fd` is dropped (closed) here.
@@ -259,8 +283,10 @@ impl Socket {
         self.fd.load(Ordering::Acquire)
     }
 
+    /// The peer's address; `None` for a socket riding on its owner's
+    /// connection.
     pub fn remote(&self) -> Option<SocketAddr> {
-        self.remote
+        self.tcp.as_ref()?.remote
     }
 
     /// The local end of the connection, once connected.
@@ -272,13 +298,18 @@ impl Socket {
         to_std_addr(nix::sys::socket::getsockname::<SockaddrStorage>(fd).ok()?)
     }
 
+    /// A socket riding on its owner's connection counts only what waits
+    /// in its queue: its bytes are its connection's.
     pub fn traffic(&self) -> Traffic {
-        Traffic {
-            age: self.created.elapsed(),
-            bytes_read: self.bytes_read.load(Ordering::Relaxed),
-            bytes_written: self.bytes_written.load(Ordering::Relaxed),
-            unwritten: self.unwritten_bytes(),
-        }
+        let (age, bytes_read, bytes_written) = match &self.tcp {
+            Some(tcp) => (
+                tcp.created.elapsed(),
+                tcp.bytes_read.load(Ordering::Relaxed),
+                tcp.bytes_written.load(Ordering::Relaxed),
+            ),
+            None => (Duration::ZERO, 0, 0),
+        };
+        Traffic { age, bytes_read, bytes_written, unwritten: self.unwritten_bytes() }
     }
 
     pub fn failed(&self) -> bool {
@@ -287,15 +318,15 @@ impl Socket {
 
     /// What the socket failed with, if it did.
     pub fn failure(&self) -> Option<Error> {
-        self.failure.lock().clone()
+        self.failure.lock().as_deref().cloned()
     }
 
     pub fn description(&self) -> String {
         let mut text = format!("Socket{{id={} fd={}", self.id, self.fd());
-        if let Some(remote) = self.remote {
+        if let Some(remote) = self.remote() {
             text.push_str(&format!(" addr={remote}"));
         }
-        if let Some(failure) = &*self.failure.lock() {
+        if let Some(failure) = self.failure.lock().as_deref() {
             text.push_str(&format!(" failed={} \"{}\"", failure.code(), failure.text()));
         }
         text.push('}');
@@ -316,7 +347,7 @@ impl Socket {
             if failure.is_some() {
                 return false;
             }
-            *failure = Some(Error::new(code, text.to_string()));
+            *failure = Some(Box::new(Error::new(code, text.to_string())));
         }
         if !SOCKETS.set_failed(self.id) {
             return false;
@@ -336,7 +367,7 @@ impl Socket {
             let shown = Error::new(code, text.to_string());
             log_warning!("Socket{{id={} fd={}}} failed: {shown}", self.id, self.fd());
         }
-        if let Some(token) = self.registration.lock().take() {
+        if let Some(token) = self.tcp.as_ref().and_then(|tcp| tcp.registration.lock().take()) {
             dispatcher().deregister(token, self.fd());
         }
         if self.connection.is_none() {
@@ -347,7 +378,7 @@ impl Socket {
             }
         }
         write::fail_pending_writes(self, code, text);
-        if let Some(user) = &self.user {
+        if let Some(user) = self.user() {
             user.on_failed(self, code, text);
         }
         true
@@ -371,7 +402,7 @@ impl Socket {
     /// caller's reference is the last, so the socket, its fd and its user
     /// go before `create` returns.
     fn refuse(&self, error: &Error) {
-        *self.failure.lock() = Some(error.clone());
+        *self.failure.lock() = Some(Box::new(error.clone()));
         SOCKETS.set_failed(self.id);
     }
 
@@ -389,21 +420,22 @@ impl Socket {
                 }
             }
         });
+        let Some(tcp) = &self.tcp else { return Err(libc::EBADF) };
         let token = dispatcher().register(fd, Interest::READ, handler)?;
-        *self.registration.lock() = Some(token);
+        *tcp.registration.lock() = Some(token);
         Ok(())
     }
 
     /// Input is left to read: be called again after the other sockets.
     fn read_again(&self) {
-        if let Some(token) = *self.registration.lock() {
+        if let Some(token) = self.tcp.as_ref().and_then(|tcp| *tcp.registration.lock()) {
             dispatcher().again(token);
         }
     }
 
     /// Asks the dispatcher for one more EPOLLOUT edge.
     fn want_writable(&self) -> Result<(), i32> {
-        match *self.registration.lock() {
+        match self.tcp.as_ref().and_then(|tcp| *tcp.registration.lock()) {
             Some(token) => dispatcher().modify(token, self.fd(), Interest::BOTH),
             None => Err(libc::EBADF),
         }
@@ -415,13 +447,28 @@ impl Socket {
         write::resume_parked(self);
     }
 
+    /// Whoever is told about this socket's input and failure.
+    fn user(&self) -> Option<&dyn SocketUser> {
+        match (&self.tcp, &self.connection) {
+            (Some(tcp), _) => tcp.user.as_deref(),
+            (None, Some(connection)) => connection.user(),
+            (None, None) => None,
+        }
+    }
+
     fn owns_fd(&self) -> bool {
         self.connection.is_none()
     }
 
-    /// The sockets riding on this connection (its streams).
+    /// The sockets riding on this connection (its streams). A socket that
+    /// rides on another's connection carries none: its set refuses every
+    /// socket.
     pub fn riders(&self) -> &Riders {
-        &self.riders
+        static NONE: LazyLock<Riders> = LazyLock::new(Riders::refusing);
+        match &self.tcp {
+            Some(tcp) => &tcp.riders,
+            None => &NONE,
+        }
     }
 
     /// The owner-provided connection, if the socket has one.

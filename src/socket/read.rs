@@ -27,12 +27,12 @@ const READ_BUDGET: usize = READ_CHUNK;
 
 pub(super) fn on_readable(socket: &Socket, short_read_ends: bool) {
     let fd = socket.fd();
-    if fd < 0 {
+    let Some(tcp) = socket.tcp.as_deref().filter(|_| fd >= 0) else {
         return;
-    }
+    };
     // Only the dispatcher thread reads, so this lock is never contended; it
     // exists so the buffer can live in the shared socket object.
-    let mut buf = socket.read_buf.lock();
+    let mut buf = tcp.read_buf.lock();
     let mut turn = 0;
     loop {
         if turn >= READ_BUDGET {
@@ -40,7 +40,7 @@ pub(super) fn on_readable(socket: &Socket, short_read_ends: bool) {
             return;
         }
         match read_some(fd, &mut buf).inspect(|r| {
-            socket.bytes_read.fetch_add(r.read as u64, std::sync::atomic::Ordering::Relaxed);
+            tcp.bytes_read.fetch_add(r.read as u64, std::sync::atomic::Ordering::Relaxed);
         }) {
             Ok(ReadSome { read: 0, .. }) => {
                 deliver(socket, &mut buf);
@@ -91,7 +91,7 @@ fn read_some(fd: i32, buf: &mut BytesMut) -> Result<ReadSome, i32> {
 
 /// Hands buffered input to the user; false when the socket failed.
 fn deliver(socket: &Socket, buf: &mut BytesMut) -> bool {
-    let Some(user) = &socket.user else {
+    let Some(user) = socket.user() else {
         buf.clear();
         return true;
     };

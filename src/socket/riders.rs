@@ -41,6 +41,11 @@ impl Riders {
         Riders(Mutex::new(State { max, ..Default::default() }))
     }
 
+    /// A set that refuses every socket, as a failed connection's does.
+    pub(super) fn refusing() -> Self {
+        Riders(Mutex::new(State { taken: true, ..State::default() }))
+    }
+
     /// Adds `id` (riding already: nothing changes); refused once the riders
     /// were taken (the connection failed) or when the connection is full.
     pub fn add(&self, id: SocketId) -> Result<(), Refused> {

@@ -196,15 +196,18 @@ impl Socket {
     /// the socket is still over the bound a grace period later.
     fn overcrowded(&self, len: usize) -> bool {
         let max = max_unwritten_bytes();
-        if len == 0 || !self.owns_fd() || self.unwritten.load(Ordering::Acquire) <= max {
+        let Some(tcp) = &self.tcp else { return false };
+        if len == 0 || self.unwritten.load(Ordering::Acquire) <= max {
             return false;
         }
-        if !self.overcrowded_check.swap(true, Ordering::AcqRel) {
+        if !tcp.overcrowded_check.swap(true, Ordering::AcqRel) {
             let id = self.id;
             let grace = overcrowded_grace();
             let check = Box::new(move || {
                 let Some(socket) = Socket::address(id) else { return };
-                socket.overcrowded_check.store(false, Ordering::Release);
+                if let Some(tcp) = &socket.tcp {
+                    tcp.overcrowded_check.store(false, Ordering::Release);
+                }
                 let unwritten = socket.unwritten_bytes();
                 if unwritten > max_unwritten_bytes() {
                     let text = format!(
@@ -233,7 +236,7 @@ impl Socket {
         // SeqCst with the increment in write_with: whoever reads 0 after
         // the failure was recorded knows no write will be counted later.
         if self.writes_in_flight.fetch_sub(1, Ordering::SeqCst) == 1 && self.failure.lock().is_some() {
-            if let Some(user) = &self.user {
+            if let Some(user) = self.user() {
                 user.on_writes_settled(self);
             }
         }
@@ -285,25 +288,27 @@ impl Socket {
             return Err(Error::new(errno::EOVERCROWDED, "too many bytes are waiting to be written to the socket"));
         }
         self.unwritten.fetch_add(len as u64, Ordering::AcqRel);
-        let own_fd = self.owns_fd();
         // Stamped by every write, owner or not, so a writer that keeps
         // finding the queue owned is still seen as bursting.
-        let in_burst = own_fd && request.chunks.len() < Burst::BATCH_BY_ITSELF && self.burst.follows_closely();
+        let in_burst = self
+            .tcp
+            .as_ref()
+            .is_some_and(|tcp| request.chunks.len() < Burst::BATCH_BY_ITSELF && tcp.burst.follows_closely());
         let Some(owner) = self.queue.push(request) else { return Ok(()) };
         if options.background {
             self.hand_off(owner);
             return Ok(());
         }
-        if !own_fd {
+        let Some(tcp) = &self.tcp else {
             drain(self, owner, VecDeque::new());
             return Ok(());
-        }
+        };
         let Some(owner) = held_until_input_handled(self, owner) else { return Ok(()) };
         if in_burst {
             self.hand_off(owner);
         } else {
             drain(self, owner, VecDeque::new());
-            self.burst.returned();
+            tcp.burst.returned();
         }
         Ok(())
     }
@@ -387,7 +392,7 @@ enum Flush {
 fn drain(socket: &Socket, mut owner: Owner, mut batch: VecDeque<WriteRequest>) {
     loop {
         socket.queue.take_pending(&mut owner, &mut batch);
-        let failure = socket.failure.lock().as_ref().map(Error::code);
+        let failure = socket.failure.lock().as_deref().map(Error::code);
         if let Some(code) = failure {
             fail_batch(socket, &mut batch, code);
         } else {
@@ -440,8 +445,8 @@ fn flush(socket: &Socket, fd: RawFd, batch: &mut VecDeque<WriteRequest>) -> Flus
                 }
             }
         };
-        if let Ok(n) = written {
-            socket.bytes_written.fetch_add(n as u64, Ordering::Relaxed);
+        if let (Ok(n), Some(tcp)) = (written, &socket.tcp) {
+            tcp.bytes_written.fetch_add(n as u64, Ordering::Relaxed);
         }
         match written {
             // Nothing taken although bytes wait: the connection is full.
@@ -494,7 +499,7 @@ fn fail_batch(socket: &Socket, batch: &mut VecDeque<WriteRequest>, code: i32) {
 
 /// Waits for an EPOLLOUT edge (or the owner's notify_writable).
 fn park(socket: &Socket, writer: ParkedWriter) {
-    *socket.parked.lock() = Some(writer);
+    *socket.parked.lock() = Some(Box::new(writer));
     // A failure that happened before the writer was visible would not have
     // found it: look again.
     if socket.failure.lock().is_some() {
@@ -510,7 +515,8 @@ fn park(socket: &Socket, writer: ParkedWriter) {
 /// Continues the parked writer, if there is one.
 pub(crate) fn resume_parked(socket: &Socket) {
     let parked = socket.parked.lock().take();
-    if let Some(ParkedWriter { owner, batch }) = parked {
+    if let Some(parked) = parked {
+        let ParkedWriter { owner, batch } = *parked;
         drain(socket, owner, batch);
     }
 }
@@ -559,7 +565,7 @@ fn start_connect(socket: &Socket, writer: ParkedWriter) {
         let _ = resolve_attempt(attempt, -1, libc::EINVAL, "socket has neither an fd nor a remote side");
         return;
     };
-    let deadline = socket.connect_timeout.map(|timeout| Instant::now() + timeout);
+    let deadline = socket.tcp.as_ref().and_then(|tcp| tcp.connect_timeout).map(|timeout| Instant::now() + timeout);
     tcp_connect(
         remote,
         deadline,
@@ -634,13 +640,13 @@ fn resolve_attempt(data: ConnectData, fd: RawFd, code: i32, text: &str) -> Resul
 /// Takes a connected fd into the socket, or closes it and fails the socket
 /// when it is not usable.
 fn adopt(socket: &Socket, fd: RawFd) {
-    if !socket.owns_fd() {
+    let Some(tcp) = &socket.tcp else {
         socket.fd.store(fd, Ordering::Release);
         return;
-    }
+    };
     let pending = socket_error(fd);
     let usable =
-        if pending != 0 { Err(pending) } else { super::set_nonblocking(fd).and_then(|()| socket.liveness.apply(fd)) };
+        if pending != 0 { Err(pending) } else { super::set_nonblocking(fd).and_then(|()| tcp.liveness.apply(fd)) };
     if let Err(code) = usable {
         stats::CONNECT_FAILURES.inc();
         close_fd(fd);

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use bytes::BytesMut;
 use parking_lot::Mutex;
 
-use super::core::{find, find_core, AfterEnd, StreamCore, StreamId, CLOSE_TAG};
+use super::core::{find, find_core, AfterEnd, AfterEndTask, EndWatcher, StreamCore, StreamId, CLOSE_TAG};
 use super::state::{AlreadyClosing, CloseAction, EndAction, State, NORMAL_CLOSE};
 use super::{frames, hosts};
 use crate::error::Error;
@@ -66,7 +66,7 @@ fn close_with(
 pub(super) fn send_direct_close(socket: &Socket, core: &StreamCore) {
     let (route, why) = {
         let link = core.link.lock();
-        ((link.host, link.remote_id), link.state().closing_why())
+        ((core.host(), link.remote_id()), link.state().closing_why())
     };
     if let (Some(host), Some(remote)) = (route.0.and_then(Socket::address), route.1) {
         if let Ok(close) = frames::close(remote, core.wire_id()) {
@@ -114,10 +114,20 @@ pub(super) fn fail_all_then(ids: &[StreamId], code: i32, text: &str, then: After
 /// Runs `then` once the stream's last callbacks returned: at once when they
 /// did (or the stream is gone), else on the thread that ran `on_closed`.
 pub fn after_end(id: StreamId, then: AfterEnd) {
+    after_end_task(id, AfterEndTask::Run(then));
+}
+
+/// Like [`after_end`], but tells `watcher`, which costs the stream no
+/// allocation.
+pub fn tell_after_end(id: StreamId, watcher: Arc<dyn EndWatcher>) {
+    after_end_task(id, AfterEndTask::Tell(watcher));
+}
+
+fn after_end_task(id: StreamId, then: AfterEndTask) {
     match Socket::address_failed_as_well(id).as_deref().and_then(find_core) {
         Some(core) => core.after_end(then),
         // Recycled: its last callbacks returned (their task held it).
-        None => then(),
+        None => then.run(),
     }
 }
 
@@ -166,7 +176,7 @@ fn finished(socket: &Socket, core: &Arc<StreamCore>, code: i32, text: &str) {
     core.receiver.lock().end();
     let (action, host) = {
         let mut link = core.link.lock();
-        (link.apply(|state| state.end(code, text)), link.host.take())
+        (link.apply(|state| state.end(code, text)), core.take_host())
     };
     if action == EndAction::Nothing {
         return;
@@ -201,7 +211,7 @@ fn report_end(socket: &Socket, core: &Arc<StreamCore>) {
     // still find the stream by its id until then.
     let socket = Socket::address_failed_as_well(socket.id());
     let core = Arc::clone(core);
-    core.clone().executor.submit(move || {
+    core.clone().executor().submit(move || {
         if let Some((code, text)) = last.failed {
             handler.on_failed(id, code, &text);
         }

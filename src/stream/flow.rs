@@ -3,8 +3,8 @@
 //! peer's cumulative consumed count and wake whoever waits for room.
 //! Closing wakes every waiter at once with `EINVAL`.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
@@ -17,7 +17,11 @@ pub type OnWritable = Box<dyn FnOnce(i32) + Send>;
 
 pub(super) struct Flow {
     /// 0: no flow control.
-    window: u64,
+    /// From `max_buf_size`, an `i32`.
+    window: u32,
+    /// The stream ended. Written and read under `waiters`' lock (an atomic
+    /// only so it can sit here, in the word `window` leaves half empty).
+    closed: AtomicBool,
     produced: AtomicU64,
     remote_consumed: AtomicU64,
     /// This stream's share of `stats::STREAM_BYTES_UNCONSUMED`: never more
@@ -27,17 +31,39 @@ pub(super) struct Flow {
     wakeup: Condvar,
 }
 
+/// Inline in every stream, so small: the `StreamWait` callbacks, a few
+/// at most, are a list allocated by the first of them.
 #[derive(Default)]
 struct Waiters {
-    closed: bool,
+    callbacks: Option<Box<Callbacks>>,
+}
+
+#[derive(Default)]
+struct Callbacks {
     next: u64,
-    callbacks: HashMap<u64, (OnWritable, Option<TimerId>)>,
+    list: Vec<Waiter>,
+}
+
+struct Waiter {
+    key: u64,
+    callback: OnWritable,
+    timer: Option<TimerId>,
+}
+
+impl Waiters {
+    /// The callback of the waiter `key`, if it is still waiting.
+    fn take(&mut self, key: u64) -> Option<OnWritable> {
+        let list = &mut self.callbacks.as_mut()?.list;
+        let at = list.iter().position(|waiter| waiter.key == key)?;
+        Some(list.swap_remove(at).callback)
+    }
 }
 
 impl Flow {
-    pub(super) fn new(window: u64) -> Self {
+    pub(super) fn new(window: u32) -> Self {
         Flow {
             window,
+            closed: AtomicBool::new(false),
             produced: AtomicU64::new(0),
             remote_consumed: AtomicU64::new(0),
             unconsumed: AtomicU64::new(0),
@@ -51,7 +77,7 @@ impl Flow {
     pub(super) fn writable(&self) -> bool {
         self.window == 0
             || self.produced.load(Ordering::Acquire)
-                < self.remote_consumed.load(Ordering::Acquire).saturating_add(self.window)
+                < self.remote_consumed.load(Ordering::Acquire).saturating_add(u64::from(self.window))
     }
 
     /// Counts `len` more bytes in flight, once [`Flow::writable`] let them in.
@@ -91,7 +117,9 @@ impl Flow {
     /// reclaimed.
     pub(super) fn on_closed(&self) {
         self.reclaim_unconsumed();
-        self.waiters.lock().closed = true;
+        let waiters = self.waiters.lock();
+        self.closed.store(true, Ordering::Relaxed);
+        drop(waiters);
         self.wake(libc::EINVAL);
     }
 
@@ -105,8 +133,12 @@ impl Flow {
             self.wakeup.notify_all();
             waiters
                 .callbacks
-                .drain()
-                .map(|(_, (callback, timer))| {
+                .as_mut()
+                // The list only: keys keep counting up, so a timer that
+                // fires late never takes a later waiter.
+                .map_or_else(Vec::new, |callbacks| std::mem::take(&mut callbacks.list))
+                .into_iter()
+                .map(|Waiter { callback, timer, .. }| {
                     if let Some(timer) = timer {
                         timers().cancel(timer);
                     }
@@ -124,7 +156,7 @@ impl Flow {
         let deadline = timeout.map(|t| Instant::now() + t);
         let mut waiters = self.waiters.lock();
         loop {
-            if waiters.closed {
+            if self.closed.load(Ordering::Relaxed) {
                 return libc::EINVAL;
             }
             if self.writable() {
@@ -132,7 +164,9 @@ impl Flow {
             }
             match deadline {
                 Some(deadline) => {
-                    if self.wakeup.wait_until(&mut waiters, deadline).timed_out() && !self.writable() && !waiters.closed
+                    if self.wakeup.wait_until(&mut waiters, deadline).timed_out()
+                        && !self.writable()
+                        && !self.closed.load(Ordering::Relaxed)
                     {
                         return libc::ETIMEDOUT;
                     }
@@ -143,33 +177,41 @@ impl Flow {
     }
 
     /// Calls `on_writable` once, on a worker, when the stream is writable,
-    /// closed, or `timeout` passed.
-    pub(super) fn wait_async(self: &std::sync::Arc<Self>, timeout: Option<Duration>, on_writable: OnWritable) {
-        let mut waiters = self.waiters.lock();
-        if waiters.closed {
+    /// closed, or `timeout` passed. `owner` holds this flow (`flow_of`
+    /// finds it there): a timeout firing after it is gone does nothing.
+    pub(super) fn wait_async<O: Send + Sync + 'static>(
+        owner: &Arc<O>,
+        flow_of: fn(&O) -> &Flow,
+        timeout: Option<Duration>,
+        on_writable: OnWritable,
+    ) {
+        let this = flow_of(owner);
+        let mut waiters = this.waiters.lock();
+        if this.closed.load(Ordering::Relaxed) {
             drop(waiters);
             return run_on_worker(on_writable, libc::EINVAL);
         }
-        if self.writable() {
+        if this.writable() {
             drop(waiters);
             return run_on_worker(on_writable, 0);
         }
-        let key = waiters.next;
-        waiters.next += 1;
+        let callbacks = waiters.callbacks.get_or_insert_with(Box::default);
+        let key = callbacks.next;
+        callbacks.next += 1;
         let timer = timeout.map(|timeout| {
-            let flow = std::sync::Arc::downgrade(self);
+            let owner: Weak<O> = Arc::downgrade(owner);
             timers().schedule(
                 Instant::now() + timeout,
                 Box::new(move || {
-                    let Some(flow) = flow.upgrade() else { return };
-                    let expired = flow.waiters.lock().callbacks.remove(&key);
-                    if let Some((callback, _)) = expired {
+                    let Some(owner) = owner.upgrade() else { return };
+                    let expired = flow_of(&owner).waiters.lock().take(key);
+                    if let Some(callback) = expired {
                         run_on_worker(callback, libc::ETIMEDOUT);
                     }
                 }),
             )
         });
-        waiters.callbacks.insert(key, (on_writable, timer));
+        callbacks.list.push(Waiter { key, callback: on_writable, timer });
     }
 }
 

@@ -25,8 +25,8 @@ mod state;
 
 use std::time::Duration;
 
-pub use self::close::{after_end, close};
-pub use self::core::{live_count, AfterEnd, StreamHandler, StreamId, StreamOptions};
+pub use self::close::{after_end, close, tell_after_end};
+pub use self::core::{live_count, AfterEnd, EndWatcher, StreamHandler, StreamId, StreamOptions};
 pub use self::flow::OnWritable;
 pub use self::frames::{set_write_max_segment_size, write_max_segment_size, DEFAULT_MAX_SEGMENT_SIZE};
 pub use self::hosts::{close_host_when_idle, on_host_failed};
@@ -59,7 +59,7 @@ pub fn wait(id: StreamId, timeout: Option<Duration>) -> i32 {
 /// `StreamWait` with a callback: `on_writable` runs once on a worker.
 pub fn wait_async(id: StreamId, timeout: Option<Duration>, on_writable: OnWritable) {
     match find(id) {
-        Some((_, core)) => core.flow.wait_async(timeout, on_writable),
+        Some((_, core)) => flow::Flow::wait_async(&core, |core| &core.flow, timeout, on_writable),
         None => flow::run_on_worker(on_writable, libc::EINVAL),
     }
 }

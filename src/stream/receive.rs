@@ -77,14 +77,14 @@ fn on_data(socket: &Socket, core: &StreamCore, payload: Bytes, continues: bool) 
             // arrive after on_closed.
             return;
         }
-        if core.options.idle_timeout.is_some() {
-            receiver.last_data = Some(Instant::now());
+        if core.options.idle_timeout().is_some() {
+            receiver.set_last_data(Instant::now());
         }
-        if receiver.partial.is_none() {
+        if receiver.partial().is_none() {
             let unconsumed = receiver.received - receiver.consumed;
             let window = receive_window(core);
             if unconsumed >= window {
-                receiver.queue.clear();
+                receiver.drop_queue();
                 drop(receiver);
                 let text = format!(
                     "the peer wrote past the stream's window: a new message while {unconsumed} bytes wait \
@@ -95,22 +95,22 @@ fn on_data(socket: &Socket, core: &StreamCore, payload: Bytes, continues: bool) 
             }
         }
         if too_large(&receiver, &payload) {
-            receiver.partial = None;
+            drop(receiver.take_partial());
             drop(receiver);
             let text = "a message in DATA segments grew past the 64 MiB body limit; the stream is reset";
             return reset(socket, core, libc::EMSGSIZE, text);
         }
-        let message = match receiver.partial.take() {
+        let message = match receiver.take_partial() {
             Some(mut partial) => {
                 partial.extend_from_slice(&payload);
                 if continues {
-                    receiver.partial = Some(partial);
+                    receiver.set_partial(partial);
                     return;
                 }
                 partial.freeze()
             }
             None if continues => {
-                receiver.partial = Some(BytesMut::from(&payload[..]));
+                receiver.set_partial(BytesMut::from(&payload[..]));
                 return;
             }
             None => payload,
@@ -118,7 +118,7 @@ fn on_data(socket: &Socket, core: &StreamCore, payload: Bytes, continues: bool) 
         crate::stats::STREAM_MESSAGES_IN.inc();
         crate::stats::STREAM_BYTES_IN.add(message.len() as u64);
         receiver.received += message.len() as u64;
-        receiver.queue.push_back(message);
+        receiver.push(message);
         if receiver.delivering {
             return;
         }
@@ -127,7 +127,7 @@ fn on_data(socket: &Socket, core: &StreamCore, payload: Bytes, continues: bool) 
         receiver.delivering = true;
         // Its place among the stream's callbacks is fixed under the lock,
         // so the last ones, queued once the stream ended, come after it.
-        core.executor.enqueue(move || deliver(&owned))
+        core.executor().enqueue(move || deliver(&owned))
     };
     drop(queued);
 }
@@ -156,7 +156,7 @@ fn reset(socket: &Socket, core: &StreamCore, code: i32, text: &str) {
     log_warning!("stream {}: {text}", core.id());
     let (host, remote) = {
         let link = core.link.lock();
-        (link.host, link.remote_id)
+        (core.host(), link.remote_id())
     };
     if let (Some(host), Some(remote)) = (host.and_then(Socket::address), remote) {
         if let Ok(rst) = frames::rst(remote) {
@@ -169,7 +169,7 @@ fn reset(socket: &Socket, core: &StreamCore, code: i32, text: &str) {
 /// A message reassembled from DATA segments may not exceed what one frame
 /// could carry: a peer cannot make this side buffer without bound.
 fn too_large(receiver: &Receiver, payload: &Bytes) -> bool {
-    let buffered = receiver.partial.as_ref().map_or(0, BytesMut::len);
+    let buffered = receiver.partial().map_or(0, BytesMut::len);
     buffered + payload.len() > Limits::DEFAULT_MAX_BODY_SIZE
 }
 
@@ -182,11 +182,11 @@ const BATCHES_PER_TURN: usize = 4;
 /// `messages_in_batch`, then tells the peer what was consumed; after
 /// [`BATCHES_PER_TURN`] batches the rest waits for a new turn.
 fn deliver(core: &Arc<StreamCore>) {
-    let batch_size = core.options.messages_in_batch.max(1);
+    let batch_size = core.options.messages_in_batch();
     for turn in 0.. {
         let batch: Vec<Bytes> = {
             let mut receiver = core.receiver.lock();
-            if receiver.queue.is_empty() {
+            if !receiver.has_queued() {
                 receiver.delivering = false;
                 return;
             }
@@ -195,13 +195,12 @@ fn deliver(core: &Arc<StreamCore>) {
             // what is left goes out now, before them.
             if turn >= BATCHES_PER_TURN && !receiver.ended {
                 let owned = Arc::clone(core);
-                let queued = core.executor.enqueue_next_turn(move || deliver(&owned));
+                let queued = core.executor().enqueue_next_turn(move || deliver(&owned));
                 drop(receiver);
                 drop(queued);
                 return;
             }
-            let n = receiver.queue.len().min(batch_size);
-            receiver.queue.drain(..n).collect()
+            receiver.take_batch(batch_size)
         };
         if let Some(handler) = &core.options.handler {
             handler.on_received_messages(core.id(), &batch);
@@ -221,7 +220,7 @@ fn deliver(core: &Arc<StreamCore>) {
 
 /// Calls `on_idle_timeout` whenever no data arrived for `idle_timeout`.
 pub(super) fn start_idle_timer(core: &StreamCore) {
-    if let Some(idle) = core.options.idle_timeout {
+    if let Some(idle) = core.options.idle_timeout() {
         schedule_idle_check(core.id(), Instant::now() + idle, idle);
     }
 }
@@ -233,7 +232,7 @@ fn schedule_idle_check(id: StreamId, at: Instant, idle: Duration) {
 fn check_idle(id: StreamId, idle: Duration) {
     let Some((_, core)) = find(id) else { return };
     let now = Instant::now();
-    let last = core.receiver.lock().last_data;
+    let last = core.receiver.lock().last_data();
     match last.map(|last| last + idle).filter(|due| *due > now) {
         Some(due) => schedule_idle_check(id, due, idle),
         None => {
@@ -242,9 +241,9 @@ fn check_idle(id: StreamId, idle: Duration) {
                 if receiver.ended {
                     return;
                 }
-                receiver.last_data = Some(now);
+                receiver.set_last_data(now);
                 let handler = core.options.handler.clone();
-                handler.map(|handler| core.executor.enqueue(move || handler.on_idle_timeout(id)))
+                handler.map(|handler| core.executor().enqueue(move || handler.on_idle_timeout(id)))
             };
             drop(queued);
             schedule_idle_check(id, now + idle, idle);
@@ -255,7 +254,6 @@ fn check_idle(id: StreamId, idle: Duration) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stream::close::StreamEnd;
     use crate::stream::{close, StreamHandler, StreamOptions};
     use std::sync::mpsc;
 
@@ -282,7 +280,7 @@ mod tests {
         let (sender, events) = mpsc::channel();
         let handler = Arc::new(Events(parking_lot::Mutex::new(sender)));
         let options = StreamOptions { handler: Some(handler), ..Default::default() };
-        let (id, core) = StreamCore::spawn(options, Arc::new(StreamEnd)).unwrap();
+        let (id, core) = StreamCore::spawn(options).unwrap();
         (id, core, events)
     }
 

@@ -57,7 +57,7 @@ fn write_message(id: StreamId, parts: &[&[u8]], owned: Option<&[Bytes]>, backgro
         match route {
             WriteRoute::Direct => {
                 core.direct_writers.enter();
-                Some((link.host, link.remote_id))
+                Some((core.host(), link.remote_id()))
             }
             WriteRoute::Queue => None,
         }

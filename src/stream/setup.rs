@@ -5,7 +5,7 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use super::close::{self, StreamEnd};
+use super::close;
 use super::core::{find, AfterEnd, StreamCore, StreamId, StreamOptions};
 use super::state::{ConnectAction, ReleaseAction, State};
 use super::{frames, hosts, receive};
@@ -21,7 +21,7 @@ pub const MAX_STREAMS_PER_CALL: usize = 1024;
 
 /// A new stream, not connected.
 fn spawn(options: StreamOptions) -> Result<(StreamId, Arc<StreamCore>), Error> {
-    StreamCore::spawn(options, Arc::new(StreamEnd))
+    StreamCore::spawn(options)
 }
 
 /// Creates `n` client streams for a call that is yet to be made; `EINVAL`
@@ -133,9 +133,8 @@ pub fn accept(
             Ok((id, core)) => {
                 {
                     let mut link = core.link.lock();
-                    link.host = Some(host);
                     core.host_id.store(host, Ordering::Release);
-                    link.remote_id = Some(remote);
+                    link.set_remote_id(remote);
                     link.remote_writable = request.writable();
                     link.remote_need_feedback = request.need_feedback();
                 }
@@ -171,7 +170,7 @@ pub fn before_response(ids: &[StreamId]) {
         let Some((_, core)) = find(*id) else { continue };
         let (host, remote, writable, need_feedback) = {
             let link = core.link.lock();
-            (link.host, link.remote_id, link.remote_writable, link.remote_need_feedback)
+            (core.host(), link.remote_id(), link.remote_writable, link.remote_need_feedback)
         };
         match (host.and_then(Socket::address), remote) {
             // Closed meanwhile: the response carries no settings for it.
@@ -207,9 +206,8 @@ fn connect(core: &StreamCore, host: &Socket, remote: i64, writable: bool, need_f
         let mut link = core.link.lock();
         let action = link.apply(|state| state.connect(held, writable));
         if let ConnectAction::Attach { .. } = action {
-            link.host = Some(host.id());
             core.host_id.store(host.id(), Ordering::Release);
-            link.remote_id = Some(remote);
+            link.set_remote_id(remote);
             link.remote_writable = writable;
             link.remote_need_feedback = need_feedback;
         }
@@ -236,7 +234,7 @@ fn connect(core: &StreamCore, host: &Socket, remote: i64, writable: bool, need_f
 fn release(core: &StreamCore) {
     let (action, host) = {
         let mut link = core.link.lock();
-        (link.apply(State::release), link.host)
+        (link.apply(State::release), core.host())
     };
     if let ReleaseAction::Drain(data) = action {
         let fd = host.and_then(Socket::address).map_or(0, |h| h.fd().max(0));
