@@ -1,12 +1,16 @@
 //! Server-side bounds over real loopback: calls in flight per server and per
-//! method (`ELIMIT`, the method never runs), and the per-method figures.
+//! method (`ELIMIT`, the method never runs), unanswered calls per
+//! connection (the connection waits), and the per-method figures.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
 use brpc_stream::errno;
-use brpc_stream::rpc::{CallOutcome, CallRequest, Channel, ChannelOptions, Server, ServerCall, ServerOptions};
+use brpc_stream::rpc::{
+    CallOutcome, CallRequest, Channel, ChannelOptions, Server, ServerCall, ServerOptions,
+    MAX_UNANSWERED_CALLS_PER_CONNECTION,
+};
 use brpc_stream::Error;
 use bytes::Bytes;
 use parking_lot::{Condvar, Mutex};
@@ -171,4 +175,72 @@ fn a_call_beyond_the_servers_limit_gets_elimit() {
 fn channel_call_error(channel: &Channel, method: &str) -> Error {
     let outcome = start_call(channel, method).recv_timeout(WAIT).expect("the call ends");
     outcome.error().expect("the call failed")
+}
+
+/// A server whose "Park" method keeps its calls unanswered (no worker
+/// waits) until the test answers them.
+fn parking_server() -> (Server, String, Arc<Mutex<Vec<ServerCall>>>) {
+    let parked = Arc::new(Mutex::new(Vec::new()));
+    let server = Server::new();
+    let keep = Arc::clone(&parked);
+    server.add_method("test.LimitService", "Park", Arc::new(move |call: ServerCall| keep.lock().push(call))).unwrap();
+    server
+        .add_method(
+            "test.LimitService",
+            "Echo",
+            Arc::new(|call: ServerCall| {
+                let payload = call.request.payload.clone();
+                call.respond(Ok((payload, Bytes::new())));
+            }),
+        )
+        .unwrap();
+    server.start("127.0.0.1:0", ServerOptions::default()).unwrap();
+    let port = server.listen_address().unwrap().port();
+    (server, format!("127.0.0.1:{port}"), parked)
+}
+
+#[test]
+fn a_connection_with_too_many_unanswered_calls_is_not_read_until_some_are_answered() {
+    let (server, addr, parked) = parking_server();
+    let channel = Channel::new(&addr, ChannelOptions::default()).unwrap();
+    let sent = 3 * MAX_UNANSWERED_CALLS_PER_CONNECTION;
+    let calls: Vec<_> = (0..sent).map(|_| start_call(&channel, "Park")).collect();
+    // The server takes calls off the connection up to the bound, then waits.
+    let deadline = std::time::Instant::now() + WAIT;
+    while parked.lock().len() < MAX_UNANSWERED_CALLS_PER_CONNECTION {
+        assert!(std::time::Instant::now() < deadline, "only {} calls were read", parked.lock().len());
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    let held = parked.lock().len();
+    std::thread::sleep(Duration::from_millis(300));
+    let held_later = parked.lock().len();
+    // Another connection is read meanwhile.
+    let other = ChannelOptions { connection_group: "other".into(), ..Default::default() };
+    let other = Channel::new(&addr, other).unwrap();
+    let echo = code(&start_call(&other, "Echo"));
+    // Answered calls make room: every call is read and served (answered
+    // before any assertion, so a failure does not leave the server waiting
+    // for calls its own method keeps).
+    let mut answered = 0;
+    while answered < sent && std::time::Instant::now() < deadline + WAIT {
+        let ready: Vec<ServerCall> = std::mem::take(&mut *parked.lock());
+        if ready.is_empty() {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        for call in ready {
+            call.respond(Ok((Bytes::from_static(b"parked"), Bytes::new())));
+            answered += 1;
+        }
+    }
+    assert_eq!(held, held_later, "went on reading the connection");
+    // The bound is checked between reads, so one read's calls may pass it.
+    assert!(held < 2 * MAX_UNANSWERED_CALLS_PER_CONNECTION, "read {held} calls of {sent}");
+    assert_eq!(echo, None);
+    assert_eq!(answered, sent);
+    for call in &calls {
+        assert_eq!(code(call), None);
+    }
+    let park = server.method_statuses().into_iter().find(|m| m.method == "Park").unwrap();
+    assert_eq!((park.calls, park.errors, park.rejected), (sent as u64, 0, 0));
 }

@@ -13,6 +13,7 @@
 //! | `header_timeout` | 10 s | a connection holding part of a frame header that long is closed (logged, `ETIMEDOUT`) |
 //! | `body_timeout` | 30 s | a connection whose frame (header whole) is not whole after this long plus one second per [`BODY_MIN_RATE`] bytes of it received is closed (logged, `ETIMEDOUT`) |
 //! | `max_streams_per_connection` | 10000 | a request that would take its connection past it is answered `ELIMIT`, its method never runs |
+//! | calls of one connection read and not answered | 1024 calls or 8 MiB of requests | the connection is not read until some are answered (its peer's sends block); checked between reads, so one read's calls (64 KiB) may pass it |
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -45,6 +46,45 @@ pub const BODY_MIN_RATE: usize = 64 * 1024;
 /// Streams one connection carries at once by default (accepted by the
 /// server and not yet closed); 0 in the options: no bound.
 pub const DEFAULT_MAX_STREAMS_PER_CONNECTION: usize = 10_000;
+
+/// Calls one connection may have read and not yet answered before the
+/// server stops reading it: a peer that sends requests faster than they
+/// are answered (or never reads the answers) queues no more than this.
+pub const MAX_UNANSWERED_CALLS_PER_CONNECTION: usize = 1024;
+/// The same bound in bytes of requests (a single larger request is still
+/// read: the gate closes only after it).
+pub const MAX_UNANSWERED_BYTES_PER_CONNECTION: usize = 8 * 1024 * 1024;
+
+/// The calls of one connection read and not yet answered: the server
+/// reads the connection only while they are under the bounds above.
+#[derive(Default)]
+pub(super) struct CallGate {
+    calls: AtomicUsize,
+    bytes: AtomicUsize,
+}
+
+impl CallGate {
+    pub(super) fn is_open(&self) -> bool {
+        self.calls.load(Ordering::SeqCst) < MAX_UNANSWERED_CALLS_PER_CONNECTION
+            && self.bytes.load(Ordering::SeqCst) < MAX_UNANSWERED_BYTES_PER_CONNECTION
+    }
+
+    pub(super) fn call_read(&self, bytes: usize) {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        self.bytes.fetch_add(bytes, Ordering::SeqCst);
+    }
+
+    /// One call answered; the connection is read again if it waited for it.
+    pub(super) fn call_answered(&self, bytes: usize, socket: SocketId) {
+        self.calls.fetch_sub(1, Ordering::SeqCst);
+        self.bytes.fetch_sub(bytes, Ordering::SeqCst);
+        if self.is_open() {
+            if let Some(socket) = Socket::address(socket) {
+                socket.resume_input();
+            }
+        }
+    }
+}
 
 /// Whether a server at `connections` may take one more; logs the refusals
 /// (the first, then every thousandth).

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 use parking_lot::{Condvar, Mutex, RwLock};
 
-use super::admission::{self, FrameTimeouts, Intake, PartialBudget};
+use super::admission::{self, CallGate, FrameTimeouts, Intake, PartialBudget};
 use super::idle::{self, IdleConnections};
 use super::method_status::{MethodSnapshot, MethodStatus};
 use crate::errno;
@@ -706,6 +706,7 @@ impl ServerInner {
             http_answered: Arc::new(AtomicBool::new(false)),
             intake: Intake::new(Arc::clone(&self.partial), *self.timeouts.lock()),
             refused: AtomicBool::new(false),
+            gate: Arc::default(),
         });
         let liveness = *self.liveness.lock();
         let max_riders = self.max_streams_per_connection.load(Ordering::Acquire);
@@ -795,6 +796,9 @@ pub struct ServerCall {
     /// How the response's payload is compressed and checksummed.
     response_coding: BodyCoding,
     answered: bool,
+    /// The connection's unanswered calls, this one's request size among them.
+    gate: Arc<CallGate>,
+    request_bytes: usize,
 }
 
 impl ServerCall {
@@ -870,6 +874,7 @@ impl ServerCall {
     }
 
     fn end(&self) {
+        self.gate.call_answered(self.request_bytes, self.socket);
         CALLS_IN_FLIGHT.fetch_sub(1, Ordering::AcqRel);
         self.server.call_ended();
     }
@@ -969,6 +974,9 @@ struct ServerConnection {
     /// A request's meta did not parse: the connection is closing and its
     /// further input is dropped.
     refused: AtomicBool,
+    /// Its calls read and not yet answered; the connection is read while
+    /// they are few enough.
+    gate: Arc<CallGate>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -1008,6 +1016,10 @@ impl SocketUser for ServerConnection {
         }
         // What is left is part of a frame, a new one if any was cut.
         self.intake.after_input(socket, buf.len(), frame_ended)
+    }
+
+    fn accepts_input(&self) -> bool {
+        self.gate.is_open()
     }
 
     fn on_failed(&self, socket: &Socket, code: i32, text: &str) {
@@ -1167,6 +1179,8 @@ impl ServerConnection {
             return reject(socket, &request.meta, Error::new(errno::ELIMIT, text));
         }
         CALLS_IN_FLIGHT.fetch_add(1, Ordering::AcqRel);
+        let request_bytes = frame.meta.len() + frame.payload.len();
+        self.gate.call_read(request_bytes);
         let mut call = ServerCall {
             server,
             status,
@@ -1178,6 +1192,8 @@ impl ServerConnection {
             local: self.local,
             response_coding: BodyCoding::default(),
             answered: false,
+            gate: Arc::clone(&self.gate),
+            request_bytes,
         };
         // A refused spawn drops the call, which answers EINTERNAL. The body
         // is decoded on the worker, off the connection's input.

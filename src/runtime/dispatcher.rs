@@ -170,7 +170,7 @@ pub struct Dispatcher {
 /// The state shared with one loop's thread.
 struct EventLoop {
     epoll: Epoll,
-    /// Wakes the thread when its dispatcher is dropped.
+    /// Wakes the thread when its dispatcher is dropped or a handler is resumed.
     wake: EventFd,
     handlers: RwLock<HashMap<u64, Handler>>,
     stopping: AtomicBool,
@@ -275,6 +275,17 @@ impl Dispatcher {
         }
     }
 
+    /// [`again`](Self::again) from any thread, waking the loop: a handler
+    /// that stopped reading until something else happened is called again.
+    pub fn resume(&self, token: Token) {
+        if let Some(event_loop) = self.loop_of(token) {
+            event_loop.again.lock().push(token.0);
+            // The loop reads the eventfd on waking, so a failed write means
+            // its count is already non-zero: the loop wakes anyway.
+            let _ = event_loop.wake.write(1);
+        }
+    }
+
     /// How many registrations are live (for leak checks).
     pub fn registered(&self) -> usize {
         self.running.get().map_or(0, |loops| loops.iter().map(|l| l.event_loop.handlers.read().len()).sum())
@@ -365,6 +376,8 @@ impl EventLoop {
             for event in &events[..ready] {
                 let token = event.data();
                 if token == WAKE_TOKEN {
+                    // Level-triggered: drained, or it would wake every wait.
+                    let _ = self.wake.read();
                     if self.stopping.load(Ordering::Acquire) {
                         return;
                     }

@@ -21,7 +21,7 @@ pub mod write_queue;
 use std::fmt;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
@@ -67,6 +67,13 @@ pub trait SocketUser: Send + Sync {
     /// socket failed finishes after `on_failed`). May come before
     /// `on_failed` is over, and not at all when nothing was in flight.
     fn on_writes_settled(&self, _socket: &Socket) {}
+    /// Whether the socket should read its input now. False holds the input
+    /// in the kernel (the peer's sends block once its window is full) until
+    /// the user calls [`Socket::resume_input`]: a peer cannot queue more
+    /// work than its user is willing to hold.
+    fn accepts_input(&self) -> bool {
+        true
+    }
 }
 
 /// A connection provided by the socket's owner instead of a TCP connect
@@ -155,6 +162,8 @@ struct Tcp {
     connect_timeout: Option<Duration>,
     liveness: Liveness,
     registration: Mutex<Option<Token>>,
+    /// Input was left unread because the user did not accept it.
+    input_held: AtomicBool,
     read_buf: Mutex<BytesMut>,
     /// A refused write armed the overcrowding check (one timer at a time).
     overcrowded_check: std::sync::atomic::AtomicBool,
@@ -210,6 +219,7 @@ impl Socket {
                     connect_timeout,
                     liveness,
                     registration: Mutex::new(None),
+                    input_held: AtomicBool::new(false),
                     read_buf: Mutex::new(BytesMut::new()),
                     overcrowded_check: Default::default(),
                     burst: Burst::default(),
@@ -424,6 +434,37 @@ impl Socket {
         let token = dispatcher().register(fd, Interest::READ, handler)?;
         *tcp.registration.lock() = Some(token);
         Ok(())
+    }
+
+    /// Whether to read now; when the user holds its input, marks it held
+    /// so that [`Socket::resume_input`] reads it later.
+    fn input_accepted(&self) -> bool {
+        let Some(tcp) = &self.tcp else {
+            return true;
+        };
+        let Some(user) = &tcp.user else {
+            return true;
+        };
+        if user.accepts_input() {
+            return true;
+        }
+        tcp.input_held.store(true, Ordering::SeqCst);
+        // A resume between the look and the mark saw nothing held: look
+        // again. Both may go on; a spare read turn costs one EAGAIN.
+        user.accepts_input() && tcp.input_held.swap(false, Ordering::SeqCst)
+    }
+
+    /// Reads the input held back by [`SocketUser::accepts_input`], if any,
+    /// on the socket's event loop soon; callable from any thread.
+    pub fn resume_input(&self) {
+        let Some(tcp) = &self.tcp else {
+            return;
+        };
+        if tcp.input_held.swap(false, Ordering::SeqCst) {
+            if let Some(token) = *tcp.registration.lock() {
+                dispatcher().resume(token);
+            }
+        }
     }
 
     /// Input is left to read: be called again after the other sockets.

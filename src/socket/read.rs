@@ -6,6 +6,10 @@
 //! N busy connections share the loop evenly, and a quiet one's request is
 //! read after at most one turn of each.
 //!
+//! A socket whose user does not accept input now (a server connection with
+//! too many calls unanswered) is not read: its bytes stay in the kernel and
+//! the peer's sends block, until the user resumes it.
+//!
 //! "Empty" is EAGAIN, or, for an edge that reported no hangup or error, a
 //! read that returned less than it asked for: a stream socket's read takes
 //! everything queued up to the size asked, and bytes arriving later raise a
@@ -35,6 +39,9 @@ pub(super) fn on_readable(socket: &Socket, short_read_ends: bool) {
     let mut buf = tcp.read_buf.lock();
     let mut turn = 0;
     loop {
+        if !socket.input_accepted() {
+            return;
+        }
         if turn >= READ_BUDGET {
             socket.read_again();
             return;
