@@ -307,8 +307,9 @@ fn flood(addr: &str, stop: Arc<AtomicBool>) -> thread::JoinHandle<usize> {
 
 /// A legitimate call's p99 while flooders share the server (one
 /// connection's turn is bounded, so a quiet request waits for at most one
-/// turn of each busy connection), on a machine with no other load.
-const FLOODED_P99: Duration = Duration::from_millis(50);
+/// turn of each busy connection), on a machine with no other load. Seen on
+/// two cores: 8–58 ms, the flooders' own loopback work sharing the cores.
+const FLOODED_P99: Duration = Duration::from_millis(100);
 
 /// [`FLOODED_P99`] scaled by the machine's load beyond this process (the
 /// 1-minute load average per core, when above 1): on two cores shared

@@ -479,6 +479,12 @@ fn a_body_trickled_slower_than_the_body_timeout_allows_closes_the_connection() {
         assert_eq!(closed, conns.len(), "trickled bodies were kept past the body timeout");
         let answer = honest.join().unwrap().expect("the slow honest request is answered");
         assert_eq!(outcome(&answer).0, 0, "{:?}", outcome(&answer));
-        assert!(server.connection_count() <= 1);
+        // The honest peer's close reaches the server a moment after its
+        // thread ended; the legitimate client's connection stays.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while server.connection_count() > 1 && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(20));
+        }
+        assert!(server.connection_count() <= 1, "{} connections left", server.connection_count());
     });
 }
