@@ -168,7 +168,7 @@ TEST(ServerLimitsTest, ServerOptionsBoundConnectionsPartialRequestsAndHeaderTime
     EXPECT_EQ(512LL * 1024 * 1024, options.max_partial_request_bytes);
     EXPECT_EQ(10000, options.header_timeout_ms);
     EXPECT_EQ(30000, options.body_timeout_ms);
-    EXPECT_EQ(10000, options.max_streams_per_connection);
+    EXPECT_EQ(65536, options.max_streams_per_connection);
 }
 
 TEST(ServerLimitsTest, NegativeConnectionOrPartialRequestBoundsAreRefusedAtStart) {

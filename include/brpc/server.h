@@ -293,7 +293,7 @@ struct ServerOptions {
     // closed): a request that would take its connection past it is
     // answered ELIMIT ("... max_streams_per_connection=N") and its method
     // never runs; StreamAccept refuses with ELIMIT too. The connection and
-    // its other streams go on. Default 10000; 0: unlimited; negative:
+    // its other streams go on. Default 65536; 0: unlimited; negative:
     // Start fails with EINVAL.
     int max_streams_per_connection;
 

@@ -12,7 +12,7 @@
 //! | `max_partial_request_bytes` | 512 MiB | the connection whose bytes went past it is closed (logged, `EOVERCROWDED`) |
 //! | `header_timeout` | 10 s | a connection holding part of a frame header that long is closed (logged, `ETIMEDOUT`) |
 //! | `body_timeout` | 30 s | a connection whose frame (header whole) is not whole after this long plus one second per [`BODY_MIN_RATE`] bytes of it received is closed (logged, `ETIMEDOUT`) |
-//! | `max_streams_per_connection` | 10000 | a request that would take its connection past it is answered `ELIMIT`, its method never runs |
+//! | `max_streams_per_connection` | 65536 | a request that would take its connection past it is answered `ELIMIT`, its method never runs |
 //! | calls of one connection read and not answered | 1024 calls or 8 MiB of requests | the connection is not read until some are answered (its peer's sends block); checked between reads, so one read's calls (64 KiB) may pass it |
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -44,8 +44,10 @@ pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(30);
 /// trickling a byte now and then is, after `body_timeout`).
 pub const BODY_MIN_RATE: usize = 64 * 1024;
 /// Streams one connection carries at once by default (accepted by the
-/// server and not yet closed); 0 in the options: no bound.
-pub const DEFAULT_MAX_STREAMS_PER_CONNECTION: usize = 10_000;
+/// server and not yet closed); 0 in the options: no bound. brpc has no
+/// bound and its programs open ten thousand streams on one connection;
+/// this many idle streams hold about 30 MiB.
+pub const DEFAULT_MAX_STREAMS_PER_CONNECTION: usize = 65_536;
 
 /// Calls one connection may have read and not yet answered before the
 /// server stops reading it: a peer that sends requests faster than they

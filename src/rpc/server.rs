@@ -57,7 +57,7 @@ pub struct ServerOptions {
     /// closed); a request that would take its connection past it is
     /// answered `ELIMIT` before its method runs (and `stream::accept`
     /// refuses with `ELIMIT` too). 0: unlimited. Default
-    /// [`DEFAULT_MAX_STREAMS_PER_CONNECTION`](crate::rpc::DEFAULT_MAX_STREAMS_PER_CONNECTION) (10000).
+    /// [`DEFAULT_MAX_STREAMS_PER_CONNECTION`](crate::rpc::DEFAULT_MAX_STREAMS_PER_CONNECTION) (65536).
     /// brpc has no such option.
     pub max_streams_per_connection: usize,
     /// Keepalive and TCP_USER_TIMEOUT for accepted connections.
