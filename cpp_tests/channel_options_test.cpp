@@ -34,22 +34,13 @@
 #include "brpc/controller.h"
 #include "brpc/server.h"
 #include "echo.pb.h"
+#include "wait_for.h"
 
 namespace {
 
 using Clock = std::chrono::steady_clock;
 
-template <typename Pred>
-bool WaitFor(Pred done, double seconds = 10) {
-    const auto deadline = Clock::now() + std::chrono::milliseconds((int)(seconds * 1000));
-    while (!done()) {
-        if (Clock::now() > deadline) {
-            return false;
-        }
-        std::this_thread::sleep_for(std::chrono::milliseconds(2));
-    }
-    return true;
-}
+using test_support::WaitFor;
 
 // Echoes, recording each call's remote port; a request with sleep_ms set
 // waits until `Release()` (or 10 s) before answering.

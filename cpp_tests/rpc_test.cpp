@@ -26,6 +26,7 @@
 #include "brpc/channel.h"
 #include "brpc/server.h"
 #include "echo.pb.h"
+#include "wait_for.h"
 
 namespace {
 
@@ -47,18 +48,7 @@ int CountEntries(const char* dir_path) {
 int CountOpenFds() { return CountEntries("/proc/self/fd") - 1; }  // the DIR's own fd
 int CountThreads() { return CountEntries("/proc/self/task"); }
 
-// Waits up to `seconds` for `done()`; true if it became true.
-template <typename Pred>
-bool WaitFor(Pred done, double seconds = 10) {
-    const auto deadline = Clock::now() + std::chrono::milliseconds((int)(seconds * 1000));
-    while (!done()) {
-        if (Clock::now() > deadline) {
-            return false;
-        }
-        std::this_thread::sleep_for(std::chrono::milliseconds(2));
-    }
-    return true;
-}
+using test_support::WaitFor;
 
 int64_t MillisecondsSince(Clock::time_point start) {
     return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start).count();

@@ -33,22 +33,13 @@
 #include "brpc/server.h"
 #include "butil/logging.h"
 #include "echo.pb.h"
+#include "wait_for.h"
 
 namespace {
 
 using Clock = std::chrono::steady_clock;
 
-template <typename Pred>
-bool WaitFor(Pred done, double seconds = 10) {
-    const auto deadline = Clock::now() + std::chrono::milliseconds((int)(seconds * 1000));
-    while (!done()) {
-        if (Clock::now() > deadline) {
-            return false;
-        }
-        std::this_thread::sleep_for(std::chrono::milliseconds(2));
-    }
-    return true;
-}
+using test_support::WaitFor;
 
 int64_t MillisecondsSince(Clock::time_point start) {
     return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start).count();

@@ -21,6 +21,7 @@
 #include <gtest/gtest.h>
 
 #include "brpc/socket.h"
+#include "wait_for.h"
 
 namespace {
 
@@ -39,18 +40,7 @@ int CountOpenFds() {
     return n - 3;  // ".", ".." and the DIR's own fd
 }
 
-// Waits up to `seconds` for `done()`; true if it became true.
-template <typename Pred>
-bool WaitFor(Pred done, double seconds = 10) {
-    const auto deadline = Clock::now() + std::chrono::milliseconds((int)(seconds * 1000));
-    while (!done()) {
-        if (Clock::now() > deadline) {
-            return false;
-        }
-        std::this_thread::sleep_for(std::chrono::milliseconds(2));
-    }
-    return true;
-}
+using test_support::WaitFor;
 
 // A listening socket on 127.0.0.1 with a free port.
 struct Listener {

@@ -31,23 +31,13 @@
 #include "brpc/stream.h"
 #include "brpc_meta_test.pb.h"
 #include "stream_service.pb.h"
+#include "wait_for.h"
 
 namespace stream_test {
 
 using Clock = std::chrono::steady_clock;
 
-// Waits up to `seconds` for `done()`; true if it became true.
-template <typename Pred>
-bool WaitFor(Pred done, double seconds = 10) {
-    const auto deadline = Clock::now() + std::chrono::milliseconds((int)(seconds * 1000));
-    while (!done()) {
-        if (Clock::now() > deadline) {
-            return false;
-        }
-        std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    }
-    return true;
-}
+using test_support::WaitFor;
 
 // An absolute CLOCK_REALTIME time `ms` from now, as StreamWait takes.
 inline timespec RealtimeIn(int64_t ms) {
