@@ -270,6 +270,9 @@ struct ServerOptions {
     // without sending whole requests (brpc has none of these; its
     // max_body_size above bounds one request). Each logs an error naming
     // the option.
+    // Not an option: a connection with 1024 calls (or 8 MiB of requests)
+    // read and not yet answered is not read further until some are
+    // answered; its peer's sends wait, other connections are read as usual.
     // Connections kept at once; a new one beyond is closed at once.
     // Default 10000; 0: unlimited; negative: Start fails with EINVAL.
     int max_connections;
