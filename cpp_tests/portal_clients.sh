@@ -41,7 +41,8 @@ $body"
 }
 
 expect /health '^OK$'
-expect /version '^brpc_stream/'
+# As brpc: the version set with set_version, else the services' class names joined by '+'.
+expect /version 'EchoImpl+.*StreamsImpl'
 expect /status 'test.EchoService'
 expect /status 'bench.StreamService'
 expect /vars '^rpc_socket_count : '
