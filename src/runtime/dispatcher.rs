@@ -177,7 +177,8 @@ struct EventLoop {
     /// The errno that ended the thread, or 0 while it runs.
     failure: AtomicI32,
     /// Registrations that stopped reading before EAGAIN to let others
-    /// have their turn: called again (as readable) after the next round.
+    /// have their turn: called again (as readable) in the next round,
+    /// after its new edges.
     again: Mutex<Vec<u64>>,
 }
 
@@ -264,11 +265,12 @@ impl Dispatcher {
         drop(removed);
     }
 
-    /// Asks for `token`'s handler to be called again as readable after the
-    /// edges already waiting were handled: a handler that stopped reading
-    /// before EAGAIN (its turn was used up) goes to the back of the line,
-    /// since no new edge will come for what is still buffered. Call it from
-    /// the handler, on its loop's thread.
+    /// Asks for `token`'s handler to be called again as readable in the
+    /// loop's next round, after that round's new edges (with any of its own
+    /// edge merged in): a handler that stopped reading before EAGAIN (its
+    /// turn was used up) goes to the back of the line, since no new edge
+    /// will come for what is still buffered. Call it from the handler, on
+    /// its loop's thread.
     pub fn again(&self, token: Token) {
         if let Some(event_loop) = self.loop_of(token) {
             event_loop.again.lock().push(token.0);
@@ -358,9 +360,17 @@ impl Drop for Running {
 }
 
 impl EventLoop {
+    /// Each round takes the new edges, then gives the handlers that asked
+    /// for another turn (in the round before) theirs. A handler gets one
+    /// turn a round: an edge for a handler already waiting for its turn
+    /// joins that turn (its writability is told at once), and what a
+    /// handler asks for during a round waits for the next. Otherwise a
+    /// connection whose peer keeps sending, raising an edge every round,
+    /// would read twice a round and the others once.
     fn run(&self) {
         let mut events = vec![EpollEvent::empty(); EVENTS_PER_WAIT];
-        let mut turn = Vec::new();
+        let mut turns: Vec<(u64, Events)> = Vec::new();
+        let mut waiting: HashMap<u64, usize> = HashMap::new();
         loop {
             // Handlers waiting for another turn: only look for new edges.
             let timeout = if self.again.lock().is_empty() { EpollTimeout::NONE } else { EpollTimeout::ZERO };
@@ -373,6 +383,13 @@ impl EventLoop {
                     return;
                 }
             };
+            // This round's turns: asked for before its edges were taken.
+            for token in self.again.lock().drain(..) {
+                if let std::collections::hash_map::Entry::Vacant(slot) = waiting.entry(token) {
+                    slot.insert(turns.len());
+                    turns.push((token, Events { readable: true, ..Events::default() }));
+                }
+            }
             for event in &events[..ready] {
                 let token = event.data();
                 if token == WAKE_TOKEN {
@@ -383,21 +400,30 @@ impl EventLoop {
                     }
                     continue;
                 }
-                // Cloned out so the handler runs without the lock and may (de)register.
-                let handler = self.handlers.read().get(&token).cloned();
-                if let Some(handler) = handler {
-                    let edge = Events::from_epoll(event.events());
-                    run_contained("an event handler", || handler(edge));
+                let mut edge = Events::from_epoll(event.events());
+                if let Some(turn) = waiting.get(&token).and_then(|&index| turns.get_mut(index)) {
+                    // Read in its turn, hangup and error with it.
+                    turn.1.hangup |= edge.hangup;
+                    turn.1.error |= edge.error;
+                    if !edge.writable {
+                        continue;
+                    }
+                    edge = Events { writable: true, ..Events::default() };
                 }
+                self.call(token, edge);
             }
-            // Then the ones that asked for another turn, after the new edges.
-            std::mem::swap(&mut turn, &mut *self.again.lock());
-            for token in turn.drain(..) {
-                let handler = self.handlers.read().get(&token).cloned();
-                if let Some(handler) = handler {
-                    run_contained("an event handler", || handler(Events { readable: true, ..Events::default() }));
-                }
+            waiting.clear();
+            for (token, edge) in turns.drain(..) {
+                self.call(token, edge);
             }
+        }
+    }
+
+    fn call(&self, token: u64, edge: Events) {
+        // Cloned out so the handler runs without the lock and may (de)register.
+        let handler = self.handlers.read().get(&token).cloned();
+        if let Some(handler) = handler {
+            run_contained("an event handler", || handler(edge));
         }
     }
 }
@@ -602,6 +628,60 @@ mod tests {
             dispatcher.deregister(*token, server.as_raw_fd());
         }
         assert_eq!(dispatcher.registered(), 0);
+    }
+
+    /// A handler asking for another turn every time, as a connection whose
+    /// turn keeps running out does: `again` is its own token once known.
+    fn turn_taker(
+        dispatcher: &Arc<Dispatcher>,
+        calls: &Arc<AtomicUsize>,
+        on_call: impl Fn(usize) -> bool + Send + Sync + 'static,
+    ) -> (Handler, Arc<OnceLock<Token>>) {
+        let own: Arc<OnceLock<Token>> = Arc::new(OnceLock::new());
+        let (weak, token, calls) = (Arc::downgrade(dispatcher), Arc::clone(&own), Arc::clone(calls));
+        let handler: Handler = Arc::new(move |_events| {
+            let made = calls.fetch_add(1, Ordering::SeqCst) + 1;
+            if let (true, Some(dispatcher), Some(token)) = (on_call(made), weak.upgrade(), token.get()) {
+                dispatcher.again(*token);
+            }
+        });
+        (handler, own)
+    }
+
+    #[test]
+    fn a_handler_gets_one_turn_a_round_however_many_edges_it_raises() {
+        const ROUNDS: usize = 200;
+        let dispatcher = Arc::new(Dispatcher::new());
+        let (noisy_client, noisy_server) = loopback_pair();
+        let (mut plain_client, plain_server) = loopback_pair();
+        let (noisy_calls, plain_calls) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        // The noisy one's peer sends a byte in every turn of the plain one:
+        // a new edge every round on top of the turn it asked for.
+        let seen = Arc::new(OnceLock::new());
+        let (sender, seen_by_plain) = (Mutex::new(noisy_client), Arc::clone(&seen));
+        let noisy_seen = Arc::clone(&noisy_calls);
+        let (plain, plain_token) = turn_taker(&dispatcher, &plain_calls, move |made| {
+            let _ = (&*sender.lock()).write_all(b"x");
+            if made == ROUNDS {
+                let _ = seen_by_plain.set(noisy_seen.load(Ordering::SeqCst));
+            }
+            made < ROUNDS
+        });
+        let (noisy, noisy_token) = turn_taker(&dispatcher, &noisy_calls, |_| true);
+        noisy_token.set(dispatcher.register(noisy_server.as_raw_fd(), Interest::READ, noisy).unwrap()).unwrap();
+        plain_token.set(dispatcher.register(plain_server.as_raw_fd(), Interest::READ, plain).unwrap()).unwrap();
+        plain_client.write_all(b"go").unwrap();
+        let deadline = std::time::Instant::now() + WAIT;
+        while seen.get().is_none() {
+            assert!(std::time::Instant::now() < deadline, "the plain handler got {plain_calls:?} turns");
+            thread::sleep(Duration::from_millis(5));
+        }
+        let noisy_turns = seen.get().copied().unwrap_or(0);
+        // Within a round or two of each other (who went first), not twice.
+        assert!(noisy_turns.abs_diff(ROUNDS) <= 2, "{noisy_turns} turns against {ROUNDS}");
+        for (token, server) in [(noisy_token, &noisy_server), (plain_token, &plain_server)] {
+            dispatcher.deregister(*token.get().unwrap(), server.as_raw_fd());
+        }
     }
 
     #[test]

@@ -81,16 +81,18 @@ fn read_some(fd: i32, buf: &mut BytesMut) -> Result<ReadSome, i32> {
     if buf.capacity() - buf.len() < READ_CHUNK / 4 {
         buf.reserve(READ_CHUNK);
     }
+    // No more than a chunk, though the buffer may have room for more: a
+    // turn is one chunk, whatever room its buffer happened to keep.
     let spare = buf.spare_capacity_mut();
-    // SAFETY: reading into the buffer's spare capacity, whose length we pass;
+    let asked = spare.len().min(READ_CHUNK);
+    // SAFETY: reading into the buffer's spare capacity, at most its length;
     // set_len only covers the bytes the kernel reported as written.
-    let n = unsafe { libc::read(fd, spare.as_mut_ptr().cast(), spare.len()) };
+    let n = unsafe { libc::read(fd, spare.as_mut_ptr().cast(), asked) };
     if n < 0 {
         return Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO));
     }
     let n = n as usize;
     crate::stats::SOCKET_BYTES_READ.add(n as u64);
-    let asked = spare.len();
     // SAFETY: read() initialized `n` bytes of the spare capacity it was given.
     unsafe { buf.set_len(buf.len() + n) };
     Ok(ReadSome { read: n, asked })
