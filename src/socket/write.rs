@@ -37,19 +37,23 @@ use crate::stats;
 /// library thread and must not block.
 pub type WriteDone = Box<dyn FnOnce(i32) + Send>;
 
-/// Tells a burst (one thread writing again less than [`Burst::WINDOW`]
-/// after its previous write to the socket returned, and not a large write)
-/// from sparse writes, so a burst is written in batches by a worker while a
-/// lone request still leaves from the writer's own thread without a
-/// hand-off. The gap is measured from the previous write's return, not its
-/// start: a slow inline write must not hide that its writer is back at once.
-/// Writes from different threads in quick succession are no burst: each
-/// finds the queue owned (and returns at once) or idle (and a hand-off would
-/// only add a wake-up).
+/// Tells a burst (one thread writing for the third time in a row less than
+/// [`Burst::WINDOW`] after its previous write to the socket returned, and
+/// not a large write) from sparse writes, so a burst is written in batches
+/// by a worker while a lone request still leaves from the writer's own
+/// thread without a hand-off. The gap is measured from the previous write's
+/// return, not its start: a slow inline write must not hide that its writer
+/// is back at once. One close pair is no burst: a call's request often
+/// follows the CLOSE of the stream before it closely (the thread only waited
+/// for `on_closed`), and handing that request to a worker added a wake-up
+/// to every setup + close. Writes from different threads in quick
+/// succession are no burst: each finds the queue owned (and returns at
+/// once) or idle (and a hand-off would only add a wake-up).
 #[derive(Default)]
 pub(super) struct Burst {
-    /// The previous write's return: ns since [`BURST_EPOCH`] (low 48 bits)
-    /// above the writing thread's tag (16 bits).
+    /// The previous write's return: ns since [`BURST_EPOCH`] (high 47
+    /// bits), whether that write followed its own predecessor closely (1
+    /// bit), and the writing thread's tag (low 16 bits).
     last_write: std::sync::atomic::AtomicU64,
 }
 
@@ -61,6 +65,9 @@ impl Burst {
     /// would only add a wake-up, so it always leaves from its writer.
     const BATCH_BY_ITSELF: usize = 64 * 1024;
     const TAG_BITS: u32 = 16;
+    /// Set when the write stamped followed its own predecessor closely.
+    const CLOSE_PAIR: u64 = 1 << Self::TAG_BITS;
+    const TIME_SHIFT: u32 = Self::TAG_BITS + 1;
 
     fn stamp() -> u64 {
         thread_local! {
@@ -70,23 +77,32 @@ impl Burst {
             };
         }
         let now = BURST_EPOCH.elapsed().as_nanos() as u64;
-        now << Self::TAG_BITS | TAG.with(|tag| *tag)
+        now << Self::TIME_SHIFT | TAG.with(|tag| *tag)
     }
 
-    /// Whether this write follows this thread's previous one closely; it
-    /// counts as returned now until [`Burst::returned`] says otherwise.
+    /// Whether this write is the third in a row of this thread, each
+    /// following the previous one's return closely; it counts as returned
+    /// now until [`Burst::returned`] says otherwise.
     fn follows_closely(&self) -> bool {
         let now = Self::stamp();
-        let last = self.last_write.swap(now, Ordering::Relaxed);
         let tag_mask = (1 << Self::TAG_BITS) - 1;
-        // Wrapping: after 2^48 ns (3 days) one pair may be misjudged, harmlessly.
-        let since = (now & !tag_mask).wrapping_sub(last & !tag_mask) >> Self::TAG_BITS;
-        last & tag_mask == now & tag_mask && since < Self::WINDOW.as_nanos() as u64
+        let mut burst = false;
+        // Only another thread's write to the socket races this: a lost
+        // update misjudges one write, harmlessly.
+        let _ = self.last_write.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |last| {
+            // Wrapping: after 2^47 ns (1.6 days) one pair may be misjudged, harmlessly.
+            let since = (now >> Self::TIME_SHIFT).wrapping_sub(last >> Self::TIME_SHIFT);
+            let close = last & tag_mask == now & tag_mask && since < Self::WINDOW.as_nanos() as u64;
+            burst = close && last & Self::CLOSE_PAIR != 0;
+            Some(if close { now | Self::CLOSE_PAIR } else { now })
+        });
+        burst
     }
 
     /// The write this thread made inline returned.
     fn returned(&self) {
-        self.last_write.store(Self::stamp(), Ordering::Relaxed);
+        let pair = self.last_write.load(Ordering::Relaxed) & Self::CLOSE_PAIR;
+        self.last_write.store(Self::stamp() | pair, Ordering::Relaxed);
     }
 }
 
@@ -738,9 +754,24 @@ mod tests {
         // Retried: a preemption between two calls may stretch one gap.
         let seen = (0..100).any(|_| {
             burst.returned();
+            burst.follows_closely();
+            burst.returned();
             burst.follows_closely()
         });
         assert!(seen, "immediate rewrites were never seen as a burst");
+    }
+
+    #[test]
+    fn one_close_pair_is_no_burst() {
+        let burst = Burst::default();
+        for _ in 0..100 {
+            // A write after a pause, then one at once (a CLOSE, then the next call's request).
+            std::thread::sleep(Duration::from_millis(1));
+            assert!(!burst.follows_closely());
+            burst.returned();
+            assert!(!burst.follows_closely(), "the second write of a pair was seen as a burst");
+            burst.returned();
+        }
     }
 
     #[test]
