@@ -1,20 +1,28 @@
 // The headers brpc programs include around the stream API: butil/time.h,
 // butil/string_printf.h, butil/string_splitter.h, butil/macros.h,
-// butil/atomicops.h, brpc/callback.h and json2pb.
+// butil/atomicops.h, butil/rand_util.h, butil/fast_rand.h, brpc/callback.h,
+// bvar/reducer.h and json2pb.
 #include <butil/atomicops.h>
+#include <butil/fast_rand.h>
 #include <butil/macros.h>
+#include <butil/rand_util.h>
 #include <butil/string_printf.h>
 #include <butil/string_splitter.h>
 #include <butil/time.h>
 #include <brpc/callback.h>
+#include <bvar/reducer.h>
 #include <json2pb/json_to_pb.h>
 #include <json2pb/pb_to_json.h>
 
+#include <climits>
+#include <limits>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include "echo.pb.h"
 
@@ -156,6 +164,130 @@ TEST(AtomicopsTest, ButilAtomicIsStdAtomic) {
     butil::atomic<int> n(1);
     n.fetch_add(2, butil::memory_order_relaxed);
     EXPECT_EQ(n.load(butil::memory_order_acquire), 3);
+}
+
+TEST(RandUtilTest, IntsCoverTheirClosedRangeAndDoublesStayBelowOne) {
+    std::set<int> seen;
+    for (int i = 0; i < 2000; ++i) {
+        const int v = butil::RandInt(-3, 3);
+        ASSERT_GE(v, -3);
+        ASSERT_LE(v, 3);
+        seen.insert(v);
+        const double d = butil::RandDouble();
+        ASSERT_GE(d, 0.0);
+        ASSERT_LT(d, 1.0);
+        ASSERT_LT(butil::RandGenerator(10), 10u);
+    }
+    EXPECT_EQ(seen.size(), 7u);  // each value has p=1/7; missing one in 2000 draws: < 1e-130
+    EXPECT_EQ(butil::RandInt(5, 5), 5);
+    const int extreme = butil::RandInt(INT_MIN, INT_MAX);  // the whole range does not overflow
+    (void)extreme;
+    EXPECT_EQ(butil::BitsToOpenEndedUnitInterval(0), 0.0);
+    EXPECT_LT(butil::BitsToOpenEndedUnitInterval(~UINT64_C(0)), 1.0);
+}
+
+TEST(RandUtilTest, BytesDifferBetweenDrawsAndTheUrandomFdReads) {
+    const std::string a = butil::RandBytesAsString(32);
+    const std::string b = butil::RandBytesAsString(32);
+    ASSERT_EQ(a.size(), 32u);
+    EXPECT_NE(a, b);  // equal with p=2^-256
+    EXPECT_NE(butil::RandUint64(), butil::RandUint64());  // p=2^-64
+    const int fd = butil::GetUrandomFD();
+    ASSERT_GE(fd, 0);
+    EXPECT_EQ(butil::GetUrandomFD(), fd);
+    char buf[8];
+    EXPECT_EQ(read(fd, buf, sizeof(buf)), 8);
+}
+
+TEST(FastRandTest, RangesHoldForSignedUnsignedAndSwappedBounds) {
+    std::set<int64_t> seen;
+    for (int i = 0; i < 2000; ++i) {
+        const int v = butil::fast_rand_in(-2, 2);
+        ASSERT_GE(v, -2);
+        ASSERT_LE(v, 2);
+        seen.insert(v);
+        const unsigned u = butil::fast_rand_in(9u, 7u);  // swapped, as brpc allows
+        ASSERT_GE(u, 7u);
+        ASSERT_LE(u, 9u);
+        ASSERT_LT(butil::fast_rand_less_than(3), 3u);
+        const double d = butil::fast_rand_double();
+        ASSERT_GE(d, 0.0);
+        ASSERT_LT(d, 1.0);
+    }
+    EXPECT_EQ(seen.size(), 5u);
+    EXPECT_EQ(butil::fast_rand_less_than(0), 0u);
+    EXPECT_EQ(butil::fast_rand_in(INT64_MIN, INT64_MIN), INT64_MIN);
+    (void)butil::fast_rand_in(INT64_MIN, INT64_MAX);  // the whole range
+    (void)butil::fast_rand_in(uint64_t(0), UINT64_MAX);
+}
+
+TEST(FastRandTest, ASeedGivesOneSequenceAndThreadsGetTheirOwn) {
+    butil::FastRandSeed s1;
+    butil::init_fast_rand_seed(&s1);
+    butil::FastRandSeed s2 = s1;
+    for (int i = 0; i < 10; ++i) {
+        ASSERT_EQ(butil::fast_rand(&s1), butil::fast_rand(&s2));
+    }
+    uint64_t here = butil::fast_rand();
+    uint64_t there = here;
+    std::thread([&there] { there = butil::fast_rand(); }).join();
+    EXPECT_NE(here, there);  // p=2^-64
+}
+
+TEST(FastRandTest, BytesAndPrintableText) {
+    unsigned char buf[19] = {0};
+    butil::fast_rand_bytes(buf, sizeof(buf));
+    int zeros = 0;
+    for (unsigned char c : buf) zeros += (c == 0);
+    EXPECT_LT(zeros, 10);
+    const std::string text = butil::fast_rand_printable(33);
+    ASSERT_EQ(text.size(), 33u);
+    for (char c : text) {
+        ASSERT_GE(c, 'A');
+        ASSERT_LE(c, 'P');
+    }
+    EXPECT_NE(text, butil::fast_rand_printable(33));
+}
+
+TEST(BvarReducerTest, AdderSumsAcrossThreadsAndResetTakesTheSum) {
+    bvar::Adder<size_t> n;
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 4; ++t) {
+        threads.emplace_back([&n] {
+            for (int i = 0; i < 10000; ++i) n << 1;
+        });
+    }
+    for (std::thread& t : threads) t.join();
+    EXPECT_EQ(n.get_value(), 40000u);
+    EXPECT_EQ(n.reset(), 40000u);
+    EXPECT_EQ(n.get_value(), 0u);
+    bvar::Adder<double> d;
+    d << 0.5 << 0.25;
+    EXPECT_DOUBLE_EQ(d.get_value(), 0.75);
+}
+
+TEST(BvarReducerTest, MaxerAndMinerKeepTheExtremesAcrossThreads) {
+    bvar::Maxer<int64_t> max;
+    bvar::Miner<int64_t> min;
+    EXPECT_EQ(max.get_value(), std::numeric_limits<int64_t>::min());
+    EXPECT_EQ(min.get_value(), std::numeric_limits<int64_t>::max());
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 4; ++t) {
+        threads.emplace_back([&max, &min, t] {
+            for (int64_t i = 0; i < 1000; ++i) {
+                max << i * (t + 1);
+                min << -i * (t + 1);
+            }
+        });
+    }
+    for (std::thread& t : threads) t.join();
+    EXPECT_EQ(max.get_value(), 999 * 4);
+    EXPECT_EQ(min.get_value(), -999 * 4);
+    EXPECT_EQ(max.reset(), 999 * 4);
+    EXPECT_EQ(max.get_value(), std::numeric_limits<int64_t>::min());
+    bvar::Miner<double> dmin;
+    dmin << 3.5 << -1.5 << 2.0;
+    EXPECT_DOUBLE_EQ(dmin.get_value(), -1.5);
 }
 
 int g_sum = 0;

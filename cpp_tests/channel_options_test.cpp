@@ -384,6 +384,31 @@ TEST_P(RefusedChannelOptionTest, InitFailsWithALogLineNamingTheOption) {
     EXPECT_NE(std::string::npos, g_log_lines[0].find(GetParam().name)) << g_log_lines[0];
 }
 
+TEST(ChannelProtocolTest, ProtocolsHaveBrpcsNumbersAndNamesAndOnlyBaiduStdIsSpoken) {
+    EXPECT_EQ(2, brpc::PROTOCOL_BAIDU_STD);
+    EXPECT_EQ(8, brpc::PROTOCOL_HTTP);
+    EXPECT_EQ(29, brpc::PROTOCOL_MYSQL);
+    brpc::ChannelOptions options;
+    options.protocol = "h2";
+    EXPECT_EQ(brpc::PROTOCOL_H2, (brpc::ProtocolType)options.protocol);
+    options.protocol = "baidu_std";
+    EXPECT_EQ(brpc::PROTOCOL_BAIDU_STD, (brpc::ProtocolType)options.protocol);
+    // As brpc's cascade_echo server does with --use_http: set by number,
+    // refused at Init with the protocol's name.
+    options.protocol = brpc::PROTOCOL_HTTP;
+    EXPECT_STREQ("http", options.protocol.name());
+    g_log_lines.clear();
+    brpc_log_set_sink(&CollectLog, NULL);
+    brpc::Channel channel;
+    errno = 0;
+    EXPECT_EQ(-1, channel.Init("127.0.0.1:8000", "", &options));
+    EXPECT_EQ(EPROTONOSUPPORT, errno);
+    brpc_log_set_sink(NULL, NULL);
+    std::lock_guard<std::mutex> lock(g_log_mu);
+    ASSERT_EQ(1u, g_log_lines.size());
+    EXPECT_NE(std::string::npos, g_log_lines[0].find("\"http\"")) << g_log_lines[0];
+}
+
 char g_object;
 template <typename T>
 T* Fake() {

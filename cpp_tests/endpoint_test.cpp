@@ -86,6 +86,19 @@ TEST(EndPointTest, ResolvesLocalhostToLoopback) {
     EXPECT_EQ(loopback(7), numeric);
 }
 
+TEST(EndPointTest, MyHostnameAndIpAreThisMachinesAndStayTheSame) {
+    char name[256];
+    ASSERT_EQ(0, gethostname(name, sizeof(name)));
+    EXPECT_STREQ(name, butil::my_hostname());
+    butil::ip_t expected = butil::IP_ANY;
+    if (butil::hostname2ip(name, &expected) != 0) {
+        expected = butil::IP_ANY;  // a host name that does not resolve: brpc says IP_ANY too
+    }
+    EXPECT_EQ(expected, butil::my_ip());
+    EXPECT_STREQ(butil::ip2str(expected).c_str(), butil::my_ip_cstr());
+    EXPECT_EQ(butil::my_ip_cstr(), butil::my_ip_cstr());  // found once, kept
+}
+
 TEST(EndPointTest, HostnameParsingRejectsMalformedPorts) {
     butil::EndPoint point;
     EXPECT_EQ(-1, butil::hostname2endpoint("localhost", &point));

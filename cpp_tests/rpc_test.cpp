@@ -15,6 +15,7 @@
 #include <cstring>
 #include <future>
 #include <mutex>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -83,6 +84,10 @@ public:
         brpc::Controller* cntl = static_cast<brpc::Controller*>(cntl_base);
         ++calls;
         last_log_id = cntl->log_id();
+        {
+            std::lock_guard<std::mutex> lock(mu_);
+            request_ids_.push_back(cntl->request_id());
+        }
         last_local_port = cntl->local_side().port;
         last_remote_port = cntl->remote_side().port;
         if (request->sleep_ms() > 0) {
@@ -94,7 +99,9 @@ public:
         }
         if (!request->nested_message().empty()) {
             test::EchoService_Stub stub(nested_channel);
-            brpc::Controller nested_cntl;
+            // As brpc's cascade_echo server: the nested call carries the
+            // log id and request id of the call it serves.
+            brpc::Controller nested_cntl(cntl->inheritable());
             test::EchoRequest nested_request;
             nested_request.set_message(request->nested_message());
             test::EchoResponse nested_response;
@@ -121,6 +128,11 @@ public:
         response->set_message(request->message());
     }
 
+    std::vector<std::string> request_ids() {
+        std::lock_guard<std::mutex> lock(mu_);
+        return request_ids_;
+    }
+
     std::atomic<int> calls{0};
     std::atomic<uint64_t> last_log_id{0};
     // The ends of the last call's connection, as the server saw them.
@@ -133,6 +145,7 @@ public:
 private:
     std::mutex mu_;
     std::vector<std::thread> later_;
+    std::vector<std::string> request_ids_;  // of every call, in arrival order
 };
 
 // A done that counts its runs and the thread of the last one.
@@ -497,6 +510,58 @@ TEST_F(RpcTest, ASyncCallMadeFromInsideAServiceMethodWorks) {
     ASSERT_FALSE(cntl.Failed()) << cntl.ErrorText();
     EXPECT_EQ("outer(inner)", response.message());
     EXPECT_EQ(2, service_.calls.load());
+}
+
+TEST_F(RpcTest, ANestedCallInheritsTheLogIdAndRequestIdOfTheCallItServes) {
+    brpc::Channel nested_channel;
+    InitChannel(&nested_channel);
+    service_.nested_channel = &nested_channel;
+    brpc::Channel channel;
+    InitChannel(&channel);
+    test::EchoService_Stub stub(&channel);
+    brpc::Controller cntl;
+    cntl.set_log_id(777);
+    cntl.set_request_id(std::string(100, 'r'));  // longer than the facade's first buffer
+    test::EchoRequest request;
+    request.set_message("outer");
+    request.set_nested_message("inner");
+    test::EchoResponse response;
+    stub.Echo(&cntl, &request, &response, NULL);
+
+    ASSERT_FALSE(cntl.Failed()) << cntl.ErrorText();
+    EXPECT_EQ("outer(inner)", response.message());
+    // The outer call and the nested one both arrived with the ids.
+    EXPECT_EQ(service_.request_ids(), std::vector<std::string>(2, std::string(100, 'r')));
+    EXPECT_EQ(777u, service_.last_log_id.load());
+
+    // A call without a request id sends none.
+    brpc::Controller plain;
+    request.clear_nested_message();
+    stub.Echo(&plain, &request, &response, NULL);
+    ASSERT_FALSE(plain.Failed()) << plain.ErrorText();
+    EXPECT_EQ(service_.request_ids().back(), "");
+    EXPECT_EQ(0u, service_.last_log_id.load());
+}
+
+TEST(ControllerTest, InheritableCarriesLogIdAndRequestIdAndClogPrefixesTheRequestId) {
+    brpc::Controller parent;
+    parent.set_log_id(5);
+    parent.set_request_id("abc");
+    brpc::Controller child(parent.inheritable());
+    EXPECT_EQ(5u, child.log_id());
+    EXPECT_EQ("abc", child.request_id());
+    std::ostringstream with_id;
+    with_id << child.LogPrefix() << "text";
+    EXPECT_EQ("@rid=abc text", with_id.str());
+    child.Reset();
+    EXPECT_EQ("", child.request_id());
+    std::ostringstream without_id;
+    without_id << child.LogPrefix() << "text";
+    EXPECT_EQ("text", without_id.str());
+    brpc::Controller::Inheritable ctx = parent.inheritable();
+    ctx.Reset();
+    EXPECT_EQ(0u, ctx.log_id);
+    EXPECT_EQ("", ctx.request_id);
 }
 
 TEST_F(RpcTest, AHandlerMayRespondLaterFromAnotherThread) {

@@ -466,6 +466,14 @@ void brpc_controller_set_log_id(brpc_controller *cntl, int64_t log_id);
 // On a server: the request's log id. 0 when unset.
 int64_t brpc_controller_log_id(const brpc_controller *cntl);
 
+// Sets the request id sent with the call (brpc's `set_request_id`):
+// `request_id` NULL or NUL-terminated, copied; NULL or "" sends none.
+void brpc_controller_set_request_id(brpc_controller *cntl, const char *request_id);
+
+// The request id (on a server: the request's) into `buf[0..cap)`
+// (NUL-terminated, truncated); returns its full length, 0 when none.
+size_t brpc_controller_request_id(const brpc_controller *cntl, char *buf, size_t cap);
+
 // How the request's payload is compressed: a `brpc_compress_type`. On a
 // client, set before the call; a type without a codec here (LZ4, or not
 // brpc's) fails the call with `EREQUEST`. On a server, how the request

@@ -30,12 +30,6 @@
 
 namespace brpc {
 
-// brpc's protocol numbers; baidu_std is the only one spoken here.
-enum ProtocolType {
-    PROTOCOL_UNKNOWN = 0,
-    PROTOCOL_BAIDU_STD = 1,
-};
-
 // A protocol given by type or by name (options.protocol = "baidu_std").
 class AdaptiveProtocolType {
 public:
@@ -45,11 +39,16 @@ public:
 
     void operator=(ProtocolType type) {
         type_ = type;
-        name_ = type == PROTOCOL_BAIDU_STD ? "baidu_std" : "unknown";
+        name_ = ProtocolTypeName(type);
     }
     void operator=(butil::StringPiece name) {
         name_.assign(name.data(), name.size());
-        type_ = name == butil::StringPiece("baidu_std") ? PROTOCOL_BAIDU_STD : PROTOCOL_UNKNOWN;
+        type_ = PROTOCOL_UNKNOWN;
+        for (int t = PROTOCOL_RDMA_HANDSHAKE; t <= PROTOCOL_MYSQL; ++t) {
+            if (name == butil::StringPiece(ProtocolTypeName(static_cast<ProtocolType>(t)))) {
+                type_ = static_cast<ProtocolType>(t);
+            }
+        }
     }
     void operator=(const char* name) { *this = butil::StringPiece(name); }
     void operator=(const std::string& name) { *this = butil::StringPiece(name); }

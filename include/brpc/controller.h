@@ -34,10 +34,12 @@
 #include "brpc/callback.h"
 #include "brpc/closure_guard.h"
 #include "brpc/details/bthread_calls.h"
+#include "brpc/traceprintf.h"
 #include "brpc/errno.h"
 #include "brpc/options.pb.h"
 #include "butil/endpoint.h"
 #include "butil/iobuf.h"
+#include "butil/logging.h"
 
 namespace brpc {
 
@@ -52,7 +54,23 @@ class Call;
 
 class Controller : public google::protobuf::RpcController {
 public:
+    // What a call made while serving another carries over from it: the
+    // log id and the request id (Controller(cntl->inheritable())).
+    struct Inheritable {
+        Inheritable() : log_id(0) {}
+        void Reset() {
+            log_id = 0;
+            request_id.clear();
+        }
+
+        uint64_t log_id;
+        std::string request_id;
+    };
+
     Controller();
+    // A controller for a call made on behalf of the call `parent_ctx` came
+    // from: it sends the same log id and request id.
+    Controller(const Inheritable& parent_ctx);
     ~Controller() override;
 
     // ---- client side ----
@@ -158,6 +176,29 @@ public:
     // Sent with the request; on the server, the request's.
     void set_log_id(uint64_t log_id) { brpc_controller_set_log_id(handle_, (int64_t)log_id); }
     uint64_t log_id() const { return (uint64_t)brpc_controller_log_id(handle_); }
+    // brpc's request id (RpcRequestMeta field 7, x-request-id in HTTP):
+    // sent with the request when not empty; on the server, the request's.
+    void set_request_id(std::string request_id) { brpc_controller_set_request_id(handle_, request_id.c_str()); }
+    std::string request_id() const;
+    // The log id and request id, for Controller(cntl->inheritable()).
+    Inheritable inheritable() const {
+        Inheritable ctx;
+        ctx.log_id = log_id();
+        ctx.request_id = request_id();
+        return ctx;
+    }
+
+    // What CLOGI(cntl) and the other CLOG macros put before the text:
+    // "@rid=<request id> " when the call has a request id, else nothing.
+    class LogPrefixDummy {
+    public:
+        explicit LogPrefixDummy(const Controller* cntl) : cntl_(cntl) {}
+        void DoPrintLogPrefix(std::ostream& os) const;
+
+    private:
+        const Controller* cntl_;
+    };
+    LogPrefixDummy LogPrefix() const { return LogPrefixDummy(this); }
 
     // Bytes sent after the request / response message, outside protobuf.
     butil::IOBuf& request_attachment() { return request_attachment_; }
@@ -242,6 +283,14 @@ inline butil::EndPoint Side(const brpc_controller* handle, SideFn side) {
 inline Controller::Controller()
     : handle_(brpc_controller_new()), owns_handle_(true), on_cancel_(NULL) {}
 
+inline Controller::Controller(const Inheritable& parent_ctx)
+    : handle_(brpc_controller_new()), owns_handle_(true), on_cancel_(NULL) {
+    if (parent_ctx.log_id != 0) {
+        set_log_id(parent_ctx.log_id);
+    }
+    set_request_id(parent_ctx.request_id);
+}
+
 inline Controller::Controller(brpc_controller* borrowed)
     : handle_(borrowed), owns_handle_(false), on_cancel_(NULL) {}
 
@@ -265,6 +314,30 @@ inline void Controller::Reset() {
     brpc_controller_reset(handle_);
     request_attachment_.clear();
     response_attachment_.clear();
+}
+
+inline std::string Controller::request_id() const {
+    char buf[64];
+    const size_t len = brpc_controller_request_id(handle_, buf, sizeof(buf));
+    if (len < sizeof(buf)) {
+        return std::string(buf, len);
+    }
+    std::string id(len + 1, '\0');
+    brpc_controller_request_id(handle_, &id[0], id.size());
+    id.resize(len);
+    return id;
+}
+
+inline void Controller::LogPrefixDummy::DoPrintLogPrefix(std::ostream& os) const {
+    const std::string id = cntl_->request_id();
+    if (!id.empty()) {
+        os << "@rid=" << id << ' ';
+    }
+}
+
+inline std::ostream& operator<<(std::ostream& os, const Controller::LogPrefixDummy& prefix) {
+    prefix.DoPrintLogPrefix(os);
+    return os;
 }
 
 inline std::string Controller::ErrorText() const {
@@ -396,5 +469,13 @@ inline void StartCancel(CallId id) { brpc_call_id_cancel(id.value); }
 inline void Join(CallId id) { brpc_call_id_join(id.value); }
 
 }  // namespace brpc
+
+// LOG and VLOG lines about a call, prefixed with its request id.
+#define CLOGD(cntl) LOG(DEBUG) << (cntl)->LogPrefix()
+#define CLOGI(cntl) LOG(INFO) << (cntl)->LogPrefix()
+#define CLOGW(cntl) LOG(WARNING) << (cntl)->LogPrefix()
+#define CLOGE(cntl) LOG(ERROR) << (cntl)->LogPrefix()
+#define CLOGF(cntl) LOG(FATAL) << (cntl)->LogPrefix()
+#define CVLOG(v, cntl) VLOG(v) << (cntl)->LogPrefix()
 
 #endif  // BRPC_CONTROLLER_H

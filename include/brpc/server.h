@@ -42,6 +42,8 @@
 #include "butil/atomicops.h"
 #include "butil/endpoint.h"
 #include "butil/logging.h"
+// As brpc's server.h brings bvar: the program's own counters (bvar::Adder).
+#include "bvar/reducer.h"
 
 namespace brpc {
 

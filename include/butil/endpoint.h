@@ -100,6 +100,37 @@ inline int hostname2ip(const char* hostname, ip_t* ip) {
     return 0;
 }
 
+namespace endpoint_internal {
+// This machine's host name and the IPv4 address it resolves to, found on
+// first use and kept for the process, as brpc does.
+struct MyAddress {
+    char hostname[HOST_NAME_MAX + 1];
+    ip_t ip;
+    IPStr ip_str;
+    MyAddress() : ip(IP_ANY) {
+        if (gethostname(hostname, sizeof(hostname)) != 0) {
+            hostname[0] = '\0';
+        } else {
+            hostname[HOST_NAME_MAX] = '\0';
+            if (hostname2ip(hostname, &ip) != 0) {
+                ip = IP_ANY;
+            }
+        }
+        ip_str = ip2str(ip);
+    }
+};
+inline const MyAddress& Mine() {
+    static const MyAddress mine;
+    return mine;
+}
+}  // namespace endpoint_internal
+
+// This machine's host name ("" if unknown).
+inline const char* my_hostname() { return endpoint_internal::Mine().hostname; }
+// The IPv4 address this machine's host name resolves to; IP_ANY if none.
+inline ip_t my_ip() { return endpoint_internal::Mine().ip; }
+inline const char* my_ip_cstr() { return endpoint_internal::Mine().ip_str.c_str(); }
+
 struct EndPoint {
     EndPoint() : ip(IP_ANY), port(0) {}
     EndPoint(ip_t ip2, int port2) : ip(ip2), port(port2) {}

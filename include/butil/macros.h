@@ -5,6 +5,9 @@
 
 #include <cstddef>
 
+// As brpc's macros.h: programs reach butil::string_printf through it.
+#include "butil/string_printf.h"
+
 #define BUTIL_DELETE_FUNCTION(decl) decl = delete
 #define DISALLOW_COPY(TypeName) BUTIL_DELETE_FUNCTION(TypeName(const TypeName&))
 #define DISALLOW_ASSIGN(TypeName) BUTIL_DELETE_FUNCTION(void operator=(const TypeName&))

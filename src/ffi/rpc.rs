@@ -396,6 +396,32 @@ pub unsafe extern "C" fn brpc_controller_log_id(cntl: *const brpc_controller) ->
     unsafe { with_controller(cntl, 0, |c| c.log_id.unwrap_or(0)) }
 }
 
+/// Sets the request id sent with the call (brpc's `set_request_id`):
+/// `request_id` NULL or NUL-terminated, copied; NULL or "" sends none.
+#[no_mangle]
+pub unsafe extern "C" fn brpc_controller_set_request_id(cntl: *mut brpc_controller, request_id: *const c_char) {
+    // SAFETY: `request_id` NULL or a NUL-terminated string, per the contract.
+    let request_id = unsafe { c_string(request_id) };
+    // SAFETY: a live controller or NULL, per the contract.
+    unsafe { with_controller(cntl, (), |c| c.request_id = request_id) }
+}
+
+/// The request id (on a server: the request's) into `buf[0..cap)`
+/// (NUL-terminated, truncated); returns its full length, 0 when none.
+#[no_mangle]
+pub unsafe extern "C" fn brpc_controller_request_id(
+    cntl: *const brpc_controller,
+    buf: *mut c_char,
+    cap: usize,
+) -> usize {
+    let write = |c: &mut Controller| {
+        // SAFETY: `buf` is writable for `cap` bytes or NULL, per the contract.
+        unsafe { write_c_string(&c.request_id, buf, cap) }
+    };
+    // SAFETY: a live controller or NULL, per the contract.
+    unsafe { with_controller(cntl, 0, write) }
+}
+
 /// How the request's payload is compressed: a `brpc_compress_type`. On a
 /// client, set before the call; a type without a codec here (LZ4, or not
 /// brpc's) fails the call with `EREQUEST`. On a server, how the request
@@ -936,6 +962,7 @@ unsafe fn start_call(
         timeout: settings.timeout_ms.map(|ms| Duration::from_millis(ms.max(0) as u64)),
         max_retry: settings.max_retry.map(|n| n.max(0) as u32),
         log_id: settings.log_id,
+        request_id: settings.request_id.clone(),
         request_code: settings.request_code,
         stream_settings: stream::settings_for(&settings.streams),
         coding: settings.request_coding,
@@ -1070,6 +1097,7 @@ pub unsafe extern "C" fn brpc_server_add_method(
         let on_call = Arc::new(move |call: ServerCall| {
             let controller = Controller {
                 log_id: call.log_id(),
+                request_id: call.request_id().to_owned(),
                 remote: call.remote,
                 local: call.local,
                 remote_stream_settings: call.stream_settings().cloned(),

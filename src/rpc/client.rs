@@ -115,6 +115,8 @@ pub struct CallRequest {
     /// None: the channel's.
     pub max_retry: Option<u32>,
     pub log_id: Option<i64>,
+    /// Sent when not empty.
+    pub request_id: String,
     /// Consistent hashing balancers pick the server by it.
     pub request_code: Option<u64>,
     /// Streams this call sets up. Such a call goes on the shared (single)
@@ -378,6 +380,7 @@ fn pack_request(id: Id, request: &CallRequest, coded: RpcMeta, body: Bytes) -> V
             service_name: Some(request.service.clone()),
             method_name: Some(request.method.clone()),
             log_id: request.log_id,
+            request_id: (!request.request_id.is_empty()).then(|| request.request_id.clone()),
             ..Default::default()
         }),
         correlation_id: Some(id as i64),

@@ -15,6 +15,9 @@ pub struct Controller {
     /// None: the channel's.
     pub max_retry: Option<i32>,
     pub log_id: Option<i64>,
+    /// brpc's request id (RpcRequestMeta field 7): sent with the request;
+    /// on the server, the request's. Empty: none.
+    pub request_id: String,
     /// The call's failure. Client: its text is what the program reads
     /// (`[E<code>]` first). Server: what the response carries.
     pub error: Option<Error>,

@@ -814,6 +814,11 @@ impl ServerCall {
         self.request.meta.request.as_ref().and_then(|r| r.log_id)
     }
 
+    /// The request's request id; empty when it carried none.
+    pub fn request_id(&self) -> &str {
+        self.request.meta.request.as_ref().and_then(|r| r.request_id.as_deref()).unwrap_or("")
+    }
+
     /// The streams the request asks to set up, if any.
     pub fn stream_settings(&self) -> Option<&StreamSettings> {
         self.request.meta.stream_settings.as_ref()
