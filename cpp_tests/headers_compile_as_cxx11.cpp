@@ -8,6 +8,7 @@
 #include <brpc/controller.h>
 #include <brpc/errno.h>
 #include <brpc/errno.pb.h>
+#include <brpc/event_dispatcher.h>
 #include <brpc/policy/hasher.h>
 #include <brpc/server.h>
 #include <brpc/socket.h>

@@ -739,6 +739,22 @@ int brpc_server_call_send_response(brpc_server_call *call,
 // `NotifyOnCancel` callback runs here.
 void brpc_server_call_free(brpc_server_call *call);
 
+// Sets how many I/O threads (event loops) read the process's connections,
+// as brpc's `-event_dispatcher_num` flag: 1 to 64. Effective only before
+// the library's first server, channel, stream or socket starts them: 0
+// then. `EPERM` once they run (connections are already on the loops),
+// `EINVAL` out of range; either refusal is logged with its reason and
+// leaves the count as it was.
+// Unset, the environment variable `BRPC_STREAM_EVENT_DISPATCHERS` says,
+// else one per two cores, from 1 to 4. A connection stays on one loop;
+// new ones go to the loop with the fewest.
+int brpc_set_event_dispatcher_num(int num);
+
+// The I/O threads (event loops) running now, or, before they start, how
+// many will (`brpc_set_event_dispatcher_num`, else the environment's,
+// else the default).
+int brpc_event_dispatcher_num(void);
+
 // Fills `options` with the defaults: no fd, no remote, no callbacks.
 void brpc_socket_options_init(brpc_socket_options *options);
 

@@ -24,6 +24,7 @@
 
 #include "brpc_stream.h"
 #include "brpc/controller.h"
+#include "brpc/event_dispatcher.h"
 #include "brpc/errno.h"
 #include "butil/endpoint.h"
 #include "butil/strings/string_piece.h"

@@ -35,6 +35,7 @@
 #include "brpc/adaptive_max_concurrency.h"
 #include "brpc/closure_guard.h"
 #include "brpc/controller.h"
+#include "brpc/event_dispatcher.h"
 // Services often implement Describable and count with butil::atomic,
 // including only server.h as brpc allows.
 #include "brpc/describable.h"
@@ -168,9 +169,11 @@ struct ServerOptions {
     // BRPC_STREAM_MAX_WORKERS, logged when reached; the pool never shrinks,
     // as bthread's concurrency). <= 0: the pool is left as it is.
     // Default 8 (brpc's). The I/O threads that read connections are
-    // apart from these: BRPC_STREAM_EVENT_DISPATCHERS of them (brpc's
-    // -event_dispatcher_num), by default one per two cores from 1 to 4;
-    // a connection stays on one, and each takes a bounded share per turn.
+    // apart from these: brpc::SetEventDispatcherNum(n) before the first
+    // server or channel (brpc's -event_dispatcher_num, brpc/event_dispatcher.h),
+    // else BRPC_STREAM_EVENT_DISPATCHERS of them, else one per two cores
+    // from 1 to 4; a connection stays on one, and each takes a bounded
+    // share (64 KiB) per turn.
     // The listen backlog is the system's net.core.somaxconn (brpc asks for
     // 65535, which the kernel caps the same way).
     int num_threads;

@@ -14,6 +14,7 @@ pub mod errors;
 pub mod etcd;
 pub mod log;
 pub mod rpc;
+pub mod runtime;
 pub mod socket;
 pub mod stats;
 pub mod stream;

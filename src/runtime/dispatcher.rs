@@ -19,6 +19,7 @@ use nix::sys::eventfd::{EfdFlags, EventFd};
 use parking_lot::{Mutex, RwLock};
 
 use super::run_contained;
+use crate::error::Error;
 
 /// Which readiness a registration asks to be told about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -120,20 +121,39 @@ const CORES_PER_DEFAULT_LOOP: usize = 2;
 
 /// Sets how many I/O threads (event loops) the process dispatcher runs,
 /// as brpc's `-event_dispatcher_num`: 1 to [`MAX_EVENT_LOOPS`]. Only
-/// before its first use (`EPERM` after: its loops are running);
-/// `EINVAL` out of range. Unset, `BRPC_STREAM_EVENT_DISPATCHERS` says,
-/// else one per two cores, from 1 to 4. Connections stay on the loop they
-/// were given, so busy connections share evenly only those on one loop.
-pub fn set_event_loops(loops: usize) -> Result<(), i32> {
+/// before its first use (the first socket, server or channel): `EPERM`
+/// after, its loops are running and connections are on them; `EINVAL` out
+/// of range. Either error leaves the count as it was. Unset,
+/// `BRPC_STREAM_EVENT_DISPATCHERS` says, else one per two cores, from 1 to
+/// 4. Connections stay on the loop they were given, so busy connections
+/// share evenly only those on one loop.
+pub fn set_event_loops(loops: usize) -> Result<(), Error> {
     if !(1..=MAX_EVENT_LOOPS).contains(&loops) {
-        return Err(libc::EINVAL);
+        let text = format!("event_dispatcher_num={loops} is not from 1 to {MAX_EVENT_LOOPS}");
+        return Err(Error::new(libc::EINVAL, text));
     }
     let _starting = PROCESS_DISPATCHER.starting.lock();
-    if PROCESS_DISPATCHER.running.get().is_some() {
-        return Err(libc::EPERM);
+    if let Some(running) = PROCESS_DISPATCHER.running.get() {
+        let text = format!(
+            "event_dispatcher_num={loops} comes too late: {} event loop(s) already run; \
+             set it before the first server, channel or socket",
+            running.len()
+        );
+        return Err(Error::new(libc::EPERM, text));
     }
     CONFIGURED_LOOPS.store(loops, Ordering::Release);
     Ok(())
+}
+
+/// The event loops the process dispatcher runs, or, before its first use,
+/// the number it will start ([`set_event_loops`], else the environment's,
+/// else the default).
+pub fn event_loops() -> usize {
+    let _starting = PROCESS_DISPATCHER.starting.lock();
+    match PROCESS_DISPATCHER.running.get() {
+        Some(running) => running.len(),
+        None => configured_loops(),
+    }
 }
 
 /// The event loops the process dispatcher starts with.
@@ -296,6 +316,14 @@ impl Dispatcher {
     /// How many event loops (I/O threads) run; 0 before the first use.
     pub fn event_loop_count(&self) -> usize {
         self.running.get().map_or(0, |loops| loops.len())
+    }
+
+    /// The live registrations of each event loop, in loop order; empty
+    /// before the first use.
+    pub fn registrations_per_loop(&self) -> Vec<usize> {
+        self.running.get().map_or_else(Vec::new, |loops| {
+            loops.iter().map(|running| running.event_loop.handlers.read().len()).collect()
+        })
     }
 
     fn loop_of(&self, token: Token) -> Option<&EventLoop> {

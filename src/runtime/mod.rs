@@ -9,7 +9,7 @@ pub mod serial;
 pub mod timer;
 pub mod workers;
 
-pub use dispatcher::{dispatcher, set_event_loops, Dispatcher, Events, Interest, Token, MAX_EVENT_LOOPS};
+pub use dispatcher::{dispatcher, event_loops, set_event_loops, Dispatcher, Events, Interest, Token, MAX_EVENT_LOOPS};
 pub use serial::SerialExecutor;
 pub use timer::{timers, TimerId, TimerService};
 pub use workers::{raise_core_threads, spawn, worker_stats, WorkerStats};
