@@ -99,6 +99,13 @@ impl Burst {
         burst
     }
 
+    /// Whether any thread wrote to the socket less than [`Burst::WINDOW`] ago.
+    fn recent(&self) -> bool {
+        let since = (Self::stamp() >> Self::TIME_SHIFT)
+            .wrapping_sub(self.last_write.load(Ordering::Relaxed) >> Self::TIME_SHIFT);
+        since < Self::WINDOW.as_nanos() as u64
+    }
+
     /// The write this thread made inline returned.
     fn returned(&self) {
         let pair = self.last_write.load(Ordering::Relaxed) & Self::CLOSE_PAIR;
@@ -336,7 +343,7 @@ impl Socket {
                 let writer = ParkedWriter { owner, batch: VecDeque::new() };
                 // A refused spawn drops the writer: its requests complete
                 // with EFAILEDSOCKET and the socket is failed below.
-                if spawn(move || drain(&socket, writer.owner, writer.batch)).is_err() {
+                if spawn(move || drain_with(&socket, writer.owner, writer.batch, true)).is_err() {
                     self.set_failed(libc::EAGAIN, "no worker to write in the background");
                 }
             }
@@ -405,7 +412,13 @@ enum Flush {
 
 /// The owner's loop: take what was queued, write it, give ownership up when
 /// nothing is left, or park until the fd or the connection is ready.
-fn drain(socket: &Socket, mut owner: Owner, mut batch: VecDeque<WriteRequest>) {
+fn drain(socket: &Socket, owner: Owner, batch: VecDeque<WriteRequest>) {
+    drain_with(socket, owner, batch, false);
+}
+
+/// [`drain`]; `linger`: a worker draining a burst waits a moment for the
+/// writer's next message before it gives ownership up (see [`await_more`]).
+fn drain_with(socket: &Socket, mut owner: Owner, mut batch: VecDeque<WriteRequest>, linger: bool) {
     loop {
         socket.queue.take_pending(&mut owner, &mut batch);
         let failure = socket.failure.lock().as_deref().map(Error::code);
@@ -426,9 +439,41 @@ fn drain(socket: &Socket, mut owner: Owner, mut batch: VecDeque<WriteRequest>) {
                 }
             }
         }
+        if linger && await_more(socket, &mut owner, &mut batch) {
+            continue;
+        }
         match socket.queue.try_release(owner) {
             Ok(()) => return,
             Err(still_owner) => owner = still_owner,
+        }
+    }
+}
+
+/// How long a worker that drained a burst waits for the writer's next
+/// message before it gives the queue up: about what the hand-off it saves
+/// costs (a futex wake and a thread switch on this kind of machine).
+const LINGER: Duration = Duration::from_micros(10);
+
+/// A worker draining a burst found the queue empty while its writer is
+/// still writing: it yields for up to [`LINGER`] and takes what arrives.
+/// Giving the queue up at once made every next write of the burst hand a
+/// new batch to a worker, one wake-up each; when the worker outpaced the
+/// writer those batches stayed small (a few messages per `sendmsg` and per
+/// wake-up instead of hundreds), a regime the writer did not leave. True
+/// when more was taken into `batch`.
+fn await_more(socket: &Socket, owner: &mut Owner, batch: &mut VecDeque<WriteRequest>) -> bool {
+    if !socket.tcp.as_ref().is_some_and(|tcp| tcp.burst.recent()) {
+        return false;
+    }
+    let until = Instant::now() + LINGER;
+    loop {
+        std::thread::yield_now();
+        socket.queue.take_pending(owner, batch);
+        if !batch.is_empty() {
+            return true;
+        }
+        if Instant::now() >= until {
+            return false;
         }
     }
 }
