@@ -2,9 +2,11 @@
 // and CHECK, all through the library's one logging path and its sink.
 #include <butil/logging.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <mutex>
+#include <regex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -202,6 +204,50 @@ TEST_F(LoggingTest, DchecksAreCheckedInDebugBuildsOnlyAndNeverEvaluatedOtherwise
     DCHECK_LT(2, 1) << "never checked";
 #endif
     EXPECT_TRUE(Texts().empty());
+}
+
+// The default sink's line, against brpc's default format (brpc's
+// logging.cc with log_pid=false, log_bid=true, log_year=false,
+// log_hostname=false): severity letter, MMDD hh:mm:ss.uuuuuu, the thread
+// id (width 5), the bthread id (0 off a bthread), __FILE__:line, the
+// function, "] ", the text. Seen from brpc's echo server:
+// "I1202 13:37:00.391922 30291 8589934849 /work/brpc-src/example/echo_c++/server.cpp:61 Echo] ..."
+void LogFromANamedFunction(int* line) {
+    *line = __LINE__ + 1;
+    LOG(WARNING) << "formatted " << 7;
+}
+
+TEST(LoggingFormatTest, TheDefaultLineIsBrpcsWithThreadBthreadFileLineAndFunction) {
+    brpc_log_set_sink(nullptr, nullptr);
+    int line = 0;
+    testing::internal::CaptureStderr();
+    LogFromANamedFunction(&line);
+    const std::string out = testing::internal::GetCapturedStderr();
+    const std::string tail =
+        std::string(" ") + __FILE__ + ":" + std::to_string(line) + " LogFromANamedFunction] formatted 7\n";
+    ASSERT_GT(out.size(), tail.size()) << out;
+    EXPECT_EQ(out.substr(out.size() - tail.size()), tail) << out;
+    // W, MMDD, time to the microsecond, thread id, bthread id 0.
+    EXPECT_TRUE(std::regex_search(out, std::regex("^W[0-9]{4} [0-9]{2}:[0-9]{2}:[0-9]{2}\\.[0-9]{6} +[0-9]+ +0 /")))
+        << out;
+    EXPECT_EQ(std::count(out.begin(), out.end(), '\n'), 1) << out;
+}
+
+TEST(LoggingFormatTest, AVlogLineShowsItsVerbosityAndVlogZeroIsInfo) {
+    brpc_log_set_sink(nullptr, nullptr);
+    logging::SetMinLogLevel(logging::BLOG_VERBOSE);
+    FLAGS_v = 2;
+    testing::internal::CaptureStderr();
+    VLOG(2) << "two";
+    const std::string two = testing::internal::GetCapturedStderr();
+    testing::internal::CaptureStderr();
+    VLOG(0) << "zero";
+    const std::string zero = testing::internal::GetCapturedStderr();
+    FLAGS_v = 0;
+    logging::SetMinLogLevel(logging::BLOG_INFO);
+    EXPECT_EQ(two.substr(0, 3), "V2 ") << two;
+    EXPECT_NE(two.find(" TestBody] two\n"), std::string::npos) << two;
+    EXPECT_EQ(zero.substr(0, 1), "I") << zero;
 }
 
 TEST(LoggingDeathTest, AFailedCheckLogsTheValuesAndAborts) {

@@ -77,7 +77,7 @@ if [ -z "$storm" ]; then
 fi
 BRPC_STORM_SETUPS=2000 valgrind --tool=memcheck --error-exitcode=99 --leak-check=full \
     --show-leak-kinds=definite --errors-for-leak-kinds=definite --fair-sched=yes -q "$storm" --nocapture \
-    2>&1 | { grep -Ev "^[VINWEF][0-9]{4} [0-9:.]+ +[0-9]+ [^ ]+:[0-9]+\] " || true; }
+    2>&1 | { grep -Ev "^[VINWEF][0-9]{4} [0-9:.]+ +[0-9]+ +[0-9]+ [^ ]+:[0-9]+( [^ ]+)?\] " || true; }
 
 # loom models: every tests/loom_*.rs, under --cfg brpc_loom in its own target dir.
 shopt -s nullglob

@@ -1,8 +1,10 @@
 //! The library's one logging path. Every message, the library's own and
 //! the C++ facade's `LOG(...)`, goes through [`fn@write`]: a minimum level
 //! filters it, then the sink the program set receives it whole, or the
-//! default sink writes it to stderr as one line in brpc's format
-//! (`I1201 09:30:00.123456  4242 file.cpp:42] text`).
+//! default sink writes it to stderr as one line in brpc's default format
+//! (`I1201 09:30:00.123456  4242     0 src/file.cpp:42 Func] text`: the
+//! thread id, the bthread id, the file as compiled, the line and, for a
+//! C++ `LOG`, the function).
 
 use std::ffi::c_void;
 use std::fmt;
@@ -109,8 +111,16 @@ pub fn write(level: Level, file: &str, line: u32, args: fmt::Arguments<'_>) {
     write_str(level, file, line, &message);
 }
 
-/// [`fn@write`] for a message already formatted (the C entry point's path).
+/// [`fn@write`] for a message already formatted.
 pub fn write_str(level: Level, file: &str, line: u32, message: &str) {
+    write_from(level as i32, file, line, "", message)
+}
+
+/// A C++ `LOG` statement's message (the C entry point's path): `severity`
+/// is brpc's number, `-n` for a `VLOG(n)`; `func` the function it is in
+/// ("" for none).
+pub fn write_from(severity: i32, file: &str, line: u32, func: &str, message: &str) {
+    let level = Level::from_c(severity);
     if !enabled(level) {
         return;
     }
@@ -122,7 +132,8 @@ pub fn write_str(level: Level, file: &str, line: u32, message: &str) {
             sink(level as i32, file.as_ptr(), line, message.as_ptr(), message.len(), user);
         }
         None => {
-            let line = format_line(level, file, line, message, &now_local(), current_tid());
+            let at = Site { file, line, func };
+            let line = format_line(severity, &at, message, &now_local(), current_tid());
             // One write per line: lines of concurrent threads never interleave.
             let _ = std::io::stderr().lock().write_all(line.as_bytes());
         }
@@ -163,13 +174,28 @@ fn current_tid() -> i64 {
     i64::from(unsafe { libc::gettid() })
 }
 
-/// brpc's line: severity letter, MMDD hh:mm:ss.uuuuuu, thread id,
-/// file:line, `] `, the message, a newline.
-fn format_line(level: Level, file: &str, line: u32, message: &str, at: &Stamp, tid: i64) -> String {
-    let base = file.rsplit('/').next().unwrap_or(file);
+/// Where a message was logged from.
+struct Site<'a> {
+    file: &'a str,
+    line: u32,
+    func: &'a str,
+}
+
+/// brpc's line with its default flags: the severity's letter (`V<n> ` for
+/// a `VLOG(n)`), MMDD hh:mm:ss.uuuuuu, the thread id, the bthread id,
+/// file:line as compiled, the function when known, `] `, the message, a
+/// newline. brpc prints 0 for the bthread id on a thread that is not a
+/// bthread, and every thread here is a pthread.
+fn format_line(severity: i32, site: &Site<'_>, message: &str, at: &Stamp, tid: i64) -> String {
+    let severity = if severity < 0 {
+        format!("V{} ", severity.unsigned_abs())
+    } else {
+        Level::from_c(severity).letter().to_string()
+    };
+    let func = if site.func.is_empty() { String::new() } else { format!(" {}", site.func) };
     format!(
-        "{}{:02}{:02} {:02}:{:02}:{:02}.{:06} {:>5} {}:{}] {}\n",
-        level.letter(),
+        "{}{:02}{:02} {:02}:{:02}:{:02}.{:06} {:>5} {:>5} {}:{}{}] {}\n",
+        severity,
         at.month,
         at.day,
         at.hour,
@@ -177,8 +203,10 @@ fn format_line(level: Level, file: &str, line: u32, message: &str, at: &Stamp, t
         at.second,
         at.micros,
         tid,
-        base,
-        line,
+        0,
+        site.file,
+        site.line,
+        func,
         message.trim_end_matches('\n')
     )
 }
@@ -207,10 +235,22 @@ mod tests {
     use parking_lot::Mutex;
 
     #[test]
-    fn a_line_has_brpcs_prefix_and_one_newline() {
+    fn a_line_has_brpcs_default_prefix_and_one_newline() {
         let at = Stamp { month: 12, day: 1, hour: 9, minute: 5, second: 7, micros: 42 };
-        let line = format_line(Level::Warning, "src/a/b.rs", 17, "hello\n", &at, 4242);
-        assert_eq!(line, "W1201 09:05:07.000042  4242 b.rs:17] hello\n");
+        let site = Site { file: "src/a/b.rs", line: 17, func: "" };
+        let line = format_line(Level::Warning as i32, &site, "hello\n", &at, 4242);
+        assert_eq!(line, "W1201 09:05:07.000042  4242     0 src/a/b.rs:17] hello\n");
+        let site = Site { file: "/abs/server.cpp", line: 61, func: "Echo" };
+        let line = format_line(Level::Info as i32, &site, "x", &at, 123456);
+        assert_eq!(line, "I1201 09:05:07.000042 123456     0 /abs/server.cpp:61 Echo] x\n");
+    }
+
+    #[test]
+    fn a_vlog_line_shows_its_verbosity_as_brpc_does() {
+        let at = Stamp { month: 1, day: 2, hour: 3, minute: 4, second: 5, micros: 6 };
+        let site = Site { file: "a.cpp", line: 1, func: "main" };
+        let line = format_line(-2, &site, "v", &at, 7);
+        assert_eq!(line, "V2 0102 03:04:05.000006     7     0 a.cpp:1 main] v\n");
     }
 
     #[test]

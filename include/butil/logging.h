@@ -44,8 +44,8 @@ const LogSeverity BLOG_DFATAL = BLOG_ERROR;
 #endif
 
 // Verbosity for VLOG(n): a VLOG(n) line is written when n <= FLAGS_v (brpc's
-// -v flag; here a plain variable the program may set) and the minimum level
-// lets verbose lines through (SetMinLogLevel(BLOG_VERBOSE)).
+// -v flag; here a plain variable the program may set) and, for n >= 1, the
+// minimum level lets verbose lines through (SetMinLogLevel(BLOG_VERBOSE)).
 inline int& VerboseLevelStorage() {
     static int v = 0;
     return v;
@@ -105,17 +105,27 @@ inline bool EverySecond(std::atomic<int64_t>* last) {
 }  // namespace logging_internal
 
 // One log statement: collects the text, writes it as one line when
-// destroyed; a FATAL one aborts after writing.
+// destroyed; a FATAL one aborts after writing. `func` is the function the
+// statement is in (the LOG macros pass __func__), shown after file:line as
+// brpc shows it; "" for none. A negative severity -n is a VLOG(n) line.
 class LogMessage {
 public:
     LogMessage(const char* file, int line, LogSeverity severity)
-        : file_(file), line_(line), severity_(severity), errno_to_append_(0), append_errno_(false) {}
+        : file_(file), line_(line), func_(""), severity_(severity), errno_to_append_(0), append_errno_(false) {}
+    LogMessage(const char* file, int line, const char* func, LogSeverity severity)
+        : file_(file), line_(line), func_(func), severity_(severity), errno_to_append_(0), append_errno_(false) {}
     // For PLOG: the errno saved before the statement's arguments ran.
-    LogMessage(const char* file, int line, LogSeverity severity, int saved_errno)
-        : file_(file), line_(line), severity_(severity), errno_to_append_(saved_errno), append_errno_(true) {}
+    LogMessage(const char* file, int line, const char* func, LogSeverity severity, int saved_errno)
+        : file_(file), line_(line), func_(func), severity_(severity), errno_to_append_(saved_errno),
+          append_errno_(true) {}
     // For failed CHECK_op: `check_text` is the "Check failed: ..." line.
     LogMessage(const char* file, int line, std::string* check_text)
-        : file_(file), line_(line), severity_(BLOG_FATAL), errno_to_append_(0), append_errno_(false) {
+        : file_(file), line_(line), func_(""), severity_(BLOG_FATAL), errno_to_append_(0), append_errno_(false) {
+        stream_ << *check_text;
+        delete check_text;
+    }
+    LogMessage(const char* file, int line, const char* func, std::string* check_text)
+        : file_(file), line_(line), func_(func), severity_(BLOG_FATAL), errno_to_append_(0), append_errno_(false) {
         stream_ << *check_text;
         delete check_text;
     }
@@ -132,7 +142,8 @@ public:
         std::string text;
         text.swap(pending);
         text += stream_.str();
-        brpc_log_write(severity_, file_, line_, reinterpret_cast<const uint8_t*>(text.data()), text.size());
+        brpc_log_write_at(severity_, file_, line_, func_, reinterpret_cast<const uint8_t*>(text.data()),
+                          text.size());
         if (severity_ >= BLOG_FATAL) {
             abort();
         }
@@ -146,6 +157,7 @@ private:
 
     const char* file_;
     int line_;
+    const char* func_;
     LogSeverity severity_;
     int errno_to_append_;
     bool append_errno_;
@@ -194,9 +206,10 @@ using ::logging::noflush;
      ::logging::BLOG_##severity >= ::logging::GetMinLogLevel())
 #define VLOG_IS_ON(verbose_level) ((verbose_level) >= 0 && FLAGS_v >= (verbose_level))
 
-#define LOG_STREAM(severity) ::logging::LogMessage(__FILE__, __LINE__, ::logging::BLOG_##severity).stream()
+#define LOG_STREAM(severity) \
+    ::logging::LogMessage(__FILE__, __LINE__, __func__, ::logging::BLOG_##severity).stream()
 #define PLOG_STREAM(severity) \
-    ::logging::LogMessage(__FILE__, __LINE__, ::logging::BLOG_##severity, errno).stream()
+    ::logging::LogMessage(__FILE__, __LINE__, __func__, ::logging::BLOG_##severity, errno).stream()
 
 #define LOG(severity) BAIDU_LAZY_STREAM(LOG_STREAM(severity), LOG_IS_ON(severity))
 #define LOG_IF(severity, condition) \
@@ -209,14 +222,14 @@ using ::logging::noflush;
                       LOG_IS_ON(severity))
 #define LOG_ASSERT(condition) LOG_IF(FATAL, !(condition)) << "Assert failed: " #condition ". "
 
-#define VLOG(verbose_level)                                                               \
-    BAIDU_LAZY_STREAM(::logging::LogMessage(__FILE__, __LINE__, ::logging::BLOG_VERBOSE).stream(), \
-                      VLOG_IS_ON(verbose_level))
+// A VLOG(n) line has severity -n, as in brpc (VLOG(0) is an INFO line).
+#define VLOG_STREAM(verbose_level) \
+    ::logging::LogMessage(__FILE__, __LINE__, __func__, -(verbose_level)).stream()
+#define VLOG(verbose_level) BAIDU_LAZY_STREAM(VLOG_STREAM(verbose_level), VLOG_IS_ON(verbose_level))
 #define VLOG_IF(verbose_level, condition) \
-    BAIDU_LAZY_STREAM(::logging::LogMessage(__FILE__, __LINE__, ::logging::BLOG_VERBOSE).stream(), \
-                      VLOG_IS_ON(verbose_level) && (condition))
-#define VPLOG(verbose_level)                                                                      \
-    BAIDU_LAZY_STREAM(::logging::LogMessage(__FILE__, __LINE__, ::logging::BLOG_VERBOSE, errno).stream(), \
+    BAIDU_LAZY_STREAM(VLOG_STREAM(verbose_level), VLOG_IS_ON(verbose_level) && (condition))
+#define VPLOG(verbose_level)                                                                    \
+    BAIDU_LAZY_STREAM(::logging::LogMessage(__FILE__, __LINE__, __func__, -(verbose_level), errno).stream(), \
                       VLOG_IS_ON(verbose_level))
 
 // Every N-th time (the 1st, N+1-th, ...), the first N times, once a second:
@@ -259,7 +272,7 @@ using ::logging::noflush;
 #define BAIDU_CHECK_OP(name, op, val1, val2)                                                   \
     while (std::string* _check_text =                                                          \
                ::logging::Check##name##Impl((val1), (val2), #val1 " " #op " " #val2))          \
-    ::logging::LogMessage(__FILE__, __LINE__, _check_text).stream()
+    ::logging::LogMessage(__FILE__, __LINE__, __func__, _check_text).stream()
 #define CHECK_EQ(val1, val2) BAIDU_CHECK_OP(EQ, ==, val1, val2)
 #define CHECK_NE(val1, val2) BAIDU_CHECK_OP(NE, !=, val1, val2)
 #define CHECK_LE(val1, val2) BAIDU_CHECK_OP(LE, <=, val1, val2)

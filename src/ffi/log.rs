@@ -39,6 +39,7 @@ pub extern "C" fn brpc_log_min_level() -> c_int {
 /// Writes one message: `file` is NULL or NUL-terminated, `message` points
 /// to `len` bytes (NULL when `len` is 0); both are only read during the
 /// call. Returns 0, or EINVAL for a NULL message with a non-zero length.
+/// The same as `brpc_log_write_at` without a function name.
 #[no_mangle]
 pub unsafe extern "C" fn brpc_log_write(
     level: c_int,
@@ -47,20 +48,34 @@ pub unsafe extern "C" fn brpc_log_write(
     message: *const u8,
     len: usize,
 ) -> c_int {
+    // SAFETY: the same contract, and a NULL function name.
+    unsafe { brpc_log_write_at(level, file, line, std::ptr::null(), message, len) }
+}
+
+/// Writes one message logged in function `func` (NULL or NUL-terminated;
+/// the default line shows it after file:line, as brpc's does). `level` may
+/// be below -1: `-n` is a `VLOG(n)` line, written as brpc writes it
+/// (`V<n> `) and filtered as verbose. Otherwise as `brpc_log_write`.
+#[no_mangle]
+pub unsafe extern "C" fn brpc_log_write_at(
+    level: c_int,
+    file: *const c_char,
+    line: c_int,
+    func: *const c_char,
+    message: *const u8,
+    len: usize,
+) -> c_int {
     guard(|| {
         if message.is_null() && len != 0 {
             return libc::EINVAL;
         }
-        let level = Level::from_c(level);
-        if !log::enabled(level) {
+        if !log::enabled(Level::from_c(level)) {
             return 0;
         }
-        let file = if file.is_null() {
-            std::borrow::Cow::Borrowed("?")
-        } else {
-            // SAFETY: the caller passes a NUL-terminated string valid for the call.
-            unsafe { CStr::from_ptr(file) }.to_string_lossy()
-        };
+        // SAFETY: the caller passes NUL-terminated strings (or NULL) valid for the call.
+        let text_of = |s: *const c_char| (!s.is_null()).then(|| unsafe { CStr::from_ptr(s) }.to_string_lossy());
+        let file = text_of(file).unwrap_or(std::borrow::Cow::Borrowed("?"));
+        let func = text_of(func).unwrap_or_default();
         let bytes: &[u8] = if len == 0 {
             &[]
         } else {
@@ -68,7 +83,7 @@ pub unsafe extern "C" fn brpc_log_write(
             unsafe { std::slice::from_raw_parts(message, len) }
         };
         let text = String::from_utf8_lossy(bytes);
-        log::write_str(level, &file, u32::try_from(line).unwrap_or(0), &text);
+        log::write_from(level, &file, u32::try_from(line).unwrap_or(0), &func, &text);
         0
     })
 }
