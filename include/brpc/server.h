@@ -56,11 +56,32 @@ class ThriftService;
 class MongoServiceAdaptor;
 class Authenticator;
 class Interceptor;
-class BaiduMasterService;
 class HealthReporter;
 class RtmpService;
 class RedisService;
 class RpcPBMessageFactory;
+
+// brpc's generic calls, which server.h brings in brpc: a
+// BaiduMasterService taking every method's request as raw bytes
+// (SerializedRequest / SerializedResponse). Not provided: naming them in a
+// pointer compiles (ServerOptions::baidu_master_service, refused at Start
+// when set), deriving from or creating one stops the build here.
+namespace server_internal {
+template <int kWhich>
+struct GenericCallNotProvided {
+    // Takes any arguments, so that the message below is the only error.
+    template <typename... Args>
+    GenericCallNotProvided(Args&&...) {}
+    static_assert(kWhich < 0,
+                  "brpc_stream: brpc::BaiduMasterService / SerializedRequest / SerializedResponse are "
+                  "not provided: generic calls (one service taking every method's raw bytes) are not "
+                  "part of this library; implement the protobuf service and register it with "
+                  "Server::AddService");
+};
+}  // namespace server_internal
+typedef server_internal::GenericCallNotProvided<0> BaiduMasterService;
+typedef server_internal::GenericCallNotProvided<1> SerializedRequest;
+typedef server_internal::GenericCallNotProvided<2> SerializedResponse;
 
 // brpc's interface for session and thread-local data
 // (ServerOptions::session_local_data_factory and thread_local_data_factory,
