@@ -3,14 +3,13 @@
 //! (`brpc::StartCancel`) or wait until it ended and its done returned
 //! (`brpc::Join`). Ids are never reused; one unknown here has ended.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::LazyLock;
 
 use parking_lot::{Condvar, Mutex};
 
 use super::client;
-use crate::id::Id;
+use crate::id::{Id, IdMap};
 
 #[derive(Default)]
 struct Slot {
@@ -20,7 +19,7 @@ struct Slot {
 }
 
 static NEXT: AtomicU64 = AtomicU64::new(1);
-static SLOTS: LazyLock<(Mutex<HashMap<u64, Slot>>, Condvar)> = LazyLock::new(Default::default);
+static SLOTS: LazyLock<(Mutex<IdMap<u64, Slot>>, Condvar)> = LazyLock::new(Default::default);
 
 /// A new id, not yet naming a call.
 pub fn allocate() -> u64 {

@@ -2,19 +2,19 @@
 //! when the call's connection fails (the client went away) or, if the call
 //! ends first, when its owner takes it back with [`unwatch`].
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock};
 
 use parking_lot::Mutex;
 
+use crate::id::IdMap;
 use crate::runtime::spawn;
 use crate::socket::{Socket, SocketId};
 
 pub type Callback = Box<dyn FnOnce() + Send>;
 
 /// Connection → ticket → callback.
-static WATCHES: LazyLock<Mutex<HashMap<SocketId, HashMap<u64, Callback>>>> = LazyLock::new(Default::default);
+static WATCHES: LazyLock<Mutex<IdMap<SocketId, IdMap<u64, Callback>>>> = LazyLock::new(Default::default);
 static NEXT_TICKET: AtomicU64 = AtomicU64::new(1);
 
 /// Runs `callback` on a worker once `host` fails (soon, if it has already),

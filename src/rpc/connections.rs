@@ -7,7 +7,6 @@
 //! and `connection_group`, as brpc keys them by server and channel
 //! signature.
 
-use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::{Arc, LazyLock, OnceLock};
 use std::time::Duration;
@@ -18,7 +17,7 @@ use parking_lot::Mutex;
 use super::client::{on_attempt_failed, on_response_frame, ConnectionType};
 use crate::errno;
 use crate::error::Error;
-use crate::id::Id;
+use crate::id::{Id, IdMap, IdSet};
 use crate::protocol::{Cutter, Limits, RpcMessage};
 use crate::socket::{Liveness, Socket, SocketId, SocketOptions, SocketRef, SocketUser};
 use crate::stream;
@@ -44,16 +43,16 @@ struct Endpoint {
     idle: Vec<Connection>,
 }
 
-static ENDPOINTS: LazyLock<Mutex<HashMap<ConnKey, Endpoint>>> = LazyLock::new(Default::default);
+static ENDPOINTS: LazyLock<Mutex<IdMap<ConnKey, Endpoint>>> = LazyLock::new(Default::default);
 
 /// The keys one channel used, released when it goes.
 #[derive(Default)]
 pub(crate) struct Uses {
-    keys: Mutex<HashSet<ConnKey>>,
+    keys: Mutex<IdSet<ConnKey>>,
 }
 
 impl Uses {
-    fn note(&self, key: &ConnKey, endpoints: &mut HashMap<ConnKey, Endpoint>) {
+    fn note(&self, key: &ConnKey, endpoints: &mut IdMap<ConnKey, Endpoint>) {
         if self.keys.lock().insert(key.clone()) {
             endpoints.entry(key.clone()).or_default().channels += 1;
         }
@@ -174,7 +173,7 @@ pub(crate) fn release(
 pub(crate) struct ClientConnection {
     cutter: Mutex<Option<Cutter>>,
     /// Calls with an attempt on this connection.
-    pub(crate) pending: Mutex<HashSet<Id>>,
+    pub(crate) pending: Mutex<IdSet<Id>>,
     /// This side's address once connected, read once rather than per call.
     local: OnceLock<SocketAddr>,
 }

@@ -18,6 +18,8 @@ use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTime
 use nix::sys::eventfd::{EfdFlags, EventFd};
 use parking_lot::{Mutex, RwLock};
 
+use crate::id::IdMap;
+
 use super::run_contained;
 use crate::error::Error;
 
@@ -192,7 +194,7 @@ struct EventLoop {
     epoll: Epoll,
     /// Wakes the thread when its dispatcher is dropped or a handler is resumed.
     wake: EventFd,
-    handlers: RwLock<HashMap<u64, Handler>>,
+    handlers: RwLock<IdMap<u64, Handler>>,
     stopping: AtomicBool,
     /// The errno that ended the thread, or 0 while it runs.
     failure: AtomicI32,
@@ -357,7 +359,7 @@ impl Running {
         let event_loop = Arc::new(EventLoop {
             epoll,
             wake,
-            handlers: RwLock::new(HashMap::new()),
+            handlers: RwLock::new(IdMap::default()),
             stopping: AtomicBool::new(false),
             failure: AtomicI32::new(0),
             again: Mutex::new(Vec::new()),

@@ -7,7 +7,7 @@
 //! outnumber the live ones.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::BinaryHeap;
 use std::sync::{Arc, OnceLock};
 use std::thread::{self, JoinHandle};
 use std::time::Instant;
@@ -15,6 +15,7 @@ use std::time::Instant;
 use parking_lot::{Condvar, Mutex, MutexGuard};
 
 use super::run_contained;
+use crate::id::IdMap;
 
 /// Names one scheduled task; never reused within a service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -43,7 +44,7 @@ struct Shared {
 
 struct State {
     deadlines: BinaryHeap<Reverse<(Instant, u64)>>,
-    tasks: HashMap<u64, Task>,
+    tasks: IdMap<u64, Task>,
     next_id: u64,
     thread: Option<JoinHandle<()>>,
     stopping: bool,
@@ -55,7 +56,7 @@ impl TimerService {
             shared: Arc::new(Shared {
                 state: Mutex::new(State {
                     deadlines: BinaryHeap::new(),
-                    tasks: HashMap::new(),
+                    tasks: IdMap::default(),
                     next_id: 1,
                     thread: None,
                     stopping: false,

@@ -4,12 +4,11 @@
 //! so none is missed whatever the timing. A connection may bound how many
 //! ride on it at once (a server's `max_streams_per_connection`).
 
-use std::collections::HashSet;
-
 use parking_lot::Mutex;
 
 use super::SocketId;
 use crate::error::Error;
+use crate::id::IdSet;
 
 #[derive(Default)]
 pub struct Riders(Mutex<State>);
@@ -25,7 +24,7 @@ pub enum Refused {
 
 #[derive(Default)]
 struct State {
-    ids: HashSet<SocketId>,
+    ids: IdSet<SocketId>,
     /// The connection failed and its riders were taken.
     taken: bool,
     /// The connection's owner let go of it while sockets still rode on it:
