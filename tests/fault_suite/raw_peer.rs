@@ -1,97 +1,19 @@
-//! The server side of the stream attacks (a method that accepts one echoing
-//! stream) and a raw baidu_std peer: plain blocking sockets and the
-//! crate's own framing, so it can send what no well-behaved client would.
+//! A raw baidu_std peer: plain blocking sockets and the crate's own
+//! framing, so it can send what no well-behaved client would. Shared by
+//! tests/fault_suite.rs and examples/fault_probe.rs.
+
+// Each program that includes this file uses a part of it.
+#![allow(dead_code)]
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use brpc_stream::errno;
 use brpc_stream::protocol::{
     pack_rpc, pack_stream, Cut, Cutter, FrameType, Limits, Magic, RawFrame, RpcMessage, RpcMeta, RpcRequestMeta,
     StreamFrame, StreamFrameMeta, StreamSettings,
 };
-use brpc_stream::rpc::ServerCall;
-use brpc_stream::stream::{self, StreamHandler, StreamId, StreamOptions};
-use brpc_stream::Error;
-use bytes::{Bytes, BytesMut};
-use parking_lot::Mutex;
-
-/// Every `on_failed` the server's streams got: (code, text).
-pub static STREAM_FAILURES: Mutex<Vec<(i32, String)>> = Mutex::new(Vec::new());
-
-/// Writes every message back, waiting for room as brpc's echo examples do
-/// (inside the callback).
-struct EchoStream;
-
-impl StreamHandler for EchoStream {
-    fn on_received_messages(&self, id: StreamId, messages: &[Bytes]) {
-        for message in messages {
-            while let Err(libc::EAGAIN) = stream::write(id, message.clone(), false).map_err(|e| e.code()) {
-                if stream::wait(id, Some(Duration::from_secs(5))) != 0 {
-                    return;
-                }
-            }
-        }
-    }
-    fn on_idle_timeout(&self, _id: StreamId) {}
-    fn on_closed(&self, _id: StreamId) {}
-    fn on_failed(&self, _id: StreamId, code: i32, text: &str) {
-        STREAM_FAILURES.lock().push((code, text.to_string()));
-    }
-}
-
-/// Bytes each stream accepted by "fault.Service/Sink" consumed.
-pub static SINK_BYTES: Mutex<Vec<(StreamId, u64)>> = Mutex::new(Vec::new());
-
-/// Counts what arrives and sends nothing back.
-struct SinkStream;
-
-impl StreamHandler for SinkStream {
-    fn on_received_messages(&self, id: StreamId, messages: &[Bytes]) {
-        let bytes: u64 = messages.iter().map(|m| m.len() as u64).sum();
-        let mut sinks = SINK_BYTES.lock();
-        match sinks.iter_mut().find(|(sink, _)| *sink == id) {
-            Some((_, total)) => *total += bytes,
-            None => sinks.push((id, bytes)),
-        }
-    }
-    fn on_idle_timeout(&self, _id: StreamId) {}
-    fn on_closed(&self, _id: StreamId) {}
-    fn on_failed(&self, _id: StreamId, code: i32, text: &str) {
-        STREAM_FAILURES.lock().push((code, text.to_string()));
-    }
-}
-
-/// The window (`max_buf_size`) of a "fault.Service/Sink" stream.
-pub const SINK_WINDOW: i32 = 4 * 1024 * 1024;
-
-/// "fault.Service/Sink": accepts one stream that counts what it gets.
-pub fn accept_sink_stream(call: ServerCall) {
-    let Some(settings) = call.stream_settings().cloned() else {
-        return call.respond(Err(Error::new(errno::EREQUEST, "no stream to accept")));
-    };
-    let options =
-        StreamOptions { handler: Some(Arc::new(SinkStream)), max_buf_size: SINK_WINDOW, ..Default::default() };
-    match stream::accept(call.host(), &settings, &options, 1) {
-        Ok(ids) => call.respond_with_streams(Ok((Bytes::from_static(b"accepted"), Bytes::new())), &ids),
-        Err(error) => call.respond(Err(Error::new(error.code(), "only one stream per call").caused_by(error))),
-    }
-}
-
-/// "fault.Service/Stream": accepts one stream (a request with more is
-/// refused, as a method written for one stream refuses them).
-pub fn accept_echo_stream(call: ServerCall) {
-    let Some(settings) = call.stream_settings().cloned() else {
-        return call.respond(Err(Error::new(errno::EREQUEST, "no stream to accept")));
-    };
-    let options = StreamOptions { handler: Some(Arc::new(EchoStream)), ..Default::default() };
-    match stream::accept(call.host(), &settings, &options, 1) {
-        Ok(ids) => call.respond_with_streams(Ok((Bytes::from_static(b"accepted"), Bytes::new())), &ids),
-        Err(error) => call.respond(Err(Error::new(error.code(), "only one stream per call").caused_by(error))),
-    }
-}
+use bytes::BytesMut;
 
 pub fn request_meta(correlation_id: i64, method: &str) -> RpcMeta {
     RpcMeta {
@@ -103,6 +25,21 @@ pub fn request_meta(correlation_id: i64, method: &str) -> RpcMeta {
         correlation_id: Some(correlation_id),
         ..Default::default()
     }
+}
+
+/// `payload` as fault.EchoMessage (bench/fault_server.proto) encodes it,
+/// field 1: a server built on protobuf parses it (the in-process one
+/// echoes any bytes).
+pub fn echo_message(payload: &[u8]) -> Vec<u8> {
+    let mut out = vec![0x0a];
+    let mut len = payload.len() as u64;
+    while len >= 0x80 {
+        out.push((len as u8) | 0x80);
+        len >>= 7;
+    }
+    out.push(len as u8);
+    out.extend_from_slice(payload);
+    out
 }
 
 pub fn rpc_frame(meta: &RpcMeta, payload: &[u8]) -> Vec<u8> {
@@ -242,7 +179,7 @@ impl RawPeer {
             writable: Some(true),
             extra_stream_ids: extra,
         });
-        self.conn.write_all(&rpc_frame(&meta, b"open")).ok()?;
+        self.conn.write_all(&rpc_frame(&meta, &echo_message(b""))).ok()?;
         self.response(correlation_id, Instant::now() + Duration::from_secs(10))
     }
 }
@@ -262,19 +199,23 @@ pub fn connect_many(addr: &str, n: usize) -> Vec<TcpStream> {
 }
 
 /// How many of `conns` the server closed (EOF or reset seen) by `deadline`;
-/// returns early once all are.
+/// returns early once all are. What the server sent before closing (a
+/// server with builtin HTTP services answers garbage with 400) is read and
+/// dropped.
 pub fn closed_by_server(conns: &[TcpStream], deadline: Instant) -> usize {
     for conn in conns {
         conn.set_nonblocking(true).unwrap();
     }
     let mut closed = vec![false; conns.len()];
-    let mut byte = [0u8; 1];
+    let mut buf = [0u8; 4096];
     loop {
-        for (conn, closed) in conns.iter().zip(closed.iter_mut()).filter(|(_, c)| !**c) {
-            *closed = match conn.peek(&mut byte) {
-                Ok(0) => true,
-                Ok(_) => false,
-                Err(err) => err.kind() != std::io::ErrorKind::WouldBlock,
+        for (mut conn, closed) in conns.iter().zip(closed.iter_mut()).filter(|(_, c)| !**c) {
+            *closed = loop {
+                match conn.read(&mut buf) {
+                    Ok(0) => break true,
+                    Ok(_) => continue,
+                    Err(err) => break err.kind() != std::io::ErrorKind::WouldBlock,
+                }
             };
         }
         let count = closed.iter().filter(|c| **c).count();

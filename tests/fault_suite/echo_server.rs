@@ -1,0 +1,98 @@
+//! The in-process server the fault suite attacks: fault.Service, the names
+//! bench/fault_server.cpp serves from another process. "Echo" answers with
+//! the request's payload, "Stream" accepts one stream that echoes every
+//! message, "Sink" one that consumes what it gets.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use brpc_stream::errno;
+use brpc_stream::rpc::{Server, ServerCall, ServerOptions};
+use brpc_stream::stream::{self, StreamHandler, StreamId, StreamOptions};
+use brpc_stream::Error;
+use bytes::Bytes;
+use parking_lot::Mutex;
+
+pub fn echo_server(options: ServerOptions) -> (Server, String) {
+    let server = Server::new();
+    server
+        .add_method(
+            "fault.Service",
+            "Echo",
+            Arc::new(|call: ServerCall| {
+                let payload = call.request.payload.clone();
+                call.respond(Ok((payload, Bytes::new())));
+            }),
+        )
+        .unwrap();
+    server.add_method("fault.Service", "Stream", Arc::new(accept_echo_stream)).unwrap();
+    server.add_method("fault.Service", "Sink", Arc::new(accept_sink_stream)).unwrap();
+    server.start("127.0.0.1:0", options).unwrap();
+    let addr = server.listen_address().unwrap().to_string();
+    (server, addr)
+}
+
+/// Every `on_failed` the server's streams got: (code, text).
+pub static STREAM_FAILURES: Mutex<Vec<(i32, String)>> = Mutex::new(Vec::new());
+
+/// Writes every message back, waiting for room as brpc's echo examples do
+/// (inside the callback).
+struct EchoStream;
+
+impl StreamHandler for EchoStream {
+    fn on_received_messages(&self, id: StreamId, messages: &[Bytes]) {
+        for message in messages {
+            while let Err(libc::EAGAIN) = stream::write(id, message.clone(), false).map_err(|e| e.code()) {
+                if stream::wait(id, Some(Duration::from_secs(5))) != 0 {
+                    return;
+                }
+            }
+        }
+    }
+    fn on_idle_timeout(&self, _id: StreamId) {}
+    fn on_closed(&self, _id: StreamId) {}
+    fn on_failed(&self, _id: StreamId, code: i32, text: &str) {
+        STREAM_FAILURES.lock().push((code, text.to_string()));
+    }
+}
+
+/// Consumes what arrives and sends nothing back.
+struct SinkStream;
+
+impl StreamHandler for SinkStream {
+    fn on_received_messages(&self, _id: StreamId, _messages: &[Bytes]) {}
+    fn on_idle_timeout(&self, _id: StreamId) {}
+    fn on_closed(&self, _id: StreamId) {}
+    fn on_failed(&self, _id: StreamId, code: i32, text: &str) {
+        STREAM_FAILURES.lock().push((code, text.to_string()));
+    }
+}
+
+/// "fault.Service/Sink": accepts one stream that consumes what it gets.
+pub fn accept_sink_stream(call: ServerCall) {
+    let Some(settings) = call.stream_settings().cloned() else {
+        return call.respond(Err(Error::new(errno::EREQUEST, "no stream to accept")));
+    };
+    let options = StreamOptions {
+        handler: Some(Arc::new(SinkStream)),
+        max_buf_size: crate::attacks::SINK_WINDOW,
+        ..Default::default()
+    };
+    match stream::accept(call.host(), &settings, &options, 1) {
+        Ok(ids) => call.respond_with_streams(Ok((Bytes::from_static(b"accepted"), Bytes::new())), &ids),
+        Err(error) => call.respond(Err(Error::new(error.code(), "only one stream per call").caused_by(error))),
+    }
+}
+
+/// "fault.Service/Stream": accepts one stream (a request with more is
+/// refused, as a method written for one stream refuses them).
+pub fn accept_echo_stream(call: ServerCall) {
+    let Some(settings) = call.stream_settings().cloned() else {
+        return call.respond(Err(Error::new(errno::EREQUEST, "no stream to accept")));
+    };
+    let options = StreamOptions { handler: Some(Arc::new(EchoStream)), ..Default::default() };
+    match stream::accept(call.host(), &settings, &options, 1) {
+        Ok(ids) => call.respond_with_streams(Ok((Bytes::from_static(b"accepted"), Bytes::new())), &ids),
+        Err(error) => call.respond(Err(Error::new(error.code(), "only one stream per call").caused_by(error))),
+    }
+}
