@@ -423,7 +423,7 @@ impl StreamHandler for Echo {
     }
     fn on_idle_timeout(&self, _id: StreamId) {}
     fn on_closed(&self, _id: StreamId) {}
-    fn on_failed(&self, _id: StreamId, _code: i32, _text: &str) {}
+    fn on_failed(&self, _id: StreamId, _error: &Error) {}
 }
 
 /// Not a test of its own: the entry of the server process that
@@ -552,7 +552,9 @@ impl StreamHandler for ClientStream {
         }
         seen.closed = true;
     }
-    fn on_failed(&self, _id: StreamId, code: i32, text: &str) {
+    fn on_failed(&self, _id: StreamId, error: &Error) {
+        let code = error.code();
+        let text = error.text();
         let mut seen = self.seen.lock().unwrap();
         if seen.failed.is_some() || seen.closed {
             seen.misuse += 1;

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use brpc_stream::rpc::{CallRequest, Channel, ChannelOptions, Server, ServerCall, ServerOptions};
 use brpc_stream::socket::{Liveness, Socket};
 use brpc_stream::stream::{self, StreamHandler, StreamId, StreamOptions};
+use brpc_stream::Error;
 use bytes::Bytes;
 use fault_peer::{Fault, FaultPeer};
 
@@ -88,7 +89,8 @@ impl StreamHandler for Failure {
     fn on_received_messages(&self, _id: StreamId, _messages: &[Bytes]) {}
     fn on_idle_timeout(&self, _id: StreamId) {}
     fn on_closed(&self, _id: StreamId) {}
-    fn on_failed(&self, _id: StreamId, code: i32, _text: &str) {
+    fn on_failed(&self, _id: StreamId, error: &Error) {
+        let code = error.code();
         *self.0.lock().unwrap() = Some(code);
     }
 }
@@ -180,7 +182,7 @@ fn wait_forever(id: StreamId) -> (i32, Duration) {
     let (tx, rx) = mpsc::channel();
     let started = Instant::now();
     std::thread::spawn(move || {
-        let _ = tx.send(stream::wait(id, None));
+        let _ = tx.send(stream::wait(id, None).err().map_or(0, |error| error.code()));
     });
     let code = rx.recv_timeout(Duration::from_secs(20)).expect("StreamWait still blocked after 20 s");
     (code, started.elapsed())

@@ -130,7 +130,7 @@ fn a_write_beyond_the_unwritten_bound_fails_with_eovercrowded() {
     assert!(sock.unwritten_bytes() > MIB as u64);
     // An empty write (an orderly close's marker) is never refused.
     assert_eq!(sock.write(socket::Chunks::empty(), None), Ok(()));
-    sock.set_failed(libc::ECONNRESET, "test over");
+    sock.set_failed(brpc_stream::Error::new(libc::ECONNRESET, "test over"));
     socket::set_max_unwritten_bytes(0);
     drop(peer);
 }

@@ -12,6 +12,7 @@ use brpc_stream::errno;
 use brpc_stream::rpc::{CallRequest, Channel, ChannelOptions, Server, ServerCall, ServerOptions};
 use brpc_stream::socket::{Socket, SocketRef};
 use brpc_stream::stream::{self, StreamHandler, StreamId, StreamOptions};
+use brpc_stream::Error;
 use bytes::Bytes;
 use fault_peer::{Fault, FaultPeer};
 
@@ -35,7 +36,8 @@ impl StreamHandler for Handler {
     fn on_closed(&self, _id: StreamId) {
         self.0.closed.fetch_add(1, Ordering::AcqRel);
     }
-    fn on_failed(&self, _id: StreamId, code: i32, _text: &str) {
+    fn on_failed(&self, _id: StreamId, error: &Error) {
+        let code = error.code();
         if self.0.closed.load(Ordering::Acquire) > 0 {
             self.0.out_of_order.fetch_add(1, Ordering::AcqRel);
         }

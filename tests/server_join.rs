@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use brpc_stream::errno;
 use brpc_stream::rpc::{CallRequest, Channel, ChannelOptions, Server, ServerCall, ServerOptions, JOIN_QUIET_GRACE};
 use brpc_stream::stream::{self, StreamHandler, StreamId, StreamOptions};
+use brpc_stream::Error;
 use bytes::Bytes;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -75,7 +76,8 @@ impl StreamHandler for Recorder {
         std::thread::sleep(self.linger);
         self.push(Event::Closed);
     }
-    fn on_failed(&self, _id: StreamId, code: i32, _text: &str) {
+    fn on_failed(&self, _id: StreamId, error: &Error) {
+        let code = error.code();
         self.push(Event::Failed(code));
     }
 }

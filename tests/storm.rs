@@ -26,6 +26,7 @@ use brpc_stream::rpc::{client, server, CallRequest, Channel, ChannelOptions, Ser
 use brpc_stream::socket::{pending_attempts, Socket};
 use brpc_stream::stats;
 use brpc_stream::stream::{self, StreamHandler, StreamId, StreamOptions};
+use brpc_stream::Error;
 use bytes::Bytes;
 use fault_peer::{Fault, FaultPeer, SplitMix, ALL_FAULTS};
 
@@ -84,13 +85,15 @@ impl StreamHandler for Tracker {
         self.closed_signal.notify_all();
     }
 
-    fn on_failed(&self, id: StreamId, code: i32, text: &str) {
+    fn on_failed(&self, id: StreamId, error: &Error) {
+        let code = error.code();
+        let text = error.text();
         if self.closed.load(Ordering::Acquire) > 0 {
             self.out_of_order.store(true, Ordering::Release);
         }
         self.failed.fetch_add(1, Ordering::AcqRel);
         self.story.lock().unwrap().push_str(&format!(" failed [{code}] {text};"));
-        self.dropped_reported.fetch_add(dropped_in(text), Ordering::AcqRel);
+        self.dropped_reported.fetch_add(dropped_in(&text), Ordering::AcqRel);
         if self.close_in_callback.load(Ordering::Acquire) {
             // The stream is ending already: EINVAL, and nothing else.
             let _ = stream::close(id);

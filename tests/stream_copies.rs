@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use brpc_stream::rpc::{CallRequest, Channel, ChannelOptions, Server, ServerCall, ServerOptions};
 use brpc_stream::stream::{self, StreamHandler, StreamId, StreamOptions};
+use brpc_stream::Error;
 use bytes::Bytes;
 
 struct Counting;
@@ -76,7 +77,7 @@ impl StreamHandler for Checking {
             let _ = tx.send(());
         }
     }
-    fn on_failed(&self, _id: StreamId, _code: i32, _text: &str) {}
+    fn on_failed(&self, _id: StreamId, _error: &Error) {}
 }
 
 /// What sending took.
@@ -149,7 +150,7 @@ fn send(chunks: &[Bytes], count: usize) -> Sent {
         by_writer += MINE.with(Cell::get) - mine;
         while let Err(error) = written {
             assert_eq!(error.code(), libc::EAGAIN, "write: {error}");
-            assert_eq!(stream::wait(id, Some(Duration::from_secs(10))), 0);
+            assert_eq!(stream::wait(id, Some(Duration::from_secs(10))), Ok(()));
             let list = message.clone();
             let mine = MINE.with(Cell::get);
             written = stream::write_chunks(id, list, false);

@@ -46,7 +46,9 @@ impl StreamHandler for Recorder {
     fn on_closed(&self, _id: StreamId) {
         self.push(Event::Closed);
     }
-    fn on_failed(&self, _id: StreamId, code: i32, text: &str) {
+    fn on_failed(&self, _id: StreamId, error: &Error) {
+        let code = error.code();
+        let text = error.text();
         self.push(Event::Failed(code, text.to_string()));
     }
 }
@@ -227,7 +229,7 @@ fn a_full_window_blocks_the_writer_until_feedback_arrives() {
                 Ok(()) => break,
                 Err(libc::EAGAIN) => {
                     blocked += 1;
-                    assert_eq!(stream::wait(id, Some(Duration::from_secs(10))), 0);
+                    assert_eq!(stream::wait(id, Some(Duration::from_secs(10))), Ok(()));
                 }
                 Err(code) => panic!("write failed: {code}"),
             }

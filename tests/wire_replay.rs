@@ -16,6 +16,7 @@ use brpc_stream::protocol::{
 };
 use brpc_stream::rpc::{CallRequest, Channel, ChannelOptions, Server, ServerCall, ServerOptions};
 use brpc_stream::stream::{self, StreamHandler, StreamId, StreamOptions};
+use brpc_stream::Error;
 use bytes::{Bytes, BytesMut};
 
 /// The captured client's stream and call.
@@ -200,7 +201,7 @@ impl StreamHandler for DoneAfterThree {
     }
     fn on_idle_timeout(&self, _id: StreamId) {}
     fn on_closed(&self, _id: StreamId) {}
-    fn on_failed(&self, _id: StreamId, _code: i32, _text: &str) {}
+    fn on_failed(&self, _id: StreamId, _error: &Error) {}
 }
 
 #[test]
@@ -334,7 +335,7 @@ impl StreamHandler for Collect {
     }
     fn on_idle_timeout(&self, _id: StreamId) {}
     fn on_closed(&self, _id: StreamId) {}
-    fn on_failed(&self, _id: StreamId, _code: i32, _text: &str) {}
+    fn on_failed(&self, _id: StreamId, _error: &Error) {}
 }
 
 /// A server whose Open accepts with a collecting handler, and a raw peer

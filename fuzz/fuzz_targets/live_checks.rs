@@ -126,7 +126,7 @@ impl StreamHandler for EchoStream {
     }
     fn on_idle_timeout(&self, _id: StreamId) {}
     fn on_closed(&self, _id: StreamId) {}
-    fn on_failed(&self, _id: StreamId, _code: i32, _text: &str) {}
+    fn on_failed(&self, _id: StreamId, _error: &Error) {}
 }
 
 /// The input, read a piece at a time; zeros once it runs out.
@@ -565,7 +565,7 @@ impl StreamHandler for Received {
     }
     fn on_idle_timeout(&self, _id: StreamId) {}
     fn on_closed(&self, _id: StreamId) {}
-    fn on_failed(&self, _id: StreamId, _code: i32, _text: &str) {}
+    fn on_failed(&self, _id: StreamId, _error: &Error) {}
 }
 
 /// A stream set up by a legitimate call echoes a message.

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 
 use super::{c_code, c_string, guard, guard_value, on_worker, write_c_string, SendPtr};
+use crate::errno;
 use crate::error::Error;
 use crate::runtime::SerialExecutor;
 use crate::socket::connect::tcp_connect;
@@ -264,7 +265,8 @@ pub unsafe extern "C" fn brpc_socket_set_failed(id: brpc_socket_id, code: c_int,
     guard(|| {
         // SAFETY: a NUL-terminated string, checked non-NULL, per the contract.
         let text = if text.is_null() { "failed by its user".to_string() } else { unsafe { c_string(text) } };
-        if Socket::set_failed_by_id(id, code, &text) {
+        let code = if code == 0 { errno::EFAILEDSOCKET } else { code };
+        if Socket::set_failed_by_id(id, Error::new(code, text)) {
             0
         } else {
             libc::EINVAL
@@ -560,11 +562,12 @@ impl SocketUser for CUser {
         Ok(())
     }
 
-    fn on_failed(&self, socket: &Socket, code: i32, text: &str) {
+    fn on_failed(&self, socket: &Socket, error: &Error) {
         let Some(f) = self.on_failed else { return };
         let arg = Arc::clone(&self.arg);
         let id = socket.id();
-        let text = CString::new(text.replace('\0', " ")).unwrap_or_default();
+        let code = error.code();
+        let text = CString::new(error.text().replace('\0', " ")).unwrap_or_default();
         let pinned = Socket::address_failed_as_well(id);
         self.executor.submit(move || {
             // SAFETY: the C callback; `text` lives until the call returns.
@@ -617,8 +620,10 @@ impl Connection for CConnection {
         }
     }
 
-    fn write(&self, socket: &Socket, messages: &[OutMessage<'_>]) -> Result<usize, i32> {
-        let Some(write) = self.write else { return Err(libc::EINVAL) };
+    fn write(&self, socket: &Socket, messages: &[OutMessage<'_>]) -> Result<usize, Error> {
+        let Some(write) = self.write else {
+            return Err(Error::new(libc::EINVAL, "the owner's connection has no write function"));
+        };
         let iov: Vec<libc::iovec> = messages
             .iter()
             .flat_map(|m| m.chunks.iter())
@@ -633,7 +638,7 @@ impl Connection for CConnection {
         if n >= 0 {
             Ok(n as usize)
         } else {
-            Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO))
+            Err(Error::from_code(std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO)))
         }
     }
 

@@ -14,6 +14,7 @@ use bytes::Bytes;
 
 use super::rpc::brpc_controller;
 use super::{c_code, guard, guard_value, SendPtr};
+use crate::error::Error;
 use crate::stream::{self, StreamHandler, StreamId, StreamOptions};
 
 /// A stream's id (its socket's id).
@@ -158,11 +159,11 @@ impl StreamHandler for CHandler {
         }
     }
 
-    fn on_failed(&self, id: StreamId, code: i32, text: &str) {
+    fn on_failed(&self, id: StreamId, error: &Error) {
         if let Some(f) = self.on_failed {
-            let text = CString::new(text.replace('\0', " ")).unwrap_or_default();
+            let text = CString::new(error.text().replace('\0', " ")).unwrap_or_default();
             // SAFETY: the user's callback; `text` lives through the call.
-            unsafe { f(self.arg.get(), id, code, text.as_ptr()) };
+            unsafe { f(self.arg.get(), id, error.code(), text.as_ptr()) };
         }
     }
 }
@@ -425,7 +426,7 @@ pub extern "C" fn brpc_stream_write_max_segment_size() -> u64 {
 /// timeout) or the stream closed (`EINVAL`, at once).
 #[no_mangle]
 pub unsafe extern "C" fn brpc_stream_wait(id: brpc_stream_id, timeout_ms: i64) -> c_int {
-    guard(|| stream::wait(id, timeout(timeout_ms)))
+    guard(|| c_code(stream::wait(id, timeout(timeout_ms))))
 }
 
 /// Callback form of `brpc_stream_wait`: `on_writable(id, arg, code)` runs
@@ -445,9 +446,9 @@ pub unsafe extern "C" fn brpc_stream_wait_async(
         stream::wait_async(
             id,
             timeout(timeout_ms),
-            Box::new(move |code| {
+            Box::new(move |outcome| {
                 // SAFETY: the user's callback and argument.
-                unsafe { f(id, arg.get(), code) };
+                unsafe { f(id, arg.get(), c_code(outcome)) };
             }),
         );
         0

@@ -4,6 +4,7 @@
 use bytes::Bytes;
 
 use crate::errno;
+use crate::error::Error;
 use crate::socket::Socket;
 
 /// Largest request head (request line and headers) read: a longer one gets
@@ -122,7 +123,7 @@ impl Response {
         }
         // A failed socket refuses the write: nobody is left to answer.
         let _ = socket.write(Bytes::from(out), None);
-        socket.close_after_flush(errno::ECLOSE, "the HTTP response was sent");
+        socket.close_after_flush(Error::new(errno::ECLOSE, "the HTTP response was sent"));
     }
 }
 

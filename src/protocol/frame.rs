@@ -175,6 +175,12 @@ pub struct PackError {
     pub text: String,
 }
 
+impl From<PackError> for crate::error::Error {
+    fn from(error: PackError) -> Self {
+        crate::error::Error::new(error.code, error.text)
+    }
+}
+
 /// Appends the header and the encoded meta of a PRPC frame whose payload
 /// (attachment included) is `payload_len` bytes; the caller sends the
 /// payload after it, uncopied.

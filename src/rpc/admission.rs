@@ -232,7 +232,7 @@ fn watch_header(state: Arc<Mutex<IntakeState>>, ticket: u64, socket: SocketId, t
             timeout.as_millis()
         );
         log_error!("{text}");
-        Socket::set_failed_by_id(socket, libc::ETIMEDOUT, &text);
+        Socket::set_failed_by_id(socket, Error::new(libc::ETIMEDOUT, text));
     });
     timers().schedule(Instant::now() + timeout, expire);
 }
@@ -266,7 +266,7 @@ fn watch_body(state: Arc<Mutex<IntakeState>>, socket: SocketId, timeout: Duratio
             waited.as_millis()
         );
         log_error!("{text}");
-        Socket::set_failed_by_id(socket, libc::ETIMEDOUT, &text);
+        Socket::set_failed_by_id(socket, Error::new(libc::ETIMEDOUT, text));
     });
     timers().schedule(check, expire);
 }

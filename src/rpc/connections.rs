@@ -79,9 +79,9 @@ impl Drop for Uses {
         }
         for (id, single) in closing {
             if single {
-                stream::close_host_when_idle(id, errno::ECLOSE, "the channel was destroyed");
+                stream::close_host_when_idle(id, Error::new(errno::ECLOSE, "the channel was destroyed"));
             } else {
-                Socket::set_failed_by_id(id, errno::ECLOSE, "the channel was destroyed");
+                Socket::set_failed_by_id(id, Error::new(errno::ECLOSE, "the channel was destroyed"));
             }
         }
     }
@@ -132,7 +132,7 @@ pub(crate) fn acquire(
     let socket = Socket::address(id).ok_or_else(|| Error::new(errno::EFAILEDSOCKET, "the new connection is gone"))?;
     if kind == ConnectionType::Single {
         if let Some((old, _)) = endpoint.single.replace((id, Arc::clone(&connection))) {
-            Socket::set_failed_by_id(old, errno::EFAILEDSOCKET, "replaced by a new connection");
+            Socket::set_failed_by_id(old, Error::new(errno::EFAILEDSOCKET, "replaced by a new connection"));
         }
     }
     Ok(Lease { socket, connection, kind, key })
@@ -160,10 +160,13 @@ pub(crate) fn release(
                     }
                 }
             }
-            Socket::set_failed_by_id(id, errno::ECLOSE, "a pooled connection closes after a call without response");
+            Socket::set_failed_by_id(
+                id,
+                Error::new(errno::ECLOSE, "a pooled connection closes after a call without response"),
+            );
         }
         ConnectionType::Short => {
-            Socket::set_failed_by_id(id, errno::ECLOSE, "a short connection closes after its call");
+            Socket::set_failed_by_id(id, Error::new(errno::ECLOSE, "a short connection closes after its call"));
         }
     }
 }
@@ -217,12 +220,13 @@ impl SocketUser for ClientConnection {
         )
     }
 
-    fn on_failed(&self, socket: &Socket, code: i32, text: &str) {
+    fn on_failed(&self, socket: &Socket, error: &Error) {
         let calls: Vec<Id> = self.pending.lock().iter().copied().collect();
-        let text = format!("{text} @{}", socket.remote().map_or_else(String::new, |r| r.to_string()));
+        let remote = socket.remote().map_or_else(String::new, |r| r.to_string());
+        let failure = Error::new(error.code(), format!("{} @{remote}", error.text())).caused_by(error.clone());
         for id in calls {
-            on_attempt_failed(id, socket.id(), Error::new(code, text.clone()));
+            on_attempt_failed(id, socket.id(), failure.clone());
         }
-        stream::on_host_failed(socket, code, &text);
+        stream::on_host_failed(socket, &failure);
     }
 }

@@ -7,6 +7,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use crate::errno;
+use crate::error::Error;
 use crate::socket::{Socket, SocketId};
 
 /// How often connections are looked at (brpc's interval too).
@@ -35,7 +36,7 @@ impl IdleConnections {
             } else if now.saturating_duration_since(last.1) >= timeout {
                 let text = format!("No data transmission for {} seconds", timeout.as_secs());
                 log_debug!("close the connection from {:?}: {text}", socket.remote());
-                socket.set_failed(errno::EUNUSED, &text);
+                socket.set_failed(Error::new(errno::EUNUSED, text));
             }
         }
     }

@@ -519,7 +519,7 @@ impl Server {
         let connections: Vec<SocketId> = self.inner.connections.lock().iter().copied().collect();
         for id in connections {
             // After the responses of the calls that just ended went out.
-            stream::close_host_when_idle(id, errno::ELOGOFF, "the server stopped");
+            stream::close_host_when_idle(id, Error::new(errno::ELOGOFF, "the server stopped"));
         }
         self.inner.wait_for_connections_and_streams();
         self.inner.running.store(false, Ordering::Release);
@@ -575,7 +575,7 @@ impl ServerInner {
             // Failing a connection takes it out of the set (on_failed).
             drop(connections);
             for id in quiet {
-                Socket::set_failed_by_id(id, errno::ELOGOFF, "the server stopped");
+                Socket::set_failed_by_id(id, Error::new(errno::ELOGOFF, "the server stopped"));
             }
             connections = self.connections.lock();
         }
@@ -729,7 +729,7 @@ impl ServerInner {
                 // Accepted as the server stopped: not served (join may have
                 // listed the connections already).
                 if self.stopping.load(Ordering::Acquire) {
-                    Socket::set_failed_by_id(id, errno::ELOGOFF, "the server stopped");
+                    Socket::set_failed_by_id(id, Error::new(errno::ELOGOFF, "the server stopped"));
                 }
             }
             Err(error) => log_warning!("fail to create a socket for an accepted connection: {error}"),
@@ -1027,13 +1027,13 @@ impl SocketUser for ServerConnection {
         self.gate.is_open()
     }
 
-    fn on_failed(&self, socket: &Socket, code: i32, text: &str) {
+    fn on_failed(&self, socket: &Socket, error: &Error) {
         self.intake.on_closed();
         if let Some(server) = self.server.upgrade() {
             server.connection_ended(socket.id());
         }
         super::cancel::host_failed(socket.id());
-        stream::on_host_failed(socket, code, text);
+        stream::on_host_failed(socket, error);
     }
 }
 
@@ -1076,7 +1076,7 @@ impl ServerConnection {
         let expire = Box::new(move || {
             if !answered.load(Ordering::Acquire) {
                 let text = format!("no whole HTTP request within {} s", HTTP_REQUEST_TIMEOUT.as_secs());
-                Socket::set_failed_by_id(socket, libc::ETIMEDOUT, &text);
+                Socket::set_failed_by_id(socket, Error::new(libc::ETIMEDOUT, text));
             }
         });
         timers().schedule(std::time::Instant::now() + HTTP_REQUEST_TIMEOUT, expire);
@@ -1112,7 +1112,7 @@ impl ServerConnection {
         let text = error.text().into_owned();
         // A plain response: the stream settings are what did not parse.
         send_response(socket.id(), correlation_id, Err(error), BodyCoding::default(), None, &[]);
-        socket.close_after_flush(errno::EREQUEST, &text);
+        socket.close_after_flush(Error::new(errno::EREQUEST, text));
         Ok(())
     }
 

@@ -61,7 +61,7 @@ pub trait SocketUser: Send + Sync {
     /// leave the rest for the next call. An `Err` fails the socket.
     fn on_input(&self, socket: &Socket, buf: &mut BytesMut) -> Result<(), Error>;
     /// The socket failed; called exactly once, after queued writes were failed.
-    fn on_failed(&self, socket: &Socket, code: i32, text: &str);
+    fn on_failed(&self, socket: &Socket, error: &Error);
     /// The socket failed and the last data write still in flight was just
     /// sent or dropped (a thread that was draining the queue when the
     /// socket failed finishes after `on_failed`). May come before
@@ -84,11 +84,12 @@ pub trait Connection: Send + Sync {
     /// returns an error.
     fn connect(&self, socket: &Socket, data: ConnectData) -> Result<(), Error>;
     /// Writes queued messages of a connected socket, oldest first; returns
-    /// how many bytes were taken, or an errno (`EAGAIN` waits for
-    /// [`Socket::notify_writable`]): shaped as `writev(2)`, whose place it
-    /// takes on the write path. Message boundaries and tags are kept so
+    /// how many bytes were taken, or an error (`EAGAIN` waits for
+    /// [`Socket::notify_writable`], `EINTR` retries; any other fails the
+    /// socket, keeping it as the cause): shaped as `writev(2)`, whose
+    /// place it takes on the write path. Message boundaries and tags are kept so
     /// the owner can frame each message.
-    fn write(&self, socket: &Socket, messages: &[OutMessage<'_>]) -> Result<usize, i32>;
+    fn write(&self, socket: &Socket, messages: &[OutMessage<'_>]) -> Result<usize, Error>;
     /// The connection as `Any`, so its owner can find its own type again.
     fn as_any(self: Arc<Self>) -> Arc<dyn std::any::Any + Send + Sync>;
     /// The same, borrowed (no reference count touched: for hot paths).
@@ -278,9 +279,9 @@ impl Socket {
     }
 
     /// Fails the socket addressed by `id`; false when it is unknown or failed already.
-    pub fn set_failed_by_id(id: SocketId, code: i32, text: &str) -> bool {
+    pub fn set_failed_by_id(id: SocketId, error: Error) -> bool {
         match Socket::address_failed_as_well(id) {
-            Some(socket) => socket.set_failed(code, text),
+            Some(socket) => socket.set_failed(error),
             None => false,
         }
     }
@@ -346,10 +347,10 @@ impl Socket {
     /// Fails the socket: exactly one caller gets true. The fd is shut down
     /// at once (the peer sees it, pending I/O errors out) and closed when the
     /// last reference goes, so no thread ever writes into a reused fd number.
-    /// Queued writes fail with `code`, a pending connection attempt is
-    /// resolved as failed, and the socket's user is told.
-    pub fn set_failed(&self, code: i32, text: &str) -> bool {
-        let code = if code == 0 { errno::EFAILEDSOCKET } else { code };
+    /// Queued writes fail with the error's code, a pending connection
+    /// attempt is resolved as failed, and the socket's user is told.
+    pub fn set_failed(&self, error: Error) -> bool {
+        let code = error.code();
         // Record the reason before the flag flips so that whoever sees the
         // socket failed also finds why.
         {
@@ -357,7 +358,7 @@ impl Socket {
             if failure.is_some() {
                 return false;
             }
-            *failure = Some(Box::new(Error::new(code, text.to_string())));
+            *failure = Some(Box::new(error.clone()));
         }
         if !SOCKETS.set_failed(self.id) {
             return false;
@@ -374,8 +375,7 @@ impl Socket {
         if !orderly && code != libc::EPIPE {
             // As brpc shows an error, the code once (a stream failed with
             // its call's error has it in its text already).
-            let shown = Error::new(code, text.to_string());
-            log_warning!("Socket{{id={} fd={}}} failed: {shown}", self.id, self.fd());
+            log_warning!("Socket{{id={} fd={}}} failed: {error}", self.id, self.fd());
         }
         if let Some(token) = self.tcp.as_ref().and_then(|tcp| tcp.registration.lock().take()) {
             dispatcher().deregister(token, self.fd());
@@ -387,20 +387,19 @@ impl Socket {
                 let _ = nix::sys::socket::shutdown(fd, nix::sys::socket::Shutdown::Both);
             }
         }
-        write::fail_pending_writes(self, code, text);
+        write::fail_pending_writes(self, &error);
         if let Some(user) = self.user() {
-            user.on_failed(self, code, text);
+            user.on_failed(self, &error);
         }
         true
     }
 
     /// Fails the socket once everything queued before this call was
     /// written: an orderly close that does not cut off frames in flight.
-    pub fn close_after_flush(&self, code: i32, text: &str) {
+    pub fn close_after_flush(&self, error: Error) {
         let id = self.id;
-        let text = text.to_string();
         let close = Box::new(move |_written: i32| {
-            Socket::set_failed_by_id(id, code, &text);
+            Socket::set_failed_by_id(id, error);
         });
         // Refused only when failed already, which is what was asked.
         let _ = self.write(Chunks::empty(), Some(close));

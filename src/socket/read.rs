@@ -21,6 +21,7 @@ use bytes::BytesMut;
 
 use super::Socket;
 use crate::errno;
+use crate::error::Error;
 
 /// Bytes asked of the kernel per read.
 const READ_CHUNK: usize = 64 * 1024;
@@ -51,7 +52,7 @@ pub(super) fn on_readable(socket: &Socket, short_read_ends: bool) {
         }) {
             Ok(ReadSome { read: 0, .. }) => {
                 deliver(socket, &mut buf);
-                socket.set_failed(errno::EEOF, "the remote side closed the connection");
+                socket.set_failed(Error::new(errno::EEOF, "the remote side closed the connection"));
                 return;
             }
             Ok(ReadSome { read, asked }) => {
@@ -64,7 +65,7 @@ pub(super) fn on_readable(socket: &Socket, short_read_ends: bool) {
             Err(libc::EAGAIN) => return,
             Err(code) => {
                 let text = format!("fail to read from fd={fd}: {}", errno::describe(code));
-                socket.set_failed(code, &text);
+                socket.set_failed(Error::new(code, text));
                 return;
             }
         }
@@ -111,7 +112,7 @@ fn deliver(socket: &Socket, buf: &mut BytesMut) -> bool {
     match super::write::while_handling_input(|| user.on_input(socket, buf)) {
         Ok(()) => true,
         Err(error) => {
-            socket.set_failed(error.code(), &error.text());
+            socket.set_failed(error);
             false
         }
     }

@@ -28,7 +28,7 @@ struct State {
     /// The connection failed and its riders were taken.
     taken: bool,
     /// The connection's owner let go of it while sockets still rode on it:
-    /// it closes with this code and text when the last one leaves.
+    /// it closes with this error when the last one leaves.
     close_when_empty: Option<Error>,
     /// Most riders at once; 0: no bound.
     max: usize,
@@ -84,12 +84,12 @@ impl Riders {
 
     /// The owner lets go of the connection: true when nothing rides on it
     /// (close it now); otherwise it closes when the last rider leaves.
-    pub fn close_when_empty(&self, code: i32, text: &str) -> bool {
+    pub fn close_when_empty(&self, error: Error) -> bool {
         let mut state = self.0.lock();
         if state.ids.is_empty() {
             return true;
         }
-        state.close_when_empty = Some(Error::new(code, text.to_string()));
+        state.close_when_empty = Some(error);
         false
     }
 

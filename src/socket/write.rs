@@ -238,7 +238,7 @@ impl Socket {
                         grace.as_millis(),
                         max_unwritten_bytes()
                     );
-                    socket.set_failed(errno::EOVERCROWDED, &text);
+                    socket.set_failed(Error::new(errno::EOVERCROWDED, text));
                 }
             });
             timers().schedule(Instant::now() + grace, check);
@@ -344,7 +344,7 @@ impl Socket {
                 // A refused spawn drops the writer: its requests complete
                 // with EFAILEDSOCKET and the socket is failed below.
                 if spawn(move || drain_with(&socket, writer.owner, writer.batch, true)).is_err() {
-                    self.set_failed(libc::EAGAIN, "no worker to write in the background");
+                    self.set_failed(Error::new(libc::EAGAIN, "no worker to write in the background"));
                 }
             }
             None => drain(self, owner, VecDeque::new()),
@@ -407,7 +407,7 @@ fn held_until_input_handled(socket: &Socket, owner: Owner) -> Option<Owner> {
 enum Flush {
     Done,
     WouldBlock,
-    Failed(i32),
+    Failed(Error),
 }
 
 /// The owner's loop: take what was queued, write it, give ownership up when
@@ -432,9 +432,9 @@ fn drain_with(socket: &Socket, mut owner: Owner, mut batch: VecDeque<WriteReques
             match flush(socket, fd, &mut batch) {
                 Flush::Done => {}
                 Flush::WouldBlock => return park(socket, ParkedWriter { owner, batch }),
-                Flush::Failed(code) => {
-                    let text = format!("fail to write into fd={fd}: {}", errno::describe(code));
-                    socket.set_failed(code, &text);
+                Flush::Failed(error) => {
+                    let text = format!("fail to write into fd={fd}: {}", errno::describe(error.code()));
+                    socket.set_failed(Error::new(error.code(), text).caused_by(error));
                     continue;
                 }
             }
@@ -502,12 +502,12 @@ fn flush(socket: &Socket, fd: RawFd, batch: &mut VecDeque<WriteRequest>) -> Flus
                     if let Ok(n) = sent {
                         stats::SOCKET_BYTES_WRITTEN.add(n as u64);
                     }
-                    sent.map_err(|e| e as i32)
+                    sent.map_err(|e| Error::from_code(e as i32))
                 }
             }
         };
-        if let (Ok(n), Some(tcp)) = (written, &socket.tcp) {
-            tcp.bytes_written.fetch_add(n as u64, Ordering::Relaxed);
+        if let (Ok(n), Some(tcp)) = (&written, &socket.tcp) {
+            tcp.bytes_written.fetch_add(*n as u64, Ordering::Relaxed);
         }
         match written {
             // Nothing taken although bytes wait: the connection is full.
@@ -519,9 +519,9 @@ fn flush(socket: &Socket, fd: RawFd, batch: &mut VecDeque<WriteRequest>) -> Flus
                 consume(socket, batch, n);
                 iov = Vec::new();
             }
-            Err(libc::EINTR) => {}
-            Err(libc::EAGAIN) => return Flush::WouldBlock,
-            Err(code) => return Flush::Failed(code),
+            Err(error) if error.code() == libc::EINTR => {}
+            Err(error) if error.code() == libc::EAGAIN => return Flush::WouldBlock,
+            Err(error) => return Flush::Failed(error),
         }
     }
 }
@@ -568,7 +568,7 @@ fn park(socket: &Socket, writer: ParkedWriter) {
     }
     if socket.owns_fd() {
         if let Err(code) = socket.want_writable() {
-            socket.set_failed(code, "fail to wait for EPOLLOUT");
+            socket.set_failed(Error::new(code, "fail to wait for EPOLLOUT"));
         }
     }
 }
@@ -585,11 +585,11 @@ pub(crate) fn resume_parked(socket: &Socket) {
 /// Called by `set_failed`: the parked writer and a pending connection
 /// attempt fail their writes now instead of waiting for an event that may
 /// never come.
-pub(crate) fn fail_pending_writes(socket: &Socket, code: i32, text: &str) {
+pub(crate) fn fail_pending_writes(socket: &Socket, error: &Error) {
     resume_parked(socket);
     let attempt = socket.connecting.swap(id::INVALID_ID, Ordering::AcqRel);
     if attempt != id::INVALID_ID {
-        let _ = resolve_attempt(ConnectData(attempt), -1, code, text);
+        let _ = resolve_attempt(ConnectData(attempt), -1, Some(error.clone()));
     }
 }
 
@@ -603,7 +603,7 @@ fn start_connect(socket: &Socket, writer: ParkedWriter) {
     let attempt = match ATTEMPTS.create(ConnectAttempt { socket: connect_ref, writer: Mutex::new(None) }) {
         Ok(attempt) => ConnectData(attempt),
         Err(code) => {
-            socket.set_failed(code, "too many connection attempts in progress");
+            socket.set_failed(Error::new(code, "too many connection attempts in progress"));
             return drain(socket, writer.owner, writer.batch);
         }
     };
@@ -613,17 +613,18 @@ fn start_connect(socket: &Socket, writer: ParkedWriter) {
     socket.connecting.store(attempt.0, Ordering::Release);
     // set_failed may have run before the attempt was visible to it.
     if let Some(failure) = socket.failure() {
-        let _ = resolve_attempt(attempt, -1, failure.code(), &failure.text());
+        let _ = resolve_attempt(attempt, -1, Some(failure));
         return;
     }
     if let Some(connection) = &socket.connection {
         if let Err(error) = connection.connect(socket, attempt) {
-            let _ = resolve_attempt(attempt, -1, error.code(), &error.text());
+            let _ = resolve_attempt(attempt, -1, Some(error));
         }
         return;
     }
     let Some(remote) = socket.remote() else {
-        let _ = resolve_attempt(attempt, -1, libc::EINVAL, "socket has neither an fd nor a remote side");
+        let _ =
+            resolve_attempt(attempt, -1, Some(Error::new(libc::EINVAL, "socket has neither an fd nor a remote side")));
         return;
     };
     let deadline = socket.tcp.as_ref().and_then(|tcp| tcp.connect_timeout).map(|timeout| Instant::now() + timeout);
@@ -663,14 +664,14 @@ fn complete_attempt(data: ConnectData, fd: RawFd, err: i32) -> Result<(), i32> {
     if fd < 0 || err != 0 {
         let code = if err != 0 { err } else { libc::ECONNRESET };
         let text = format!("connection was not established (fd={fd}, err={err}: {})", errno::describe(code));
-        return resolve_attempt(data, fd, code, &text);
+        return resolve_attempt(data, fd, Some(Error::new(code, text)));
     }
-    resolve_attempt(data, fd, 0, "")
+    resolve_attempt(data, fd, None)
 }
 
-/// Resolves an attempt exactly once: with `code == 0` the socket adopts
-/// `fd`, otherwise it fails with `code` and `text`.
-fn resolve_attempt(data: ConnectData, fd: RawFd, code: i32, text: &str) -> Result<(), i32> {
+/// Resolves an attempt exactly once: without a `failure` the socket adopts
+/// `fd`, otherwise it fails with it.
+fn resolve_attempt(data: ConnectData, fd: RawFd, failure: Option<Error>) -> Result<(), i32> {
     let attempt = ATTEMPTS.address(data.0).ok_or(libc::EINVAL)?;
     if !ATTEMPTS.set_failed(data.0) {
         return Err(libc::EINVAL);
@@ -681,16 +682,17 @@ fn resolve_attempt(data: ConnectData, fd: RawFd, code: i32, text: &str) -> Resul
     // own reference to the attempt went at set_failed above).
     drop(attempt);
     let _ = socket.connecting.compare_exchange(data.0, id::INVALID_ID, Ordering::AcqRel, Ordering::Acquire);
-    if code == 0 {
-        adopt(&socket, fd);
-    } else {
-        if socket.owns_fd() {
-            stats::CONNECT_FAILURES.inc();
-            if fd >= 0 {
-                close_fd(fd);
+    match failure {
+        None => adopt(&socket, fd),
+        Some(failure) => {
+            if socket.owns_fd() {
+                stats::CONNECT_FAILURES.inc();
+                if fd >= 0 {
+                    close_fd(fd);
+                }
             }
+            socket.set_failed(failure);
         }
-        socket.set_failed(code, text);
     }
     if let Some(ParkedWriter { owner, batch }) = writer {
         drain(&socket, owner, batch);
@@ -712,13 +714,13 @@ fn adopt(socket: &Socket, fd: RawFd) {
         stats::CONNECT_FAILURES.inc();
         close_fd(fd);
         let text = format!("connected fd={fd} is not usable: {}", errno::describe(code));
-        socket.set_failed(code, &text);
+        socket.set_failed(Error::new(code, text));
         return;
     }
     stats::CONNECTIONS_CONNECTED.inc();
     socket.fd.store(fd, Ordering::Release);
     if let Err(code) = socket.watch_input(fd) {
-        socket.set_failed(code, &format!("fail to watch fd={fd} for input"));
+        socket.set_failed(Error::new(code, format!("fail to watch fd={fd} for input")));
     }
 }
 
@@ -735,6 +737,7 @@ pub fn pending_attempts() -> usize {
 #[cfg(test)]
 mod tests {
     use super::{while_handling_input, Burst};
+    use crate::error::Error;
     use crate::socket::{Socket, SocketOptions};
     use std::io::Read;
     use std::net::{TcpListener, TcpStream};
@@ -773,7 +776,7 @@ mod tests {
             assert!(nothing_readable(&peer), "a held write left before the input was handled");
         });
         assert_eq!(read_exactly(&peer, 7), b"one,two");
-        socket.set_failed(crate::errno::ECLOSE, "test over");
+        socket.set_failed(Error::new(crate::errno::ECLOSE, "test over"));
     }
 
     #[test]
@@ -790,7 +793,7 @@ mod tests {
         // Nothing is held any more: the next write leaves at once.
         socket.write(bytes::Bytes::from_static(b"!"), None).unwrap();
         assert_eq!(read_exactly(&peer, 1), b"!");
-        socket.set_failed(crate::errno::ECLOSE, "test over");
+        socket.set_failed(Error::new(crate::errno::ECLOSE, "test over"));
     }
 
     #[test]

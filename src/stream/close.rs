@@ -43,10 +43,10 @@ fn close_with(
         (action, send_now)
     };
     match action {
-        (CloseAction::Fail { code, text }, _) => {
+        (CloseAction::Fail(error), _) => {
             // Writes accepted so far can never leave: they fail, and
             // on_failed reports them.
-            socket.set_failed(code, text);
+            socket.set_failed(error);
         }
         (CloseAction::QueueClose, _) => {
             // Queued behind every write accepted before it, so the peer
@@ -73,7 +73,7 @@ pub(super) fn send_direct_close(socket: &Socket, core: &StreamCore) {
             let _ = host.write(vec![close], None);
         }
     }
-    socket.set_failed(NORMAL_CLOSE, why.unwrap_or("the stream was closed"));
+    socket.set_failed(Error::new(NORMAL_CLOSE, why.unwrap_or("the stream was closed")));
 }
 
 /// The peer sent CLOSE: deliver what arrived, answer with our CLOSE (as
@@ -95,16 +95,16 @@ pub(super) fn discard(ids: &[StreamId]) {
 }
 
 /// Fails a stream by id (setup failure, host failure).
-pub(super) fn fail(id: StreamId, code: i32, text: &str) {
-    Socket::set_failed_by_id(id, code, text);
+pub(super) fn fail(id: StreamId, error: Error) {
+    Socket::set_failed_by_id(id, error);
 }
 
 /// Fails every stream of `ids` and runs `then` once each of them ended and
 /// its last callbacks returned (on the thread that ran the last of them).
-pub(super) fn fail_all_then(ids: &[StreamId], code: i32, text: &str, then: AfterEnd) {
+pub(super) fn fail_all_then(ids: &[StreamId], error: &Error, then: AfterEnd) {
     let countdown = Arc::new(Countdown { left: AtomicUsize::new(ids.len() + 1), then: Mutex::new(Some(then)) });
     for id in ids {
-        fail(*id, code, text);
+        fail(*id, error.clone());
         let tick = Arc::clone(&countdown);
         after_end(*id, Box::new(move || tick.tick()));
     }
@@ -157,9 +157,9 @@ impl SocketUser for StreamEnd {
         Ok(())
     }
 
-    fn on_failed(&self, socket: &Socket, code: i32, text: &str) {
+    fn on_failed(&self, socket: &Socket, error: &Error) {
         if let Some(core) = find_core(socket) {
-            finished(socket, &core, code, text);
+            finished(socket, &core, error);
         }
     }
 
@@ -170,13 +170,13 @@ impl SocketUser for StreamEnd {
     }
 }
 
-fn finished(socket: &Socket, core: &Arc<StreamCore>, code: i32, text: &str) {
+fn finished(socket: &Socket, core: &Arc<StreamCore>, error: &Error) {
     // Before the last callbacks are queued: a message still arriving is
     // dropped, one that arrived already is delivered before them.
     core.receiver.lock().end();
     let (action, host) = {
         let mut link = core.link.lock();
-        (link.apply(|state| state.end(code, text)), core.take_host())
+        (link.apply(|state| state.end(error)), core.take_host())
     };
     if action == EndAction::Nothing {
         return;
@@ -212,8 +212,8 @@ fn report_end(socket: &Socket, core: &Arc<StreamCore>) {
     let socket = Socket::address_failed_as_well(socket.id());
     let core = Arc::clone(core);
     core.clone().executor().submit(move || {
-        if let Some((code, text)) = last.failed {
-            handler.on_failed(id, code, &text);
+        if let Some(error) = last.failed {
+            handler.on_failed(id, &error);
         }
         handler.on_closed(id);
         core.last_callbacks_returned();

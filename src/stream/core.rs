@@ -37,7 +37,7 @@ pub trait StreamHandler: Send + Sync {
     fn on_closed(&self, id: StreamId);
     /// At most once, before `on_closed`: the stream ended abnormally or
     /// writes it accepted were not delivered.
-    fn on_failed(&self, id: StreamId, code: i32, text: &str);
+    fn on_failed(&self, id: StreamId, error: &Error);
 }
 
 #[derive(Clone)]
@@ -435,7 +435,7 @@ impl StreamCore {
 
     /// Sends a frame straight to the host, outside the stream's queue
     /// (FEEDBACK). Lost frames are fine: the host is failing then.
-    pub(super) fn send_control(&self, frame: impl FnOnce(i64, i64) -> Result<Bytes, i32>) {
+    pub(super) fn send_control(&self, frame: impl FnOnce(i64, i64) -> Result<Bytes, Error>) {
         if let Some((host, remote)) = self.route() {
             if let Ok(bytes) = frame(remote, self.wire_id()) {
                 let _ = host.write(vec![bytes], None);
@@ -473,9 +473,9 @@ impl Connection for StreamCore {
     /// DATA for messages and CLOSE for the close marker. Small messages are
     /// copied with their headers into one buffer, so a burst of them costs
     /// one chunk (and one iovec) rather than two per message.
-    fn write(&self, socket: &Socket, messages: &[OutMessage<'_>]) -> Result<usize, i32> {
+    fn write(&self, socket: &Socket, messages: &[OutMessage<'_>]) -> Result<usize, Error> {
         let Some((host, remote)) = self.route() else {
-            return Err(errno::EFAILEDSOCKET);
+            return Err(Error::new(errno::EFAILEDSOCKET, "the stream has no connection to write to"));
         };
         let local = self.wire_id();
         let mut chunks = std::collections::VecDeque::new();
@@ -508,8 +508,7 @@ impl Connection for StreamCore {
         if !small.is_empty() {
             chunks.push_back(small.freeze());
         }
-        // The host's reason goes with its socket; this write reports the code.
-        host.write(chunks, None).map_err(|error| error.code())?;
+        host.write(chunks, None)?;
         let sent = messages.iter().take_while(|m| m.tag != CLOSE_TAG).count();
         stats::STREAM_MESSAGES_OUT.add(sent as u64);
         stats::STREAM_BYTES_OUT.add(taken as u64);
@@ -517,7 +516,7 @@ impl Connection for StreamCore {
         if close {
             // Everything before the CLOSE is out: the stream is done.
             let why = self.link.lock().state().closing_why().unwrap_or("the stream was closed");
-            socket.set_failed(NORMAL_CLOSE, why);
+            socket.set_failed(Error::new(NORMAL_CLOSE, why));
         }
         Ok(taken)
     }

@@ -9,11 +9,23 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 
+use crate::error::Error;
 use crate::runtime::{spawn_or_run, timers, TimerId};
 use crate::stats;
 
-/// Runs once with 0 (writable), `ETIMEDOUT` or `EINVAL` (closed).
-pub type OnWritable = Box<dyn FnOnce(i32) + Send>;
+/// Runs once with `Ok` (writable), `ETIMEDOUT` or `EINVAL` (closed).
+pub type OnWritable = Box<dyn FnOnce(Result<(), Error>) + Send>;
+
+/// Waiting for room ended without it: `EINVAL`, the stream closed (or is
+/// unknown).
+pub(super) fn closed() -> Error {
+    Error::new(libc::EINVAL, "the stream is closed")
+}
+
+/// Waiting for room ended without it: `ETIMEDOUT`.
+fn timed_out() -> Error {
+    Error::new(libc::ETIMEDOUT, "the stream did not become writable in time")
+}
 
 pub(super) struct Flow {
     /// 0: no flow control.
@@ -95,7 +107,7 @@ impl Flow {
         self.remote_consumed.fetch_max(consumed, Ordering::AcqRel);
         self.shrink_unconsumed();
         if self.writable() {
-            self.wake(0);
+            self.wake(Ok(()));
         }
     }
 
@@ -120,14 +132,14 @@ impl Flow {
         let waiters = self.waiters.lock();
         self.closed.store(true, Ordering::Relaxed);
         drop(waiters);
-        self.wake(libc::EINVAL);
+        self.wake(Err(closed()));
     }
 
     fn reclaim_unconsumed(&self) {
         stats::STREAM_BYTES_UNCONSUMED.sub(self.unconsumed.swap(0, Ordering::AcqRel));
     }
 
-    fn wake(&self, code: i32) {
+    fn wake(&self, outcome: Result<(), Error>) {
         let callbacks: Vec<OnWritable> = {
             let mut waiters = self.waiters.lock();
             self.wakeup.notify_all();
@@ -147,20 +159,21 @@ impl Flow {
                 .collect()
         };
         for callback in callbacks {
-            run_on_worker(callback, code);
+            run_on_worker(callback, outcome.clone());
         }
     }
 
-    /// Blocks until writable (0), closed (`EINVAL`) or `timeout` (`ETIMEDOUT`).
-    pub(super) fn wait(&self, timeout: Option<Duration>) -> i32 {
+    /// Blocks until writable (`Ok`), closed (`EINVAL`) or `timeout`
+    /// (`ETIMEDOUT`).
+    pub(super) fn wait(&self, timeout: Option<Duration>) -> Result<(), Error> {
         let deadline = timeout.map(|t| Instant::now() + t);
         let mut waiters = self.waiters.lock();
         loop {
             if self.closed.load(Ordering::Relaxed) {
-                return libc::EINVAL;
+                return Err(closed());
             }
             if self.writable() {
-                return 0;
+                return Ok(());
             }
             match deadline {
                 Some(deadline) => {
@@ -168,7 +181,7 @@ impl Flow {
                         && !self.writable()
                         && !self.closed.load(Ordering::Relaxed)
                     {
-                        return libc::ETIMEDOUT;
+                        return Err(timed_out());
                     }
                 }
                 None => self.wakeup.wait(&mut waiters),
@@ -189,11 +202,11 @@ impl Flow {
         let mut waiters = this.waiters.lock();
         if this.closed.load(Ordering::Relaxed) {
             drop(waiters);
-            return run_on_worker(on_writable, libc::EINVAL);
+            return run_on_worker(on_writable, Err(closed()));
         }
         if this.writable() {
             drop(waiters);
-            return run_on_worker(on_writable, 0);
+            return run_on_worker(on_writable, Ok(()));
         }
         let callbacks = waiters.callbacks.get_or_insert_with(Box::default);
         let key = callbacks.next;
@@ -206,7 +219,7 @@ impl Flow {
                     let Some(owner) = owner.upgrade() else { return };
                     let expired = flow_of(&owner).waiters.lock().take(key);
                     if let Some(callback) = expired {
-                        run_on_worker(callback, libc::ETIMEDOUT);
+                        run_on_worker(callback, Err(timed_out()));
                     }
                 }),
             )
@@ -223,6 +236,6 @@ impl Drop for Flow {
     }
 }
 
-pub(super) fn run_on_worker(callback: OnWritable, code: i32) {
-    spawn_or_run(move || callback(code));
+pub(super) fn run_on_worker(callback: OnWritable, outcome: Result<(), Error>) {
+    spawn_or_run(move || callback(outcome));
 }

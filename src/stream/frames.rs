@@ -8,12 +8,13 @@ use bytes::{Bytes, BytesMut};
 
 use prost::Message;
 
+use crate::error::Error;
 use crate::protocol::{pack_stream_header, pack_stream_header_encoded, Feedback, FrameType, RawFrame, StreamFrameMeta};
 use crate::socket::Chunks;
 
-fn pack(meta: &StreamFrameMeta, payload_len: usize) -> Result<Bytes, i32> {
+fn pack(meta: &StreamFrameMeta, payload_len: usize) -> Result<Bytes, Error> {
     let mut out = BytesMut::new();
-    pack_stream_header(&mut out, meta, payload_len).map_err(|e| e.code)?;
+    pack_stream_header(&mut out, meta, payload_len)?;
     Ok(out.freeze())
 }
 
@@ -59,7 +60,7 @@ thread_local! {
 }
 
 /// Runs `f` with the encoded meta of a DATA frame from `local` to `remote`.
-fn with_data_meta<R>(remote: i64, local: i64, f: impl FnOnce(&[u8]) -> R) -> Result<R, i32> {
+fn with_data_meta<R>(remote: i64, local: i64, f: impl FnOnce(&[u8]) -> R) -> Result<R, Error> {
     let mut f = Some(f);
     let cached = LAST_DATA_META.try_with(|last| {
         let mut last = last.try_borrow_mut().ok()?;
@@ -72,17 +73,19 @@ fn with_data_meta<R>(remote: i64, local: i64, f: impl FnOnce(&[u8]) -> R) -> Res
         return Ok(result);
     }
     // Thread-local storage is being torn down: encode this one here.
-    let (Some(meta), Some(f)) = (EncodedDataMeta::new(remote, local), f) else { return Err(libc::EINVAL) };
+    let (Some(meta), Some(f)) = (EncodedDataMeta::new(remote, local), f) else {
+        return Err(Error::new(libc::EINVAL, "the DATA frame's meta could not be encoded"));
+    };
     Ok(f(meta.bytes()))
 }
 
 /// Appends the header and meta of a DATA frame whose message of
 /// `payload_len` bytes is to follow.
-pub(super) fn append_data_header(out: &mut BytesMut, remote: i64, local: i64, payload_len: usize) -> Result<(), i32> {
-    with_data_meta(remote, local, |meta| pack_stream_header_encoded(out, meta, payload_len).map_err(|e| e.code))?
+pub(super) fn append_data_header(out: &mut BytesMut, remote: i64, local: i64, payload_len: usize) -> Result<(), Error> {
+    with_data_meta(remote, local, |meta| pack_stream_header_encoded(out, meta, payload_len))?.map_err(Error::from)
 }
 
-pub(super) fn close(remote: i64, local: i64) -> Result<Bytes, i32> {
+pub(super) fn close(remote: i64, local: i64) -> Result<Bytes, Error> {
     let meta = StreamFrameMeta {
         stream_id: Some(remote),
         source_stream_id: Some(local),
@@ -93,14 +96,14 @@ pub(super) fn close(remote: i64, local: i64) -> Result<Bytes, i32> {
 }
 
 /// RST names only the stream it resets: the sender has none.
-pub(super) fn rst(remote: i64) -> Result<Bytes, i32> {
+pub(super) fn rst(remote: i64) -> Result<Bytes, Error> {
     let meta =
         StreamFrameMeta { stream_id: Some(remote), frame_type: Some(FrameType::Rst as i32), ..Default::default() };
     pack(&meta, 0)
 }
 
 /// FEEDBACK with the cumulative bytes this side's handler consumed.
-pub(super) fn feedback(remote: i64, local: i64, consumed: u64) -> Result<Bytes, i32> {
+pub(super) fn feedback(remote: i64, local: i64, consumed: u64) -> Result<Bytes, Error> {
     let meta = StreamFrameMeta {
         stream_id: Some(remote),
         source_stream_id: Some(local),
@@ -119,7 +122,7 @@ pub(super) fn extra_segments(len: usize) -> usize {
 /// A whole DATA frame for one message: small messages are copied behind
 /// their header into one buffer, larger ones follow it uncopied; one
 /// longer than the maximum segment size goes as several frames.
-pub(super) fn data_message(remote: i64, local: i64, parts: &[&[u8]], owned: Option<&[Bytes]>) -> Result<Chunks, i32> {
+pub(super) fn data_message(remote: i64, local: i64, parts: &[&[u8]], owned: Option<&[Bytes]>) -> Result<Chunks, Error> {
     let len: usize = parts.iter().map(|p| p.len()).sum();
     if let Some(max) = segment_size_for(len) {
         let mut frames = BytesMut::new();
@@ -131,7 +134,7 @@ pub(super) fn data_message(remote: i64, local: i64, parts: &[&[u8]], owned: Opti
             let mut chunks = Vec::with_capacity(1 + payload.len());
             let header = with_data_meta(remote, local, |meta| {
                 let mut header = BytesMut::with_capacity(RawFrame::HEADER_LEN + meta.len());
-                pack_stream_header_encoded(&mut header, meta, len).map(|()| header.freeze()).map_err(|e| e.code)
+                pack_stream_header_encoded(&mut header, meta, len).map(|()| header.freeze())
             })??;
             chunks.push(header);
             chunks.extend(payload.iter().cloned());
@@ -143,9 +146,9 @@ pub(super) fn data_message(remote: i64, local: i64, parts: &[&[u8]], owned: Opti
                 // allocates nothing more, so a small frame costs one
                 // allocation.
                 let mut frame = BytesMut::with_capacity(RawFrame::HEADER_LEN + meta.len() + len);
-                pack_stream_header_encoded(&mut frame, meta, len).map_err(|e| e.code)?;
+                pack_stream_header_encoded(&mut frame, meta, len)?;
                 parts.iter().for_each(|p| frame.extend_from_slice(p));
-                Ok::<Bytes, i32>(frame.freeze())
+                Ok::<Bytes, Error>(frame.freeze())
             })??;
             Chunks::One(frame)
         }
@@ -162,10 +165,10 @@ pub const DEFAULT_MAX_SEGMENT_SIZE: usize = 512 * 1024 * 1024;
 
 /// Sets the maximum DATA payload for messages written from now on,
 /// process-wide; `EINVAL` for 0 (brpc requires a positive size).
-pub fn set_write_max_segment_size(size: u64) -> Result<(), i32> {
+pub fn set_write_max_segment_size(size: u64) -> Result<(), Error> {
     let size = usize::try_from(size).unwrap_or(usize::MAX);
     if size == 0 {
-        return Err(libc::EINVAL);
+        return Err(Error::new(libc::EINVAL, "the maximum segment size must be positive"));
     }
     MAX_SEGMENT_SIZE.store(size, Ordering::Release);
     Ok(())
@@ -190,7 +193,7 @@ pub(super) fn append_segments(
     local: i64,
     parts: &[&[u8]],
     max: usize,
-) -> Result<usize, i32> {
+) -> Result<usize, Error> {
     let len: usize = parts.iter().map(|p| p.len()).sum();
     let mut message = BytesMut::with_capacity(len);
     parts.iter().for_each(|p| message.extend_from_slice(p));
@@ -199,7 +202,7 @@ pub(super) fn append_segments(
     while !rest.is_empty() {
         let (segment, after) = rest.split_at(rest.len().min(max.max(1)));
         let meta = StreamFrameMeta { has_continuation: Some(!after.is_empty()), ..data_meta(remote, local) };
-        pack_stream_header(out, &meta, segment.len()).map_err(|e| e.code)?;
+        pack_stream_header(out, &meta, segment.len())?;
         out.extend_from_slice(segment);
         rest = after;
         frames += 1;

@@ -16,14 +16,17 @@ pub(super) fn attach(host: &Socket, stream: StreamId) -> Result<(), Error> {
     match host.riders().add(stream) {
         Ok(()) => Ok(()),
         Err(Refused::Failed) => {
-            let failure = host
-                .failure()
-                .unwrap_or_else(|| Error::new(errno::EFAILEDSOCKET, "the connection of the stream's call is gone"));
-            Socket::set_failed_by_id(stream, failure.code(), &failure.text());
+            let failure = host.failure().unwrap_or_else(gone);
+            Socket::set_failed_by_id(stream, failure);
             Ok(())
         }
         Err(Refused::Full { max }) => Err(full(max)),
     }
+}
+
+/// The error of a stream whose call's connection is gone.
+pub(super) fn gone() -> Error {
+    Error::new(errno::EFAILEDSOCKET, "the connection of the stream's call is gone")
 }
 
 /// The error of a connection that carries `max` streams already.
@@ -44,14 +47,14 @@ pub(super) fn has_room(host: &Socket, n: usize) -> Result<(), Error> {
 pub(super) fn detach(host: SocketId, stream: StreamId) {
     let Some(host) = Socket::address_failed_as_well(host) else { return };
     if let Some(close) = host.riders().remove(stream) {
-        host.close_after_flush(close.code(), &close.text());
+        host.close_after_flush(close);
     }
 }
 
-/// The host connection failed: every stream on it fails with its code and text.
-pub fn on_host_failed(host: &Socket, code: i32, text: &str) {
+/// The host connection failed: every stream on it fails with its error.
+pub fn on_host_failed(host: &Socket, error: &Error) {
     for stream in host.riders().take_all() {
-        Socket::set_failed_by_id(stream, code, text);
+        Socket::set_failed_by_id(stream, error.clone());
     }
 }
 
@@ -59,10 +62,10 @@ pub fn on_host_failed(host: &Socket, code: i32, text: &str) {
 /// last of them closes (a destroyed channel's connection serves its
 /// streams to the end, as brpc's shared sockets do). Either way after what
 /// is queued on it (the last streams' CLOSE frames among it) went out.
-pub fn close_host_when_idle(host: SocketId, code: i32, text: &str) {
+pub fn close_host_when_idle(host: SocketId, error: Error) {
     if let Some(socket) = Socket::address(host) {
-        if socket.riders().close_when_empty(code, text) {
-            socket.close_after_flush(code, text);
+        if socket.riders().close_when_empty(error.clone()) {
+            socket.close_after_flush(error);
         }
     }
 }

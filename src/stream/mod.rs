@@ -38,6 +38,7 @@ pub use self::setup::{
 
 use self::core::find;
 use self::state::Phase;
+use crate::error::Error;
 
 /// True when `id` is a connected stream: DATA for it is stream data, not
 /// the response of its setup call.
@@ -45,14 +46,15 @@ pub fn is_connected(id: StreamId) -> bool {
     find(id).is_some_and(|(_, core)| core.link.lock().state().phase() == Phase::Connected)
 }
 
-/// `StreamWait`: 0 when writable, `ETIMEDOUT`, or `EINVAL` when closed.
-pub fn wait(id: StreamId, timeout: Option<Duration>) -> i32 {
+/// `StreamWait`: `Ok` when writable, `ETIMEDOUT`, or `EINVAL` when closed
+/// or unknown.
+pub fn wait(id: StreamId, timeout: Option<Duration>) -> Result<(), Error> {
     match find(id) {
         Some((socket, core)) => {
             drop(socket);
             core.flow.wait(timeout)
         }
-        None => libc::EINVAL,
+        None => Err(flow::closed()),
     }
 }
 
@@ -60,7 +62,7 @@ pub fn wait(id: StreamId, timeout: Option<Duration>) -> i32 {
 pub fn wait_async(id: StreamId, timeout: Option<Duration>, on_writable: OnWritable) {
     match find(id) {
         Some((_, core)) => flow::Flow::wait_async(&core, |core| &core.flow, timeout, on_writable),
-        None => flow::run_on_worker(on_writable, libc::EINVAL),
+        None => flow::run_on_worker(on_writable, Err(flow::closed())),
     }
 }
 

@@ -22,6 +22,7 @@ use super::core::{core_of, find, find_core, Receiver, StreamCore, StreamId};
 use super::frames;
 use super::state::ResetAction;
 use crate::errno;
+use crate::error::Error;
 use crate::protocol::{FrameType, Limits, StreamFrame};
 use crate::runtime::timers;
 use crate::socket::Socket;
@@ -50,7 +51,7 @@ pub fn on_frame(host: &Socket, frame: StreamFrame) {
         FrameType::Rst => {
             let action = core.link.lock().state().peer_reset();
             if action == ResetAction::Fail {
-                socket.set_failed(libc::ECONNRESET, "the peer reset the stream");
+                socket.set_failed(Error::new(libc::ECONNRESET, "the peer reset the stream"));
             }
         }
         FrameType::Unknown => log_warning!("dropped a stream frame of unknown type for stream {id}"),
@@ -91,14 +92,14 @@ fn on_data(socket: &Socket, core: &StreamCore, payload: Bytes, continues: bool) 
                      for the handler, window (max_buf_size) {window} bytes; the peer ignores FEEDBACK, \
                      the stream is reset"
                 );
-                return reset(socket, core, errno::EOVERCROWDED, &text);
+                return reset(socket, core, Error::new(errno::EOVERCROWDED, text));
             }
         }
         if too_large(&receiver, &payload) {
             drop(receiver.take_partial());
             drop(receiver);
             let text = "a message in DATA segments grew past the 64 MiB body limit; the stream is reset";
-            return reset(socket, core, libc::EMSGSIZE, text);
+            return reset(socket, core, Error::new(libc::EMSGSIZE, text));
         }
         let message = match receiver.take_partial() {
             Some(mut partial) => {
@@ -150,10 +151,10 @@ fn receive_window(core: &StreamCore) -> u64 {
 const UNWINDOWED_RECEIVE_BOUND: u64 = Limits::DEFAULT_MAX_BODY_SIZE as u64;
 
 /// Ends a stream this side cannot go on with: the peer's stream is sent
-/// RST (its `on_failed` gets `ECONNRESET`), this one fails with `code` and
-/// `text` (its handler's `on_failed`), and what it had queued is gone.
-fn reset(socket: &Socket, core: &StreamCore, code: i32, text: &str) {
-    log_warning!("stream {}: {text}", core.id());
+/// RST (its `on_failed` gets `ECONNRESET`), this one fails with `error`
+/// (its handler's `on_failed`), and what it had queued is gone.
+fn reset(socket: &Socket, core: &StreamCore, error: Error) {
+    log_warning!("stream {}: {}", core.id(), error.text());
     let (host, remote) = {
         let link = core.link.lock();
         (core.host(), link.remote_id())
@@ -163,7 +164,7 @@ fn reset(socket: &Socket, core: &StreamCore, code: i32, text: &str) {
             let _ = host.write(vec![rst], None);
         }
     }
-    socket.set_failed(code, text);
+    socket.set_failed(error);
 }
 
 /// A message reassembled from DATA segments may not exceed what one frame
@@ -270,7 +271,7 @@ mod tests {
         fn on_closed(&self, _id: StreamId) {
             let _ = self.0.lock().send("closed");
         }
-        fn on_failed(&self, _id: StreamId, _code: i32, _text: &str) {
+        fn on_failed(&self, _id: StreamId, _error: &Error) {
             let _ = self.0.lock().send("failed");
         }
     }

@@ -79,7 +79,7 @@ fn write_message(id: StreamId, parts: &[&[u8]], owned: Option<&[Bytes]>, backgro
     let sent = match (host.and_then(Socket::address), remote) {
         (Some(host), Some(remote)) => match frames::data_message(remote, id as i64, parts, owned) {
             Ok(frame) => host.write_with(frame, options, None).map_err(refused_by_host),
-            Err(code) => Err(Error::new(libc::EINVAL, "the message cannot be framed").caused_by(Error::from(code))),
+            Err(error) => Err(Error::new(libc::EINVAL, "the message cannot be framed").caused_by(error)),
         },
         _ => Err(closed()),
     };

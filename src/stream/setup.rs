@@ -9,7 +9,6 @@ use super::close;
 use super::core::{find, AfterEnd, StreamCore, StreamId, StreamOptions};
 use super::state::{ConnectAction, ReleaseAction, State};
 use super::{frames, hosts, receive};
-use crate::errno;
 use crate::error::Error;
 use crate::protocol::StreamSettings;
 use crate::socket::{check_connected_and_keep_write, Socket, SocketId};
@@ -78,10 +77,10 @@ pub fn on_setup_response(
     let host = host.and_then(Socket::address);
     let (settings, host) = match (error, settings, host) {
         (None, Some(settings), Some(host)) => (settings, host),
-        (Some(error), _, _) => return close::fail_all_then(ids, error.code(), &error.text(), then),
+        (Some(error), _, _) => return close::fail_all_then(ids, &error, then),
         (None, _, _) => {
-            let text = "the server did not accept the stream";
-            return close::fail_all_then(ids, libc::ECONNRESET, text, then);
+            let refused = Error::new(libc::ECONNRESET, "the server did not accept the stream");
+            return close::fail_all_then(ids, &refused, then);
         }
     };
     let remotes = remote_ids(settings);
@@ -95,7 +94,7 @@ pub fn on_setup_response(
                     reset(&host, remote);
                 }
             }
-            (Some(_), None) => close::fail(*id, libc::ECONNRESET, "the server accepted fewer streams"),
+            (Some(_), None) => close::fail(*id, Error::new(libc::ECONNRESET, "the server accepted fewer streams")),
             (None, Some(remote)) => reset(&host, remote),
             (None, None) => {}
         }
@@ -144,7 +143,7 @@ pub fn accept(
                 let attached = match Socket::address(host) {
                     Some(host) => hosts::attach(&host, id),
                     None => {
-                        close::fail(id, errno::EFAILEDSOCKET, "the connection of the stream's call is gone");
+                        close::fail(id, hosts::gone());
                         Ok(())
                     }
                 };
@@ -177,7 +176,7 @@ pub fn before_response(ids: &[StreamId]) {
             (Some(host), Some(remote)) => {
                 let _ = connect(&core, &host, remote, writable, need_feedback, true);
             }
-            _ => close::fail(*id, errno::EFAILEDSOCKET, "the connection of the stream's call is gone"),
+            _ => close::fail(*id, hosts::gone()),
         }
     }
 }
@@ -188,7 +187,7 @@ pub fn after_response(ids: &[StreamId], error: Option<&Error>) {
     for id in ids {
         match (find(*id), error) {
             (Some((_, core)), None) => release(&core),
-            (_, Some(error)) => close::fail(*id, error.code(), &error.text()),
+            (_, Some(error)) => close::fail(*id, error.clone()),
             (None, None) => {}
         }
     }
@@ -218,7 +217,7 @@ fn connect(core: &StreamCore, host: &Socket, remote: i64, writable: bool, need_f
             // A server's stream rides on its host since it was accepted;
             // a client's connection takes any number.
             if let Err(error) = hosts::attach(host, core.id()) {
-                close::fail(core.id(), error.code(), &error.text());
+                close::fail(core.id(), error);
             }
             receive::start_idle_timer(core);
             if now {

@@ -66,16 +66,15 @@ pub(super) enum State {
     /// the stream then ends (its connection may go before our CLOSE does).
     Closing { path: WritePath, why: &'static str, by_peer: bool },
     /// The stream's socket failed: nothing happens any more but the last
-    /// callbacks. `ending` is the code and text until they are reported.
+    /// callbacks. `ending` is how it ended, until they are reported.
     Closed { ending: Option<Ending> },
 }
 
-/// How a stream ended.
+/// How a stream ended. Boxed: every stream keeps a `State`, few keep an
+/// ending for long, and an inline `Error` would make every idle stream
+/// bigger.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct Ending {
-    pub code: i32,
-    pub text: String,
-}
+pub(super) struct Ending(pub Box<Error>);
 
 /// The four phases, for gauges and quick checks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -163,9 +162,9 @@ pub(super) enum QueueConnectAction {
 #[must_use]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum CloseAction {
-    /// Not connected: the stream ends now with this code (`ECONNRESET` when
-    /// writes were waiting: they can never leave).
-    Fail { code: i32, text: &'static str },
+    /// Not connected: the stream ends now with this error (`ECONNRESET`
+    /// when writes were waiting: they can never leave).
+    Fail(Error),
     /// Queue a CLOSE behind the writes in the stream's queue; sending it
     /// ends the stream.
     QueueClose,
@@ -198,9 +197,9 @@ pub(super) enum EndAction {
 /// The last callbacks of a stream, in the order they run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct LastCallbacks {
-    /// `on_failed(code, text)`, when the end was abnormal or accepted writes
-    /// were not delivered.
-    pub failed: Option<(i32, String)>,
+    /// `on_failed` with this error, when the end was abnormal or accepted
+    /// writes were not delivered.
+    pub failed: Option<Error>,
     // `on_closed` always follows: no field needed.
 }
 
@@ -286,13 +285,10 @@ impl State {
             State::Created(held) => {
                 let waiting = held.pending.is_some();
                 *self = State::Closing { path: WritePath::Held(*held), why, by_peer: false };
-                Ok(match waiting {
-                    true => CloseAction::Fail {
-                        code: libc::ECONNRESET,
-                        text: "the stream was closed before it was connected",
-                    },
-                    false => CloseAction::Fail { code: NORMAL_CLOSE, text: why },
-                })
+                Ok(CloseAction::Fail(match waiting {
+                    true => Error::new(libc::ECONNRESET, "the stream was closed before it was connected"),
+                    false => Error::new(NORMAL_CLOSE, why),
+                }))
             }
             State::Connected { path, .. } => {
                 let path = *path;
@@ -333,22 +329,20 @@ impl State {
         }
     }
 
-    /// The stream's socket failed: the one way a stream ends. A stream the
-    /// peer closed ends normally even when its connection failed before
-    /// our CLOSE went out: both sides were done.
-    pub(super) fn end(&mut self, code: i32, text: &str) -> EndAction {
-        match self {
-            State::Closed { .. } => EndAction::Nothing,
-            State::Closing { by_peer: true, why, .. } => {
-                let text = if code == NORMAL_CLOSE { text.to_string() } else { why.to_string() };
-                *self = State::Closed { ending: Some(Ending { code: NORMAL_CLOSE, text }) };
-                EndAction::Finish
+    /// The stream's socket failed with `error`: the one way a stream ends.
+    /// A stream the peer closed ends normally even when its connection
+    /// failed before our CLOSE went out (both sides were done); the
+    /// connection's error is kept as the cause.
+    pub(super) fn end(&mut self, error: &Error) -> EndAction {
+        let ending = match self {
+            State::Closed { .. } => return EndAction::Nothing,
+            State::Closing { by_peer: true, why, .. } if error.code() != NORMAL_CLOSE => {
+                Error::new(NORMAL_CLOSE, *why).caused_by(error.clone())
             }
-            State::Created(_) | State::Connected { .. } | State::Closing { .. } => {
-                *self = State::Closed { ending: Some(Ending { code, text: text.to_string() }) };
-                EndAction::Finish
-            }
-        }
+            State::Created(_) | State::Connected { .. } | State::Closing { .. } => error.clone(),
+        };
+        *self = State::Closed { ending: Some(Ending(Box::new(ending))) };
+        EndAction::Finish
     }
 
     /// The ending, once: whoever gets it schedules the last callbacks.
@@ -364,16 +358,21 @@ impl Ending {
     /// The last callbacks, given how many accepted writes (`dropped`
     /// messages, `bytes`) were never delivered.
     pub(super) fn last_callbacks(self, dropped: u64, bytes: u64) -> LastCallbacks {
-        let code = match (self.code != NORMAL_CLOSE, dropped > 0) {
-            (true, _) => self.code,
+        let error = *self.0;
+        let code = match (error.code() != NORMAL_CLOSE, dropped > 0) {
+            (true, _) => error.code(),
             (false, true) => libc::ECONNRESET,
             (false, false) => return LastCallbacks { failed: None },
         };
-        let text = match dropped {
-            0 => self.text,
-            n => format!("{}: {n} messages ({bytes} bytes) written to the stream were not delivered", self.text),
+        let failed = match dropped {
+            0 => error,
+            n => {
+                let text =
+                    format!("{}: {n} messages ({bytes} bytes) written to the stream were not delivered", error.text());
+                Error::new(code, text).caused_by(error)
+            }
         };
-        LastCallbacks { failed: Some((code, text)) }
+        LastCallbacks { failed: Some(failed) }
     }
 }
 
@@ -413,8 +412,8 @@ mod tests {
             Event::Close => format!("{:?}", state.close("the stream was closed")),
             Event::PeerClose => format!("{:?}", state.peer_close("the stream was closed by the peer")),
             Event::PeerReset => format!("{:?}", state.peer_reset()),
-            Event::End(code) => format!("{:?}", state.end(code, "why")),
-            Event::TakeEnding => format!("{:?}", state.take_ending().map(|e| e.code)),
+            Event::End(code) => format!("{:?}", state.end(&Error::new(code, "why"))),
+            Event::TakeEnding => format!("{:?}", state.take_ending().map(|Ending(e)| e.code())),
         }
     }
 
@@ -470,7 +469,7 @@ mod tests {
             created_with_queued_writes,
             &[Event::Close, Event::Write, Event::End(libc::ECONNRESET), Event::TakeEnding, Event::TakeEnding],
             &[
-                "Ok(Fail { code: 104, text: \"the stream was closed before it was connected\" })",
+                "Ok(Fail(Error { code: 104, text: \"the stream was closed before it was connected\" }))",
                 "Err(Closed)",
                 "Finish",
                 "Some(104)",
@@ -482,7 +481,7 @@ mod tests {
             "StreamClose with nothing written: a normal close",
             created,
             &[Event::Close, Event::Close],
-            &["Ok(Fail { code: 2005, text: \"the stream was closed\" })", "Err(AlreadyClosing)"],
+            &["Ok(Fail(Error { code: 2005, text: \"the stream was closed\" }))", "Err(AlreadyClosing)"],
             Phase::Closing,
         ),
         (
@@ -679,20 +678,25 @@ mod tests {
 
     #[test]
     fn on_failed_is_due_for_an_abnormal_end_or_undelivered_writes() {
-        let ending = |code| Ending { code, text: "why".to_string() };
+        let ending = |code| Ending(Box::new(Error::new(code, "why")));
         assert_eq!(ending(NORMAL_CLOSE).last_callbacks(0, 0), LastCallbacks { failed: None });
-        assert_eq!(
-            ending(NORMAL_CLOSE).last_callbacks(2, 10),
-            LastCallbacks {
-                failed: Some((
-                    libc::ECONNRESET,
-                    "why: 2 messages (10 bytes) written to the stream were not delivered".to_string()
-                ))
-            }
-        );
-        assert_eq!(
-            ending(crate::errno::EEOF).last_callbacks(0, 0),
-            LastCallbacks { failed: Some((crate::errno::EEOF, "why".to_string())) }
-        );
+        let undelivered = ending(NORMAL_CLOSE).last_callbacks(2, 10).failed;
+        let expected = "why: 2 messages (10 bytes) written to the stream were not delivered";
+        assert_eq!(undelivered, Some(Error::new(libc::ECONNRESET, expected)));
+        // The ending stays the cause.
+        let cause = undelivered.as_ref().and_then(|e| std::error::Error::source(e)?.downcast_ref::<Error>());
+        assert_eq!(cause, Some(&Error::new(NORMAL_CLOSE, "why")));
+        assert_eq!(ending(crate::errno::EEOF).last_callbacks(0, 0).failed, Some(Error::new(crate::errno::EEOF, "why")));
+    }
+
+    #[test]
+    fn a_stream_the_peer_closed_ends_normally_and_keeps_its_connections_error_as_the_cause() {
+        let mut state = closing_by_peer();
+        let lost = Error::new(crate::errno::EEOF, "the remote side closed the connection");
+        assert_eq!(state.end(&lost), EndAction::Finish);
+        let Some(Ending(ending)) = state.take_ending() else { panic!("no ending") };
+        assert_eq!(*ending, Error::new(NORMAL_CLOSE, "the stream was closed by the peer"));
+        let cause = std::error::Error::source(&*ending).and_then(|e| e.downcast_ref::<Error>());
+        assert_eq!(cause, Some(&lost));
     }
 }

@@ -43,7 +43,7 @@ impl StreamHandler for EchoStream {
     fn on_received_messages(&self, id: StreamId, messages: &[Bytes]) {
         for message in messages {
             while let Err(libc::EAGAIN) = stream::write(id, message.clone(), false).map_err(|e| e.code()) {
-                if stream::wait(id, Some(Duration::from_secs(5))) != 0 {
+                if stream::wait(id, Some(Duration::from_secs(5))).is_err() {
                     return;
                 }
             }
@@ -51,7 +51,9 @@ impl StreamHandler for EchoStream {
     }
     fn on_idle_timeout(&self, _id: StreamId) {}
     fn on_closed(&self, _id: StreamId) {}
-    fn on_failed(&self, _id: StreamId, code: i32, text: &str) {
+    fn on_failed(&self, _id: StreamId, error: &Error) {
+        let code = error.code();
+        let text = error.text();
         STREAM_FAILURES.lock().push((code, text.to_string()));
     }
 }
@@ -63,7 +65,9 @@ impl StreamHandler for SinkStream {
     fn on_received_messages(&self, _id: StreamId, _messages: &[Bytes]) {}
     fn on_idle_timeout(&self, _id: StreamId) {}
     fn on_closed(&self, _id: StreamId) {}
-    fn on_failed(&self, _id: StreamId, code: i32, text: &str) {
+    fn on_failed(&self, _id: StreamId, error: &Error) {
+        let code = error.code();
+        let text = error.text();
         STREAM_FAILURES.lock().push((code, text.to_string()));
     }
 }
