@@ -55,11 +55,15 @@
 #include "brpc/channel.h"
 #include "brpc/server.h"
 #include "brpc/stream.h"
+#include "bench_common.h"
 #include "stream_bench.pb.h"
 
 extern char** environ;
 
 namespace {
+
+using bench::BenchServiceImpl;
+using bench::RealtimeIn;
 
 using Clock = std::chrono::steady_clock;
 
@@ -91,19 +95,6 @@ bool WaitUntil(Pred done, double seconds) {
         std::this_thread::sleep_for(std::chrono::milliseconds(1));
     }
     return true;
-}
-
-// An absolute CLOCK_REALTIME time `ms` from now, for StreamWait.
-timespec RealtimeIn(long ms) {
-    timespec due;
-    clock_gettime(CLOCK_REALTIME, &due);
-    due.tv_sec += ms / 1000;
-    due.tv_nsec += (ms % 1000) * 1000000L;
-    if (due.tv_nsec >= 1000000000L) {
-        due.tv_sec += 1;
-        due.tv_nsec -= 1000000000L;
-    }
-    return due;
 }
 
 std::string ErrnoText(int code) { return std::string(strerror(code)) + " (" + std::to_string(code) + ")"; }
@@ -361,31 +352,6 @@ private:
     uint64_t closed_ = 0;
     uint64_t failed_ = 0;
     std::string last_failure_;
-};
-
-// Open accepts every stream of the call with the given handler.
-class BenchServiceImpl : public streambench::BenchService {
-public:
-    explicit BenchServiceImpl(brpc::StreamInputHandler* handler) : handler_(handler) {}
-    void Open(google::protobuf::RpcController* controller, const streambench::OpenRequest*,
-              streambench::OpenResponse* response, google::protobuf::Closure* done) override {
-        brpc::ClosureGuard done_guard(done);
-        brpc::Controller* cntl = static_cast<brpc::Controller*>(controller);
-        brpc::StreamOptions options;
-        options.handler = handler_;
-        brpc::StreamIds streams;
-        if (brpc::StreamAccept(streams, *cntl, &options) != 0) {
-            cntl->SetFailed("Fail to accept the streams");
-            return;
-        }
-        accepted_.fetch_add(streams.size());
-        response->set_accepted((int)streams.size());
-    }
-    uint64_t accepted() const { return accepted_.load(); }
-
-private:
-    brpc::StreamInputHandler* handler_;
-    std::atomic<uint64_t> accepted_{0};
 };
 
 // A server on 127.0.0.1 and a channel to it. Members are destroyed in
