@@ -223,6 +223,26 @@ fn request_flooders_share_the_server_evenly_and_a_quiet_client_stays_fast() {
 }
 
 #[test]
+fn a_quiet_call_waits_for_one_call_of_each_busy_connection_not_their_backlog() {
+    // Each flooder keeps up to 1024 calls of 0.2 ms of computing waiting
+    // (the per-connection bound on unanswered calls): run first come first
+    // served, a quiet call waited for all of them (p99 0.50-0.53 s at a
+    // load of 7 on two cores). In turn it waits for one call of each, but
+    // the busy workers hold the cores its threads (dispatcher, worker,
+    // client) need: 4.5-75 ms seen at a load of 7-9. Three times the
+    // flooded bound tells the two apart.
+    let bound = 3 * flooded_p99_bound();
+    let p99 = under_attack_on("busy request flooders", ServerOptions::default(), |server, addr, sample| {
+        let received = attacks::busy_request_flooders(addr, 3, sample);
+        let busy = server.method_statuses().into_iter().find(|m| m.method == "Busy").map(|m| m.latency);
+        println!("busy request flooders: bytes of responses each in 3 s {received:?}; Busy on the server: {busy:?}; workers {:?}", brpc_stream::runtime::worker_stats());
+        "3 flooders".to_string()
+    });
+    println!("busy request flooders: legitimate p99 {p99:?}, bound {bound:?} (load-scaled from 3 x {FLOODED_P99:?})");
+    assert!(p99 <= bound, "busy request flooders: legitimate p99 {p99:?} past {bound:?}");
+}
+
+#[test]
 fn a_stream_peer_that_ignores_feedback_is_reset_on_both_sides() {
     under_attack("stream flood ignoring FEEDBACK", ServerOptions::default(), |addr, sample| {
         STREAM_FAILURES.lock().clear();

@@ -18,6 +18,7 @@ mod listen;
 pub mod method_status;
 pub mod naming;
 pub mod server;
+mod turns;
 
 pub use admission::{
     BODY_MIN_RATE, DEFAULT_BODY_TIMEOUT, DEFAULT_HEADER_TIMEOUT, DEFAULT_MAX_CONNECTIONS,

@@ -14,6 +14,7 @@ use parking_lot::{Condvar, Mutex, RwLock};
 use super::admission::{self, CallGate, FrameTimeouts, Intake, PartialBudget};
 use super::idle::{self, IdleConnections};
 use super::method_status::{MethodSnapshot, MethodStatus};
+use super::turns::CallQueue;
 use crate::errno;
 use crate::error::Error;
 use crate::etcd::{Registration, RegistrationOptions};
@@ -21,7 +22,7 @@ use crate::protocol::{
     decode_body, encode_body, pack_rpc_header, pack_stream_header, BodyCoding, Cutter, DecodeError, FrameType, Limits,
     Magic, RawFrame, RpcMessage, RpcMeta, RpcResponseMeta, StreamFrameMeta, StreamSettings,
 };
-use crate::runtime::{dispatcher, raise_core_threads, spawn, timers, Interest, Token};
+use crate::runtime::{dispatcher, raise_core_threads, timers, Interest, Token};
 use crate::socket::{Liveness, Socket, SocketId, SocketOptions, SocketUser};
 use crate::stream::{self, StreamId};
 use prost::Message as _;
@@ -707,6 +708,7 @@ impl ServerInner {
             intake: Intake::new(Arc::clone(&self.partial), *self.timeouts.lock()),
             refused: AtomicBool::new(false),
             gate: Arc::default(),
+            calls: Arc::default(),
         });
         let liveness = *self.liveness.lock();
         let max_riders = self.max_streams_per_connection.load(Ordering::Acquire);
@@ -982,6 +984,8 @@ struct ServerConnection {
     /// Its calls read and not yet answered; the connection is read while
     /// they are few enough.
     gate: Arc<CallGate>,
+    /// Its calls not yet started, waiting for their turn on a worker.
+    calls: Arc<CallQueue>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -1200,11 +1204,13 @@ impl ServerConnection {
             gate: Arc::clone(&self.gate),
             request_bytes,
         };
-        // A refused spawn drops the call, which answers EINTERNAL. The body
-        // is decoded on the worker, off the connection's input.
-        let _ = spawn(move || match call.decode_request(limit) {
+        // On a worker in turn with the other connections' calls (a refused
+        // spawn drops a call, which answers EINTERNAL). The body is decoded
+        // there, off the connection's input.
+        let run = move || match call.decode_request(limit) {
             Ok(()) => handler(call),
             Err(error) => call.respond(Err(error)),
-        });
+        };
+        super::turns::run_in_turn(&self.calls, Box::new(run));
     }
 }

@@ -81,6 +81,10 @@ pub const ALL: &[(&str, Attack)] = &[
         let received = request_flooders(addr, 4, sample);
         format!("MiB of responses each in 4 s {:?}", received.iter().map(|b| b / MIB as u64).collect::<Vec<_>>())
     }),
+    ("busy request flooders x3", |addr, _, sample| {
+        let received = busy_request_flooders(addr, 3, sample);
+        format!("bytes of responses each in 3 s {received:?}")
+    }),
     ("stream flooders x4", |addr, _, sample| {
         let shares = stream_flooders(addr, 4, sample);
         format!("MiB consumed each in 3 s {:?}", shares.iter().map(|b| b / MIB as u64).collect::<Vec<_>>())
@@ -568,10 +572,14 @@ pub fn streams_without_end(addr: &str, max: usize, sample: &dyn Fn()) -> String 
 /// Sends echo requests as fast as the server takes them and reads the
 /// responses on another thread; returns the bytes of responses it got.
 fn flood(addr: &str, stop: Arc<AtomicBool>) -> thread::JoinHandle<usize> {
+    flood_with(addr, stop, rpc_frame(&request_meta(2, "Echo"), &echo_message(&vec![1u8; 16 * 1024])))
+}
+
+/// [`flood`] with `frame` as the request.
+fn flood_with(addr: &str, stop: Arc<AtomicBool>, frame: Vec<u8>) -> thread::JoinHandle<usize> {
     let stream = TcpStream::connect(addr).unwrap();
     let mut reader = stream.try_clone().unwrap();
     let mut writer = stream;
-    let frame = rpc_frame(&request_meta(2, "Echo"), &echo_message(&vec![1u8; 16 * 1024]));
     let writing = Arc::clone(&stop);
     thread::spawn(move || {
         while !writing.load(Ordering::Acquire) && writer.write_all(&frame).is_ok() {}
@@ -599,6 +607,23 @@ pub fn request_flooders(addr: &str, count: usize, sample: &dyn Fn()) -> Vec<u64>
     let stop = Arc::new(AtomicBool::new(false));
     let flooders: Vec<_> = (0..count).map(|_| flood(addr, Arc::clone(&stop))).collect();
     hold(sample, Duration::from_secs(4));
+    stop.store(true, Ordering::Release);
+    let received: Vec<u64> = flooders.into_iter().map(|f| f.join().unwrap_or(0) as u64).collect();
+    assert!(received.iter().all(|&bytes| bytes > 0), "a flooder got no response: {received:?}");
+    received
+}
+
+/// `count` connections flooding "Busy" (0.2 ms of computing each) with
+/// small requests for 3 s (and reading the answers); returns the bytes of
+/// responses each got. Each keeps as many calls waiting as the server lets
+/// one connection have unanswered, so a quiet caller's wait shows whether
+/// the workers take the connections' calls in turn or first come first
+/// served.
+pub fn busy_request_flooders(addr: &str, count: usize, sample: &dyn Fn()) -> Vec<u64> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let frame = rpc_frame(&request_meta(3, "Busy"), &echo_message(&[1u8; 64]));
+    let flooders: Vec<_> = (0..count).map(|_| flood_with(addr, Arc::clone(&stop), frame.clone())).collect();
+    hold(sample, Duration::from_secs(3));
     stop.store(true, Ordering::Release);
     let received: Vec<u64> = flooders.into_iter().map(|f| f.join().unwrap_or(0) as u64).collect();
     assert!(received.iter().all(|&bytes| bytes > 0), "a flooder got no response: {received:?}");

@@ -1,10 +1,10 @@
 //! The in-process server the fault suite attacks: fault.Service, the names
 //! bench/fault_server.cpp serves from another process. "Echo" answers with
-//! the request's payload, "Stream" accepts one stream that echoes every
+//! the request's payload, "Busy" computes 0.2 ms and answers empty, "Stream" accepts one stream that echoes every
 //! message, "Sink" one that consumes what it gets.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use brpc_stream::errno;
 use brpc_stream::rpc::{Server, ServerCall, ServerOptions};
@@ -12,6 +12,9 @@ use brpc_stream::stream::{self, StreamHandler, StreamId, StreamOptions};
 use brpc_stream::Error;
 use bytes::Bytes;
 use parking_lot::Mutex;
+
+/// How long "Busy" computes before answering (as bench/fault_server.cpp's).
+const BUSY_METHOD: Duration = Duration::from_micros(200);
 
 pub fn echo_server(options: ServerOptions) -> (Server, String) {
     let server = Server::new();
@@ -22,6 +25,20 @@ pub fn echo_server(options: ServerOptions) -> (Server, String) {
             Arc::new(|call: ServerCall| {
                 let payload = call.request.payload.clone();
                 call.respond(Ok((payload, Bytes::new())));
+            }),
+        )
+        .unwrap();
+    server
+        .add_method(
+            "fault.Service",
+            "Busy",
+            Arc::new(|call: ServerCall| {
+                // Computes: its callers wait for the workers, not the reading.
+                let until = Instant::now() + BUSY_METHOD;
+                while Instant::now() < until {
+                    std::hint::spin_loop();
+                }
+                call.respond(Ok((Bytes::new(), Bytes::new())));
             }),
         )
         .unwrap();
