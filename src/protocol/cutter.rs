@@ -34,7 +34,8 @@ pub enum Cut {
     /// A whole frame, removed from the front of the buffer.
     Frame(RawFrame),
     /// The buffer holds no whole frame yet; at least this many more bytes
-    /// must arrive (so `buf.reserve(at_least)` makes room for them).
+    /// must arrive (`socket::make_room` makes room for them without
+    /// copying what was cut before).
     NeedMore { at_least: usize },
     /// A whole frame was removed and discarded; the connection goes on.
     /// Log `reason`.

@@ -76,7 +76,7 @@ pub(crate) fn cut_frames(
             },
             Cut::Dropped { magic, reason } => log_warning!("dropped a {} frame: {reason}", magic.name()),
             Cut::NeedMore { at_least } => {
-                buf.reserve(at_least);
+                crate::socket::make_room(buf, at_least);
                 return Ok(());
             }
             Cut::Fatal(error) => return Err(Error::new(error.code, error.text)),

@@ -37,6 +37,7 @@ use crate::stats;
 
 pub use chunks::Chunks;
 pub use liveness::Liveness;
+pub use read::make_room;
 pub use riders::{Refused, Riders};
 pub use write::{
     check_connected_and_keep_write, max_unwritten_bytes, overcrowded_grace, pending_attempts, set_max_unwritten_bytes,

@@ -25,6 +25,8 @@ use crate::error::Error;
 
 /// Bytes asked of the kernel per read.
 const READ_CHUNK: usize = 64 * 1024;
+/// A buffer with less room than this grows before the next read.
+const MIN_READ: usize = READ_CHUNK / 4;
 /// Bytes one connection may read in one turn before the others get theirs
 /// (one full read: a turn costs one `epoll_wait` of the loop, which is
 /// cheap next to cutting 64 KiB of frames).
@@ -79,8 +81,8 @@ struct ReadSome {
 }
 
 fn read_some(fd: i32, buf: &mut BytesMut) -> Result<ReadSome, i32> {
-    if buf.capacity() - buf.len() < READ_CHUNK / 4 {
-        buf.reserve(READ_CHUNK);
+    if buf.capacity() - buf.len() < MIN_READ {
+        grow(buf, READ_CHUNK);
     }
     // No more than a chunk, though the buffer may have room for more: a
     // turn is one chunk, whatever room its buffer happened to keep.
@@ -97,6 +99,29 @@ fn read_some(fd: i32, buf: &mut BytesMut) -> Result<ReadSome, i32> {
     // SAFETY: read() initialized `n` bytes of the spare capacity it was given.
     unsafe { buf.set_len(buf.len() + n) };
     Ok(ReadSome { read: n, asked })
+}
+
+/// Makes room in a read buffer for `additional` more bytes (a frame's
+/// rest, say) and a read's worth beyond them, so the reads that bring them
+/// find room without growing the buffer again: growing it mid-frame while
+/// the previous frame is still lent to a handler copied the partial frame,
+/// up to 1 MiB per 1 MiB message.
+pub fn make_room(buf: &mut BytesMut, additional: usize) {
+    grow(buf, additional + MIN_READ);
+}
+
+/// Room for `additional` more bytes without copying what was already cut
+/// off the buffer's front (`BytesMut::reserve` would grow the whole
+/// allocation, dead prefix included): the allocation is reused when the
+/// live bytes can move to its front, else only they move to a fresh one
+/// with room for at least a chunk.
+fn grow(buf: &mut BytesMut, additional: usize) {
+    if buf.capacity() - buf.len() >= additional || buf.try_reclaim(additional) {
+        return;
+    }
+    let mut fresh = BytesMut::with_capacity(buf.len() + additional.max(READ_CHUNK));
+    fresh.extend_from_slice(buf);
+    *buf = fresh;
 }
 
 /// Hands buffered input to the user; false when the socket failed.
