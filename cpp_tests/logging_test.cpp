@@ -95,6 +95,25 @@ TEST_F(LoggingTest, VlogFollowsTheVerboseLevel) {
     EXPECT_EQ(Texts(), std::vector<std::string>{"on"});
 }
 
+TEST_F(LoggingTest, VlogNeedsOnlyTheVerboseLevelNotTheMinimumLevel) {
+    FLAGS_v = 1;
+    VLOG(1) << "shown at the default minimum level";
+    LOG(DEBUG) << "held back by the minimum level";
+    logging::SetMinLogLevel(logging::BLOG_ERROR);
+    VLOG(1) << "shown above it too";
+    LOG(WARNING) << "held back";
+    EXPECT_EQ(Texts(), (std::vector<std::string>{"shown at the default minimum level", "shown above it too"}));
+}
+
+TEST_F(LoggingTest, TheCFunctionWithoutAFunctionNameHoldsVerboseLinesToTheMinimumLevel) {
+    const std::string text = "verbose";
+    brpc_log_write(-1, __FILE__, __LINE__, reinterpret_cast<const uint8_t*>(text.data()), text.size());
+    EXPECT_TRUE(Texts().empty());
+    logging::SetMinLogLevel(logging::BLOG_VERBOSE);
+    brpc_log_write(-1, __FILE__, __LINE__, reinterpret_cast<const uint8_t*>(text.data()), text.size());
+    EXPECT_EQ(Texts(), std::vector<std::string>{"verbose"});
+}
+
 TEST_F(LoggingTest, EveryNFirstNAndOnceCountPerCallSite) {
     for (int i = 0; i < 10; ++i) {
         LOG_EVERY_N(INFO, 4) << "every " << i;

@@ -428,13 +428,17 @@ int brpc_log_min_level(void);
 // Writes one message: `file` is NULL or NUL-terminated, `message` points
 // to `len` bytes (NULL when `len` is 0); both are only read during the
 // call. Returns 0, or EINVAL for a NULL message with a non-zero length.
-// The same as `brpc_log_write_at` without a function name.
+// A message below the minimum level is dropped. Otherwise the same as
+// `brpc_log_write_at` without a function name.
 int brpc_log_write(int level, const char *file, int line, const uint8_t *message, size_t len);
 
 // Writes one message logged in function `func` (NULL or NUL-terminated;
 // the default line shows it after file:line, as brpc's does). `level` may
 // be below -1: `-n` is a `VLOG(n)` line, written as brpc writes it
-// (`V<n> `) and filtered as verbose. Otherwise as `brpc_log_write`.
+// (`V<n> `). A negative level is written whatever the minimum level: the
+// caller's verbosity check (`VLOG_IS_ON`) let it through, and as in brpc
+// the minimum level only holds `LOG`'s levels back (which the C++ `LOG`
+// checks before it builds the message). Otherwise as `brpc_log_write`.
 int brpc_log_write_at(int level,
                       const char *file,
                       int line,

@@ -116,14 +116,11 @@ pub fn write_str(level: Level, file: &str, line: u32, message: &str) {
     write_from(level as i32, file, line, "", message)
 }
 
-/// A C++ `LOG` statement's message (the C entry point's path): `severity`
-/// is brpc's number, `-n` for a `VLOG(n)`; `func` the function it is in
-/// ("" for none).
+/// A C++ `LOG` statement's message (the C entry point's path), which its
+/// caller decided to write: `severity` is brpc's number, `-n` for a
+/// `VLOG(n)`; `func` the function it is in ("" for none).
 pub fn write_from(severity: i32, file: &str, line: u32, func: &str, message: &str) {
     let level = Level::from_c(severity);
-    if !enabled(level) {
-        return;
-    }
     let installed = *SINK.read();
     match installed {
         Some(InstalledSink { sink, user }) => {

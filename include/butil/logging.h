@@ -44,8 +44,8 @@ const LogSeverity BLOG_DFATAL = BLOG_ERROR;
 #endif
 
 // Verbosity for VLOG(n): a VLOG(n) line is written when n <= FLAGS_v (brpc's
-// -v flag; here a plain variable the program may set) and, for n >= 1, the
-// minimum level lets verbose lines through (SetMinLogLevel(BLOG_VERBOSE)).
+// -v flag; here a plain variable the program may set), whatever the minimum
+// level, as in brpc (SetMinLogLevel holds LOG's levels back, not VLOG).
 inline int& VerboseLevelStorage() {
     static int v = 0;
     return v;

@@ -39,7 +39,8 @@ pub extern "C" fn brpc_log_min_level() -> c_int {
 /// Writes one message: `file` is NULL or NUL-terminated, `message` points
 /// to `len` bytes (NULL when `len` is 0); both are only read during the
 /// call. Returns 0, or EINVAL for a NULL message with a non-zero length.
-/// The same as `brpc_log_write_at` without a function name.
+/// A message below the minimum level is dropped. Otherwise the same as
+/// `brpc_log_write_at` without a function name.
 #[no_mangle]
 pub unsafe extern "C" fn brpc_log_write(
     level: c_int,
@@ -48,6 +49,9 @@ pub unsafe extern "C" fn brpc_log_write(
     message: *const u8,
     len: usize,
 ) -> c_int {
+    if !log::enabled(Level::from_c(level)) {
+        return 0;
+    }
     // SAFETY: the same contract, and a NULL function name.
     unsafe { brpc_log_write_at(level, file, line, std::ptr::null(), message, len) }
 }
@@ -55,7 +59,10 @@ pub unsafe extern "C" fn brpc_log_write(
 /// Writes one message logged in function `func` (NULL or NUL-terminated;
 /// the default line shows it after file:line, as brpc's does). `level` may
 /// be below -1: `-n` is a `VLOG(n)` line, written as brpc writes it
-/// (`V<n> `) and filtered as verbose. Otherwise as `brpc_log_write`.
+/// (`V<n> `). A negative level is written whatever the minimum level: the
+/// caller's verbosity check (`VLOG_IS_ON`) let it through, and as in brpc
+/// the minimum level only holds `LOG`'s levels back (which the C++ `LOG`
+/// checks before it builds the message). Otherwise as `brpc_log_write`.
 #[no_mangle]
 pub unsafe extern "C" fn brpc_log_write_at(
     level: c_int,
@@ -69,7 +76,9 @@ pub unsafe extern "C" fn brpc_log_write_at(
         if message.is_null() && len != 0 {
             return libc::EINVAL;
         }
-        if !log::enabled(Level::from_c(level)) {
+        // A verbose line (VLOG) was let through by the caller's verbosity
+        // check, as brpc's VLOG is: the minimum level is for LOG's levels.
+        if level >= 0 && !log::enabled(Level::from_c(level)) {
             return 0;
         }
         // SAFETY: the caller passes NUL-terminated strings (or NULL) valid for the call.
