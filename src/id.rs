@@ -17,6 +17,12 @@
 //! Addressing is lock-free: slots live in segments allocated on first use and
 //! never moved nor freed before the registry. Only create and recycle take
 //! the free-list lock.
+//!
+//! Footprint: segments stay at the high-water mark of live objects, reused
+//! (brpc's resource pools do the same); a slot is 8 bytes plus the object
+//! (sockets: 144 bytes, so a peer that once had 65 536 streams open leaves
+//! 9 MiB here). The capacity limit bounds it: 4 Mi slots by default, 576 MiB
+//! of sockets at most.
 
 use std::marker::PhantomData;
 use std::mem::MaybeUninit;

@@ -8,6 +8,7 @@
 //! - `write`: the write queue's owner loop, KeepWrite on EPOLLOUT, and
 //!   `check_connected_and_keep_write`, the end of every connection attempt.
 //! - `read`: edge-triggered reads handed to the socket's [`SocketUser`].
+//! - `trim`: free memory given back to the system after a large teardown.
 //! - this file: creation, addressing and failing.
 
 mod chunks;
@@ -15,6 +16,7 @@ pub mod connect;
 pub mod liveness;
 mod read;
 mod riders;
+mod trim;
 pub mod write;
 pub mod write_queue;
 
@@ -39,6 +41,7 @@ pub use chunks::Chunks;
 pub use liveness::Liveness;
 pub use read::make_room;
 pub use riders::{Refused, Riders};
+pub use trim::{trim_count, FREED_ENOUGH as TRIM_AFTER_FREEING, SETTLE as TRIM_SETTLE};
 pub use write::{
     check_connected_and_keep_write, max_unwritten_bytes, overcrowded_grace, pending_attempts, set_max_unwritten_bytes,
     set_overcrowded_grace, ConnectData, WriteDone, DEFAULT_MAX_UNWRITTEN_BYTES, DEFAULT_OVERCROWDED_GRACE,
@@ -248,6 +251,7 @@ impl Socket {
         });
         // On error `fd` is dropped (closed) here.
         let id = id.map_err(|code| Error::new(code, "too many sockets"))?;
+        trim::created(SOCKETS.live());
         // The socket owns the fd from now on: it is closed at recycle.
         if let Some(fd) = fd {
             let _ = std::os::fd::IntoRawFd::into_raw_fd(fd);
@@ -521,6 +525,8 @@ impl Socket {
 impl Drop for Socket {
     fn drop(&mut self) {
         stats::SOCKETS_ALIVE.dec();
+        // The registry counts this one live until the drop is over.
+        trim::freed(SOCKETS.live().saturating_sub(1));
         // The last reference is gone: nobody can be using the fd number now.
         // (Writes still parked here complete through WriteRequest's Drop.)
         if self.owns_fd() {

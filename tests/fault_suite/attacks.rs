@@ -77,6 +77,14 @@ pub const ALL: &[(&str, Attack)] = &[
     ("streams without end", |addr, bounds, sample| {
         streams_without_end(addr, bounds.max_streams_per_connection, sample)
     }),
+    ("max streams then hang up x5", |addr, bounds, sample| {
+        for _ in 0..5 {
+            max_streams_then_hang_up(addr, bounds.max_streams_per_connection, sample);
+            // The teardown, then the trim it calls for (a second later).
+            hold(sample, Duration::from_secs(3));
+        }
+        format!("5 rounds of {} streams", bounds.max_streams_per_connection)
+    }),
     ("request flooders x4", |addr, _, sample| {
         let received = request_flooders(addr, 4, sample);
         format!("MiB of responses each in 4 s {:?}", received.iter().map(|b| b / MIB as u64).collect::<Vec<_>>())
@@ -567,6 +575,20 @@ pub fn streams_without_end(addr: &str, max: usize, sample: &dyn Fn()) -> String 
     assert!(reopened, "no room after the peer closed 10 streams");
     hold(sample, Duration::from_millis(300));
     format!("{max} accepted, 100 refused with {code}, room again after closes")
+}
+
+/// One connection opening `max` streams through "Stream", then dropped
+/// without closing any: the server frees them all.
+pub fn max_streams_then_hang_up(addr: &str, max: usize, sample: &dyn Fn()) {
+    let mut peer = RawPeer::connect(addr);
+    for call in 1..=max as i64 {
+        let response = peer.call_with_streams(call, MY_STREAM + call, Vec::new()).expect("no answer to a call");
+        assert_eq!(outcome(&response).0, 0, "stream {call} of {max} refused: {:?}", outcome(&response));
+        if call % 50 == 0 {
+            sample();
+        }
+    }
+    drop(peer);
 }
 
 /// Sends echo requests as fast as the server takes them and reads the

@@ -3,6 +3,7 @@
 //! the request's payload, "Busy" computes 0.2 ms and answers empty, "Stream" accepts one stream that echoes every
 //! message, "Sink" one that consumes what it gets.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -49,8 +50,31 @@ pub fn echo_server(options: ServerOptions) -> (Server, String) {
     (server, addr)
 }
 
-/// Every `on_failed` the server's streams got: (code, text).
-pub static STREAM_FAILURES: Mutex<Vec<(i32, String)>> = Mutex::new(Vec::new());
+/// The `on_failed`s the server's streams got.
+pub static STREAM_FAILURES: Mutex<Failures> = Mutex::new(Failures { total: 0, recent: VecDeque::new() });
+
+/// The latest [`Failures::KEPT`] failures kept: a peer that opens 65 536
+/// streams and hangs up fails them all, and a test's record growing with
+/// every one would be the test's memory, not the server's.
+pub struct Failures {
+    /// Every failure so far, counted.
+    pub total: usize,
+    /// The latest ones: (code, text).
+    pub recent: VecDeque<(i32, String)>,
+}
+
+impl Failures {
+    const KEPT: usize = 256;
+
+    fn record(error: &Error) {
+        let mut failures = STREAM_FAILURES.lock();
+        if failures.recent.len() == Self::KEPT {
+            failures.recent.pop_front();
+        }
+        failures.recent.push_back((error.code(), error.text().to_string()));
+        failures.total += 1;
+    }
+}
 
 /// Writes every message back, waiting for room as brpc's echo examples do
 /// (inside the callback).
@@ -69,9 +93,7 @@ impl StreamHandler for EchoStream {
     fn on_idle_timeout(&self, _id: StreamId) {}
     fn on_closed(&self, _id: StreamId) {}
     fn on_failed(&self, _id: StreamId, error: &Error) {
-        let code = error.code();
-        let text = error.text();
-        STREAM_FAILURES.lock().push((code, text.to_string()));
+        Failures::record(error);
     }
 }
 
@@ -83,9 +105,7 @@ impl StreamHandler for SinkStream {
     fn on_idle_timeout(&self, _id: StreamId) {}
     fn on_closed(&self, _id: StreamId) {}
     fn on_failed(&self, _id: StreamId, error: &Error) {
-        let code = error.code();
-        let text = error.text();
-        STREAM_FAILURES.lock().push((code, text.to_string()));
+        Failures::record(error);
     }
 }
 
