@@ -351,8 +351,11 @@ impl Channel {
         };
         let mut scheduled = Vec::new();
         if let Some(timeout) = timeout {
-            let text = format!("Reached timeout={}ms", timeout.as_millis());
-            let task = Box::new(move || finish(id, Err(Error::new(errno::ERPCTIMEDOUT, text)), None));
+            // The text is made when the timer fires: most calls end first.
+            let task = Box::new(move || {
+                let text = format!("Reached timeout={}ms", timeout.as_millis());
+                finish(id, Err(Error::new(errno::ERPCTIMEDOUT, text)), None)
+            });
             scheduled.push(timers().schedule(Instant::now() + timeout, task));
         }
         if let (Some(backup), false) = (options.backup_request, with_streams) {

@@ -169,7 +169,7 @@ struct Tcp {
     registration: Mutex<Option<Token>>,
     /// Input was left unread because the user did not accept it.
     input_held: AtomicBool,
-    read_buf: Mutex<BytesMut>,
+    read_buf: Mutex<read::ReadBuf>,
     /// A refused write armed the overcrowding check (one timer at a time).
     overcrowded_check: std::sync::atomic::AtomicBool,
     burst: Burst,
@@ -225,7 +225,7 @@ impl Socket {
                     liveness,
                     registration: Mutex::new(None),
                     input_held: AtomicBool::new(false),
-                    read_buf: Mutex::new(BytesMut::new()),
+                    read_buf: Mutex::new(read::ReadBuf::default()),
                     overcrowded_check: Default::default(),
                     burst: Burst::default(),
                     riders: Riders::with_max(max_riders),
