@@ -4,9 +4,7 @@
 #include <arpa/inet.h>
 #include <unistd.h>
 
-#include <chrono>
 #include <string>
-#include <thread>
 
 #include <gtest/gtest.h>
 
@@ -14,6 +12,7 @@
 #include "brpc/server.h"
 #include "brpc/stream_stats.h"
 #include "echo.pb.h"
+#include "wait_for.h"
 
 namespace {
 
@@ -28,13 +27,7 @@ public:
 
 // Waits up to 10 s for the socket gauge to come back to `sockets`.
 bool SocketsBackTo(uint64_t sockets) {
-    for (int i = 0; i < 5000; ++i) {
-        if (brpc::GetStreamStats().sockets_alive == sockets) {
-            return true;
-        }
-        std::this_thread::sleep_for(std::chrono::milliseconds(2));
-    }
-    return false;
+    return test_support::WaitFor([&] { return brpc::GetStreamStats().sockets_alive == sockets; });
 }
 
 TEST(StreamStatsTest, CountsAConnectionItsBytesAndItsEnd) {
@@ -58,9 +51,13 @@ TEST(StreamStatsTest, CountsAConnectionItsBytesAndItsEnd) {
         EXPECT_EQ(before.connections_accepted + 1, during.connections_accepted);
         EXPECT_EQ(before.connections_connected + 1, during.connections_connected);
         EXPECT_EQ(before.sockets_alive + 2, during.sockets_alive);
-        // The request went out and came in once, the response likewise.
-        EXPECT_GE(during.socket_bytes_written - before.socket_bytes_written, 2 * message.size());
-        EXPECT_GE(during.socket_bytes_read - before.socket_bytes_read, 2 * message.size());
+        // The request went out and came in once, the response likewise. The
+        // server counts its bytes written after sendmsg returns, which may be
+        // after the client read them: wait for the count, do not race it.
+        EXPECT_TRUE(test_support::WaitFor([&] {
+            return brpc::GetStreamStats().socket_bytes_written - before.socket_bytes_written >= 2 * message.size();
+        }));
+        EXPECT_GE(brpc::GetStreamStats().socket_bytes_read - before.socket_bytes_read, 2 * message.size());
     }
     server.Stop(0);
     server.Join();
