@@ -7,7 +7,6 @@
 //! event still in flight for a closed fd whose number was reused can never
 //! reach the new owner: its token is not in the handler map any more.
 
-use std::collections::HashMap;
 use std::os::fd::{BorrowedFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -400,7 +399,7 @@ impl EventLoop {
     fn run(&self) {
         let mut events = vec![EpollEvent::empty(); EVENTS_PER_WAIT];
         let mut turns: Vec<(u64, Events)> = Vec::new();
-        let mut waiting: HashMap<u64, usize> = HashMap::new();
+        let mut waiting: IdMap<u64, usize> = IdMap::default();
         loop {
             // Handlers waiting for another turn: only look for new edges.
             let timeout = if self.again.lock().is_empty() { EpollTimeout::NONE } else { EpollTimeout::ZERO };

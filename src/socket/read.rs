@@ -191,8 +191,8 @@ fn read_some(fd: i32, buf: &mut ReadBuf) -> Result<ReadSome, i32> {
 /// rest, say) and a read's worth beyond them, so the reads that bring them
 /// find room without growing the buffer again: growing it mid-frame while
 /// the previous frame is still lent to a handler copied the partial frame,
-/// up to 1 MiB per 1 MiB message. A short frame's rest is left to the reader, which finds room for it in a
-/// reused buffer.
+/// up to 1 MiB per 1 MiB message. A short frame's rest is left to the
+/// reader, which finds room for it in a reused buffer.
 pub fn make_room(buf: &mut BytesMut, additional: usize) {
     if buf.len() + additional > PARTIAL_FRAME_MOVED {
         grow(buf, additional + MIN_READ);

@@ -90,9 +90,7 @@ impl Burst {
         // Only another thread's write to the socket races this: a lost
         // update misjudges one write, harmlessly.
         let _ = self.last_write.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |last| {
-            // Wrapping: after 2^47 ns (1.6 days) one pair may be misjudged, harmlessly.
-            let since = (now >> Self::TIME_SHIFT).wrapping_sub(last >> Self::TIME_SHIFT);
-            let close = last & tag_mask == now & tag_mask && since < Self::WINDOW.as_nanos() as u64;
+            let close = last & tag_mask == now & tag_mask && Self::within_window(last, now);
             burst = close && last & Self::CLOSE_PAIR != 0;
             Some(if close { now | Self::CLOSE_PAIR } else { now })
         });
@@ -101,8 +99,13 @@ impl Burst {
 
     /// Whether any thread wrote to the socket less than [`Burst::WINDOW`] ago.
     fn recent(&self) -> bool {
-        let since = (Self::stamp() >> Self::TIME_SHIFT)
-            .wrapping_sub(self.last_write.load(Ordering::Relaxed) >> Self::TIME_SHIFT);
+        Self::within_window(self.last_write.load(Ordering::Relaxed), Self::stamp())
+    }
+
+    /// Whether stamp `now` is less than [`Burst::WINDOW`] after stamp `last`.
+    /// Wrapping: after 2^47 ns (1.6 days) one pair may be misjudged, harmlessly.
+    fn within_window(last: u64, now: u64) -> bool {
+        let since = (now >> Self::TIME_SHIFT).wrapping_sub(last >> Self::TIME_SHIFT);
         since < Self::WINDOW.as_nanos() as u64
     }
 
