@@ -21,6 +21,7 @@ use crate::rpc::{
     call_id, cancel, CallOutcome, CallRequest, Channel, ChannelOptions, ConnectionType, Controller, Server, ServerCall,
     ServerOptions,
 };
+use crate::runtime::spin::Handoff;
 use crate::socket::Liveness;
 use crate::stream;
 
@@ -874,12 +875,9 @@ pub unsafe extern "C" fn brpc_channel_call_sync(
     let arg = SendPtr(arg);
     guard(|| {
         let Some(done) = done else { return libc::EINVAL };
-        let ended = Arc::new((Mutex::new(None::<(CallOutcome, u64)>), parking_lot::Condvar::new()));
+        let ended = Arc::new(Handoff::<(CallOutcome, u64)>::default());
         let signal = Arc::clone(&ended);
-        let last = Box::new(move |outcome: CallOutcome, id: u64| {
-            *signal.0.lock() = Some((outcome, id));
-            signal.1.notify_one();
-        });
+        let last = Box::new(move |outcome: CallOutcome, id: u64| signal.put((outcome, id)));
         // SAFETY: the caller's promises, passed on.
         let started = unsafe {
             start_call(
@@ -895,14 +893,7 @@ pub unsafe extern "C" fn brpc_channel_call_sync(
         if let Err(code) = started {
             return code;
         }
-        let mut slot = ended.0.lock();
-        let (outcome, id) = loop {
-            match slot.take() {
-                Some(ended) => break ended,
-                None => ended.1.wait(&mut slot),
-            }
-        };
-        drop(slot);
+        let (outcome, id) = ended.take();
         deliver(done, arg, &outcome);
         call_id::ended(id);
         0

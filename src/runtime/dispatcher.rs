@@ -20,6 +20,7 @@ use parking_lot::{Mutex, RwLock};
 use crate::id::IdMap;
 
 use super::run_contained;
+use super::spin::Spinner;
 use crate::error::Error;
 
 /// Which readiness a registration asks to be told about.
@@ -400,10 +401,23 @@ impl EventLoop {
         let mut events = vec![EpollEvent::empty(); EVENTS_PER_WAIT];
         let mut turns: Vec<(u64, Events)> = Vec::new();
         let mut waiting: IdMap<u64, usize> = IdMap::default();
+        let mut spinner = Spinner::default();
         loop {
             // Handlers waiting for another turn: only look for new edges.
             let timeout = if self.again.lock().is_empty() { EpollTimeout::NONE } else { EpollTimeout::ZERO };
-            let ready = match self.epoll.wait(&mut events, timeout) {
+            // Before blocking, edges that come within a spin are taken without sleeping.
+            let blocking = timeout == EpollTimeout::NONE;
+            let mut polled = 0;
+            let spun = blocking
+                && spinner.spin(|| {
+                    polled = self.epoll.wait(&mut events, EpollTimeout::ZERO).unwrap_or(0);
+                    polled > 0
+                });
+            let waited = if spun { Ok(polled) } else { self.epoll.wait(&mut events, timeout) };
+            if blocking && !spun {
+                spinner.woke();
+            }
+            let ready = match waited {
                 Ok(ready) => ready,
                 Err(Errno::EINTR) => continue,
                 Err(errno) => {

@@ -6,6 +6,7 @@
 
 pub mod dispatcher;
 pub mod serial;
+pub(crate) mod spin;
 pub mod timer;
 pub mod workers;
 

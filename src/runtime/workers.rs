@@ -8,6 +8,7 @@
 //! workers above the core size retire when idle.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::thread;
 use std::time::Duration;
@@ -15,6 +16,7 @@ use std::time::Duration;
 use parking_lot::{Condvar, Mutex, MutexGuard};
 
 use super::run_contained;
+use super::spin::Spinner;
 
 type Task = Box<dyn FnOnce() + Send>;
 
@@ -94,6 +96,8 @@ struct Shared {
     config: WorkerConfig,
     state: Mutex<State>,
     work_queued: Condvar,
+    /// Tasks ever queued, watched by a spinning worker without the lock.
+    pushed: AtomicU64,
 }
 
 struct State {
@@ -110,6 +114,8 @@ struct State {
     starting: usize,
     /// Waiting for work.
     idle: usize,
+    /// Watching `pushed` before they wait: each takes a task unasked.
+    spinning: usize,
     bound_reported: bool,
     stopping: bool,
 }
@@ -128,10 +134,12 @@ impl WorkerPool {
                     threads: 0,
                     starting: 0,
                     idle: 0,
+                    spinning: 0,
                     bound_reported: false,
                     stopping: false,
                 }),
                 work_queued: Condvar::new(),
+                pushed: AtomicU64::new(0),
             }),
         }
     }
@@ -141,7 +149,11 @@ impl WorkerPool {
         let sequence = state.next_sequence;
         state.next_sequence += 1;
         state.queue.push_back((sequence, Box::new(task)));
-        if state.queue.len() <= state.idle + state.starting {
+        self.shared.pushed.fetch_add(1, Ordering::Release);
+        if state.queue.len() <= state.spinning {
+            return Ok(());
+        }
+        if state.queue.len() <= state.idle + state.starting + state.spinning {
             self.shared.work_queued.notify_one();
             return Ok(());
         }
@@ -263,6 +275,7 @@ impl Shared {
     }
 
     fn work(&self) {
+        let mut spinner = Spinner::default();
         let mut state = self.state.lock();
         state.starting -= 1;
         loop {
@@ -273,6 +286,9 @@ impl Shared {
             if state.stopping {
                 break;
             }
+            if self.spin(&mut state, &mut spinner) {
+                continue;
+            }
             let may_retire = state.threads > state.core_threads;
             state.idle += 1;
             let timed_out = if may_retire {
@@ -282,11 +298,23 @@ impl Shared {
                 false
             };
             state.idle -= 1;
+            spinner.woke();
             if timed_out && state.queue.is_empty() && state.threads > state.core_threads {
                 break;
             }
         }
         state.threads -= 1;
+    }
+
+    /// Watches a moment for the next task before the worker waits; true when
+    /// one came or the pool is stopping.
+    fn spin(&self, state: &mut MutexGuard<'_, State>, spinner: &mut Spinner) -> bool {
+        let seen = self.pushed.load(Ordering::Acquire);
+        state.spinning += 1;
+        MutexGuard::unlocked(state, || spinner.spin(|| self.pushed.load(Ordering::Acquire) != seen));
+        state.spinning -= 1;
+        // A stop told while spinning was told to the parked workers only.
+        !state.queue.is_empty() || state.stopping
     }
 }
 
