@@ -15,9 +15,11 @@
 // size, bytes/s or messages/s counted by the server's handler), churn
 // (one loop: StreamCreate, a call the server answers with StreamAccept,
 // StreamClose, wait for the client's on_closed; completed loops/s counted
-// by the client) and memory (VmRSS growth per idle connected stream of
-// each process, 10 000 streams opened 100 per call after 100 warm-up
-// streams). Raw TCP (a process doing blocking send() of the same size to
+// by the client), paced (the churn loop with a 200 us pause before each
+// setup, a light load: CPU time per loop of each process, which shows what
+// waiting costs when work comes at intervals) and memory (VmRSS growth per
+// idle connected stream of each process, 10 000 streams opened 100 per
+// call after 100 warm-up streams). Raw TCP (a process doing blocking send() of the same size to
 // a process reading) is the ceiling of 1m, 4k and 64.
 //
 // The processes: `PROGRAM --serve` prints "port P RAWPORT" and answers
@@ -73,6 +75,7 @@ using Clock = std::chrono::steady_clock;
 
 const double kWarmupSeconds = 0.3;
 const double kStepSeconds = 30;  // bound of every setup and teardown step
+const int kPacedGapMicros = 200;  // the paced loop's pause between setups
 const int kMemoryCalls = 100;
 const int kMemoryStreamsPerCall = 100;
 
@@ -93,6 +96,26 @@ long ResidentKiB(pid_t pid) {
         }
     }
     return -1;
+}
+
+// CPU time (user + system, every thread) `pid` has used, in seconds, or -1.
+double CpuSeconds(pid_t pid) {
+    std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+    std::string text((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+    const size_t name_end = text.rfind(')');
+    if (name_end == std::string::npos) {
+        return -1;
+    }
+    // After the name: state, then utime and stime are the 12th and 13th.
+    std::istringstream fields(text.substr(name_end + 1));
+    std::string field;
+    double ticks = 0;
+    for (int i = 0; i < 13 && (fields >> field); ++i) {
+        if (i >= 11) {
+            ticks += atof(field.c_str());
+        }
+    }
+    return ticks / (double)sysconf(_SC_CLK_TCK);
 }
 
 std::string LoadAverage() {
@@ -397,13 +420,18 @@ std::string RawWriter(int port, size_t size, const std::atomic<bool>& stop) {
                 return handler.WaitClosed(1, kStepSeconds) ? "" : "on_closed did not run";
             });
     }
-    if (scenario == "churn") {
+    if (scenario == "churn" || scenario == "paced") {
+        // paced: the same loop at a light load, one every kPacedGapMicros.
+        const bool paced = scenario == "paced";
         Say("ready");
         RunUntilStopped(
             completed,
             [&](std::atomic<bool>& stop) -> std::string {
                 uint64_t created = 0;
                 while (!stop.load(std::memory_order_relaxed)) {
+                    if (paced) {
+                        std::this_thread::sleep_for(std::chrono::microseconds(kPacedGapMicros));
+                    }
                     brpc::StreamIds stream;
                     const std::string error = OpenStreams(channel, 1, &handler, &stream);
                     if (!error.empty()) {
@@ -593,7 +621,7 @@ enum { kMessages = 1, kBytes = 2, kAccepted = 3, kClosed = 4, kFailed = 5, kRawB
 // two values (client, server) in KiB per stream.
 std::vector<Measurement> Measure(const std::string& program, const std::string& scenario, double seconds) {
     const bool memory = scenario == "memory";
-    const size_t outputs = memory ? 2 : 1;
+    const size_t outputs = memory || scenario == "paced" ? 2 : 1;
     auto fail = [&](const std::string& error) { return std::vector<Measurement>(outputs, Failure(error)); };
     Child server;
     std::string error = server.Spawn({program, "--serve"});
@@ -630,6 +658,21 @@ std::vector<Measurement> Measure(const std::string& program, const std::string& 
                 client_after, server_before, server_after, count);
         result.push_back(Value((double)(client_after - client_before) / count));
         result.push_back(Value((double)(server_after - server_before) / count));
+    } else if (scenario == "paced") {
+        SleepSeconds(kWarmupSeconds);
+        const double loops_before = StatField(client.Ask("stat"), 1);
+        const double client_before = CpuSeconds(client.pid());
+        const double server_before = CpuSeconds(server.pid());
+        SleepSeconds(seconds);
+        const double loops = StatField(client.Ask("stat"), 1) - loops_before;
+        const double client_cpu = CpuSeconds(client.pid()) - client_before;
+        const double server_cpu = CpuSeconds(server.pid()) - server_before;
+        if (loops_before < 0 || loops <= 0 || client_before < 0 || server_before < 0) {
+            return fail("no loops or no CPU figures in the window");
+        }
+        fprintf(stderr, "    %.0f loops/s\n", loops / seconds);
+        result.push_back(Value(client_cpu / loops * 1e6));
+        result.push_back(Value(server_cpu / loops * 1e6));
     } else {
         const bool raw = scenario.compare(0, 4, "raw_") == 0;
         const bool churn = scenario == "churn";
@@ -696,7 +739,7 @@ struct Row {
     const char* raw;  // its ceiling scenario, or NULL
     const char* unit;
     bool lower_is_better;
-    double goal;  // ratio to brpc (higher is better), or KiB when lower_is_better
+    double goal;  // ratio to brpc (higher is better), or KiB when lower_is_better; 0: none
     const char* goal_text;
 };
 
@@ -705,11 +748,13 @@ const Row kRows[] = {
     {"4k", "4 KiB messages", "4k", 0, "raw_4k", "GB/s", false, 3.0, ">= 3x brpc"},
     {"64", "64 B messages", "64", 0, "raw_64", "M msg/s", false, 10.0, ">= 10x brpc"},
     {"churn", "setup + close, one loop", "churn", 0, NULL, "/s", false, 2.3, ">= 2.3x brpc"},
+    {"paced_client", "CPU per setup + close, paced, client", "paced", 0, NULL, "us", true, 0, "lower is better"},
+    {"paced_server", "CPU per setup + close, paced, server", "paced", 1, NULL, "us", true, 0, "lower is better"},
     {"memory_client", "idle stream RSS, client", "memory", 0, NULL, "KiB", true, 0.5, "<= 0.5 KiB"},
     {"memory_server", "idle stream RSS, server", "memory", 1, NULL, "KiB", true, 0.5, "<= 0.5 KiB"},
 };
 
-const char* const kScenarios[] = {"1m", "4k", "64", "churn", "memory"};
+const char* const kScenarios[] = {"1m", "4k", "64", "churn", "paced", "memory"};
 
 double Scale(const std::string& unit) {
     if (unit == "GB/s") return 1e-9;
@@ -823,7 +868,7 @@ int Drive(int argc, char** argv) {
             return 0;
         } else {
             fprintf(stderr,
-                    "usage: %s [--runs N (5)] [--runs-64 N (10)] [--seconds S (2)] [--only 1m,4k,64,churn,memory]\n"
+                    "usage: %s [--runs N (5)] [--runs-64 N (10)] [--seconds S (2)] [--only 1m,4k,64,churn,paced,memory]\n"
                     "          [--impl LABEL=PROGRAM (e.g. brpc=build/bench-brpc/stream_procs)] [--list]\n",
                     argv[0]);
             return 2;
@@ -931,7 +976,7 @@ int Drive(int argc, char** argv) {
         printf("%s\n", line.c_str());
     }
     printf("\nmedian (min-max) over %d run(s) (64 B: %d) of %.1f s each after %.1f s of warm-up; every figure\n"
-           "from fresh server and client processes; GB = 1e9 bytes, M = 1e6. Memory ratios are brpc / here.\n",
+           "from fresh server and client processes; GB = 1e9 bytes, M = 1e6. Memory and CPU ratios are brpc / here.\n",
            runs, runs_64, seconds, kWarmupSeconds);
     if (std::find(chosen.begin(), chosen.end(), "64") != chosen.end()) {
         printf("\n64 B, every run (M msg/s):\n");

@@ -8,9 +8,10 @@
 //!
 //! Spinning costs CPU, so it is bounded three ways: in time; in threads (at
 //! most one more than the cores spin at once in a process, the rest park at
-//! once); and by history (a thread whose last wait outlasted a few spins
-//! parks at once next time, until a wait is short again). A spinner yields
-//! its core every few rounds, so runnable threads are not kept from it.
+//! once); and by history (a thread spins only after three waits in a row
+//! ended within two budgets, so work that comes at intervals, or in bursts
+//! between pauses, is not spun for in vain). A spinner yields its core
+//! every few rounds, so runnable threads are not kept from it.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
@@ -20,8 +21,12 @@ use std::time::{Duration, Instant};
 
 const BUDGET_VARIABLE: &str = "BRPC_STREAM_SPIN_US";
 const DEFAULT_BUDGET: Duration = Duration::from_micros(100);
-/// A wait longer than this many budgets means the work comes too seldom to spin for.
-const WORTH_BUDGETS: u32 = 4;
+/// A wait no longer than this many budgets counts as short.
+const SHORT_WAIT_BUDGETS: u32 = 2;
+/// Short waits in a row before a thread spins: work that comes in bursts
+/// between longer pauses (a request, its stream's CLOSE, then nothing for
+/// a while) would otherwise be spun for in vain after every burst.
+const SHORT_WAITS_TO_SPIN: u32 = 3;
 /// Polls between a look at the clock and a yield of the core.
 const ROUNDS_PER_YIELD: u32 = 16;
 
@@ -54,25 +59,26 @@ fn max_spinning() -> usize {
 /// One waiting place's memory of how its waits went.
 #[derive(Debug)]
 pub(crate) struct Spinner {
-    worth_it: bool,
+    /// Waits in a row that ended within a spin's budget.
+    short_waits: u32,
     began: Option<Instant>,
 }
 
 impl Default for Spinner {
     fn default() -> Self {
-        Spinner { worth_it: true, began: None }
+        Spinner { short_waits: SHORT_WAITS_TO_SPIN, began: None }
     }
 }
 
 impl Spinner {
-    /// Polls `ready` until it holds or the budget ran out, unless recent
-    /// waits were long or enough threads spin already; true when it held.
+    /// Polls `ready` until it holds or the budget ran out, unless a recent
+    /// wait was long or enough threads spin already; true when it held.
     /// When false the caller parks and then calls `woke`.
     pub(crate) fn spin(&mut self, mut ready: impl FnMut() -> bool) -> bool {
         let budget = budget();
         let began = Instant::now();
         self.began = Some(began);
-        if !self.worth_it || budget.is_zero() {
+        if self.short_waits < SHORT_WAITS_TO_SPIN || budget.is_zero() {
             return false;
         }
         if SPINNING.fetch_add(1, Ordering::AcqRel) >= max_spinning() {
@@ -95,14 +101,18 @@ impl Spinner {
             }
         };
         SPINNING.fetch_sub(1, Ordering::AcqRel);
+        if held {
+            self.short_waits = self.short_waits.saturating_add(1);
+        }
         held
     }
 
-    /// The park after a fruitless `spin` ended: spin next time only if this
-    /// wait was short.
+    /// The park after a fruitless `spin` ended: a long wait stops spinning
+    /// until enough short ones follow.
     pub(crate) fn woke(&mut self) {
         if let Some(began) = self.began.take() {
-            self.worth_it = began.elapsed() <= budget() * WORTH_BUDGETS;
+            self.short_waits =
+                if began.elapsed() <= budget() * SHORT_WAIT_BUDGETS { self.short_waits.saturating_add(1) } else { 0 };
         }
     }
 }
@@ -187,19 +197,22 @@ mod tests {
     }
 
     #[test]
-    fn after_a_long_wait_the_next_wait_parks_at_once_and_a_short_one_restores_spinning() {
+    fn after_a_long_wait_a_thread_parks_at_once_until_enough_short_waits_followed() {
         let mut spinner = Spinner::default();
         assert!(spins(&mut spinner), "a first wait spins");
         spinner.spin(|| false);
-        std::thread::sleep(budget() * (WORTH_BUDGETS + 2));
+        std::thread::sleep(budget() * (SHORT_WAIT_BUDGETS + 1));
         spinner.woke();
-        let mut polls = 0;
-        assert!(!spinner.spin(|| {
-            polls += 1;
-            false
-        }));
-        assert_eq!(polls, 0, "a wait after a long one parks without spinning");
-        spinner.woke();
-        assert!(spins(&mut spinner), "a short wait makes the next one spin again");
+        for wait in 0..SHORT_WAITS_TO_SPIN {
+            let mut polls = 0;
+            assert!(!spinner.spin(|| {
+                polls += 1;
+                false
+            }));
+            // Woken at once: a short wait.
+            spinner.woke();
+            assert_eq!(polls, 0, "wait {wait} after a long one parks without spinning");
+        }
+        assert!(spins(&mut spinner), "after enough short waits a wait spins again");
     }
 }
