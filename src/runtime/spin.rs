@@ -13,6 +13,7 @@
 //! between pauses, is not spun for in vain). A spinner yields its core
 //! every few rounds, so runnable threads are not kept from it.
 
+use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use parking_lot::{Condvar, Mutex};
@@ -57,7 +58,7 @@ fn max_spinning() -> usize {
 }
 
 /// One waiting place's memory of how its waits went.
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy)]
 pub(crate) struct Spinner {
     /// Waits in a row that ended within a spin's budget.
     short_waits: u32,
@@ -143,22 +144,25 @@ impl<T> Handoff<T> {
     /// Waits for `put`'s value.
     pub(crate) fn take(&self) -> T {
         thread_local! {
-            static SPINNER: std::cell::RefCell<Spinner> = std::cell::RefCell::new(Spinner::default());
+            static SPINNER: Cell<Spinner> = Cell::new(Spinner::default());
         }
-        SPINNER.with_borrow_mut(|spinner| {
-            let spun = spinner.spin(|| self.filled.load(Ordering::Acquire));
-            let mut slot = self.slot.lock();
-            let value = loop {
-                match slot.take() {
-                    Some(value) => break value,
-                    None => self.parked.wait(&mut slot),
-                }
-            };
-            if !spun {
-                spinner.woke();
+        // A thread whose locals are gone (a call from a destructor at
+        // thread exit) starts from a fresh spinner and keeps nothing.
+        let mut spinner = SPINNER.try_with(Cell::get).unwrap_or_default();
+        let spun = spinner.spin(|| self.filled.load(Ordering::Acquire));
+        let mut slot = self.slot.lock();
+        let value = loop {
+            match slot.take() {
+                Some(value) => break value,
+                None => self.parked.wait(&mut slot),
             }
-            value
-        })
+        };
+        drop(slot);
+        if !spun {
+            spinner.woke();
+        }
+        let _ = SPINNER.try_with(|kept| kept.set(spinner));
+        value
     }
 }
 
