@@ -15,10 +15,10 @@
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-
-use parking_lot::{Condvar, Mutex};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex};
 
 const BUDGET_VARIABLE: &str = "BRPC_STREAM_SPIN_US";
 const DEFAULT_BUDGET: Duration = Duration::from_micros(100);
@@ -60,7 +60,7 @@ fn max_spinning() -> usize {
 /// One waiting place's memory of how its waits went.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Spinner {
-    /// Waits in a row that ended within a spin's budget.
+    /// Waits in a row that were short (within `SHORT_WAIT_BUDGETS`).
     short_waits: u32,
     began: Option<Instant>,
 }
