@@ -3,9 +3,7 @@
 //! queued work stops moving: if the task at the front of the queue is still
 //! there a moment (`GROWTH_DELAY`) later, every worker is stuck and one
 //! more starts. Busy workers that keep taking tasks get no extra threads
-//! (on two cores they would only add context switches), and neither do
-//! workers that are all running or waiting for a core (the queue stands for
-//! want of CPU, not because a callback blocks). Growth stops at a
+//! (on two cores they would only add context switches). Growth stops at a
 //! bound, reported once on stderr, past which tasks wait in the queue;
 //! workers above the core size retire when idle.
 
@@ -118,9 +116,6 @@ struct State {
     idle: usize,
     /// Watching `pushed` before they wait: each takes a task unasked.
     spinning: usize,
-    /// Every running worker's thread id, to tell a blocked worker from a
-    /// starved one.
-    tids: Vec<libc::pid_t>,
     bound_reported: bool,
     stopping: bool,
 }
@@ -140,7 +135,6 @@ impl WorkerPool {
                     starting: 0,
                     idle: 0,
                     spinning: 0,
-                    tids: Vec::new(),
                     bound_reported: false,
                     stopping: false,
                 }),
@@ -254,24 +248,14 @@ impl Shared {
     }
 
     /// On the timer: when the task at the front is the one seen before,
-    /// every worker is stuck: add one, and look again later. Not when every
-    /// busy worker is running or waiting for a core: then the queue stands
-    /// for want of CPU, which another thread would not bring.
+    /// every worker is stuck: add one, and look again later.
     fn check_growth(shared: &Arc<Shared>, front_before: Option<u64>) {
         let mut state = shared.state.lock();
         state.growth_check = false;
         if state.stopping || state.queue.len() <= state.idle + state.starting {
             return;
         }
-        let front = |state: &State| state.queue.front().map(|(sequence, _)| *sequence);
-        let mut stuck = front(&state) == front_before;
-        if stuck && state.threads < shared.config.max_threads {
-            let awake = state.threads - state.idle - state.starting;
-            let tids = state.tids.clone();
-            // /proc is read without the lock: tasks keep flowing meanwhile.
-            let starved = MutexGuard::unlocked(&mut state, || runnable_threads(&tids) >= awake);
-            stuck = !starved && !state.stopping && front(&state) == front_before;
-        }
+        let stuck = state.queue.front().map(|(sequence, _)| *sequence) == front_before;
         if stuck && state.threads < shared.config.max_threads {
             state.threads += 1;
             state.starting += 1;
@@ -292,11 +276,8 @@ impl Shared {
 
     fn work(&self) {
         let mut spinner = Spinner::default();
-        // SAFETY: gettid has no preconditions and cannot fail.
-        let tid = unsafe { libc::gettid() };
         let mut state = self.state.lock();
         state.starting -= 1;
-        state.tids.push(tid);
         loop {
             if let Some((_, task)) = state.queue.pop_front() {
                 MutexGuard::unlocked(&mut state, || run_contained("a worker task", task));
@@ -323,7 +304,6 @@ impl Shared {
             }
         }
         state.threads -= 1;
-        state.tids.retain(|running| *running != tid);
     }
 
     /// Watches a moment for the next task before the worker waits; true when
@@ -336,19 +316,6 @@ impl Shared {
         // A stop told while spinning was told to the parked workers only.
         !state.queue.is_empty() || state.stopping
     }
-}
-
-/// How many of `tids` are running or waiting for a core (state R in
-/// /proc). A worker blocked in a callback sleeps (S or D); one that cannot
-/// be read counts as blocked, so growth is never held back by mistake.
-fn runnable_threads(tids: &[libc::pid_t]) -> usize {
-    tids.iter()
-        .filter(|tid| {
-            let Ok(stat) = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")) else { return false };
-            // The state follows the command name, which may hold spaces and parentheses.
-            stat.rfind(')').and_then(|end| stat[end + 1..].trim_start().bytes().next()) == Some(b'R')
-        })
-        .count()
 }
 
 #[cfg(test)]
@@ -444,32 +411,6 @@ mod tests {
         wait_for("the pool to shrink to its core size", || pool.stats().threads == CORE);
         let stats = pool.stats();
         assert_eq!((stats.idle, stats.queued), (CORE, 0));
-    }
-
-    #[test]
-    fn busy_workers_that_only_wait_for_cpu_get_no_extra_threads() {
-        let pool = test_pool(1, 8);
-        let (sender, done) = channel();
-        let busy = Duration::from_millis(100);
-        pool.spawn(move || {
-            // Computes, never blocks: the queue behind it waits for CPU.
-            let began = Instant::now();
-            while began.elapsed() < busy {
-                std::hint::spin_loop();
-            }
-        })
-        .unwrap();
-        wait_for("the busy task to start", || pool.stats().idle == 0 && pool.stats().threads == 1);
-        for index in 0..4 {
-            let sender = sender.clone();
-            pool.spawn(move || sender.send(index).unwrap()).unwrap();
-        }
-        // Growth would have come 1 ms after the queue stood still.
-        thread::sleep(busy / 2);
-        assert_eq!(pool.stats().threads, 1, "a starved worker is not a blocked one");
-        let mut ran: Vec<i32> = (0..4).map(|_| done.recv_timeout(WAIT).unwrap()).collect();
-        ran.sort_unstable();
-        assert_eq!(ran, vec![0, 1, 2, 3]);
     }
 
     #[test]
