@@ -67,7 +67,7 @@ pub(crate) fn cut_frames(
     mut on_rpc: impl FnMut(RawFrame) -> Result<(), Error>,
     mut on_stream: impl FnMut(StreamFrame),
 ) -> Result<(), Error> {
-    loop {
+    crate::runtime::serial::batch_starts(|| loop {
         match cutter.cut(buf) {
             Cut::Frame(frame) if frame.magic == Magic::Rpc => on_rpc(frame)?,
             Cut::Frame(frame) => match StreamFrame::decode(&frame) {
@@ -81,5 +81,5 @@ pub(crate) fn cut_frames(
             }
             Cut::Fatal(error) => return Err(Error::new(error.code, error.text)),
         }
-    }
+    })
 }

@@ -3,6 +3,7 @@
 //! worker is free; different executors run in parallel. A stream's
 //! callbacks go through one of these.
 
+use std::cell::Cell;
 use std::collections::VecDeque;
 use std::sync::Arc;
 
@@ -87,6 +88,54 @@ impl Drop for Queued {
     }
 }
 
+thread_local! {
+    /// Inside [`batch_starts`]: the queues whose workers start at its end.
+    static BATCHED: Cell<Option<Vec<Queued>>> = const { Cell::new(None) };
+}
+
+impl Queued {
+    /// Starts the queue's worker when this thread's [`batch_starts`] ends,
+    /// or now outside one.
+    pub fn start_after_batch(self) {
+        let mut pending = Some(self);
+        let _ = BATCHED.try_with(|batched| {
+            if let Some(mut starts) = batched.take() {
+                starts.extend(pending.take());
+                batched.set(Some(starts));
+            }
+        });
+        drop(pending);
+    }
+}
+
+/// Runs `work`; the workers it starts with [`Queued::start_after_batch`]
+/// start when it returns or unwinds, each once. An event loop cutting one
+/// read's frames thereby hands a stream all the messages of the read in
+/// one turn, rather than a worker waking for the first while the rest are
+/// still being cut (a turn, and a FEEDBACK, per few messages).
+pub fn batch_starts<R>(work: impl FnOnce() -> R) -> R {
+    struct StartAtEnd;
+    impl Drop for StartAtEnd {
+        fn drop(&mut self) {
+            // Dropping each Queued starts its worker.
+            drop(BATCHED.try_with(Cell::take));
+        }
+    }
+    let outermost = BATCHED
+        .try_with(|batched| {
+            let current = batched.take();
+            let outermost = current.is_none();
+            batched.set(Some(current.unwrap_or_default()));
+            outermost
+        })
+        .unwrap_or(false);
+    if !outermost {
+        return work();
+    }
+    let _start_at_end = StartAtEnd;
+    work()
+}
+
 fn run(inner: &Arc<Mutex<Queue>>) {
     for _ in 0..TASKS_PER_TURN {
         let task = {
@@ -131,5 +180,42 @@ mod tests {
         }
         let got: Vec<i32> = (0..500).map(|_| rx.recv_timeout(Duration::from_secs(10)).unwrap()).collect();
         assert_eq!(got, (0..500).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_batch_starts_the_queues_it_touched_when_it_ends_and_not_before() {
+        let (tx, rx) = mpsc::channel();
+        let executors = [SerialExecutor::new(), SerialExecutor::new()];
+        batch_starts(|| {
+            batch_starts(|| {
+                for (index, executor) in executors.iter().enumerate() {
+                    let tx = tx.clone();
+                    executor.enqueue(move || tx.send(index).unwrap()).start_after_batch();
+                }
+            });
+            // The inner batch ended, the outer one has not: nothing started.
+            assert!(rx.recv_timeout(Duration::from_millis(100)).is_err());
+        });
+        let mut ran: Vec<usize> = (0..2).map(|_| rx.recv_timeout(Duration::from_secs(10)).unwrap()).collect();
+        ran.sort_unstable();
+        assert_eq!(ran, vec![0, 1]);
+        // Outside a batch a queue starts at once.
+        let tx = tx.clone();
+        executors[0].enqueue(move || tx.send(7).unwrap()).start_after_batch();
+        assert_eq!(rx.recv_timeout(Duration::from_secs(10)).unwrap(), 7);
+    }
+
+    #[test]
+    fn a_batch_that_unwinds_still_starts_what_it_queued() {
+        let (tx, rx) = mpsc::channel();
+        let executor = SerialExecutor::new();
+        let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            batch_starts(|| {
+                executor.enqueue(move || tx.send(()).unwrap()).start_after_batch();
+                panic!("deliberate test panic inside a batch");
+            })
+        }));
+        assert!(unwound.is_err());
+        rx.recv_timeout(Duration::from_secs(10)).unwrap();
     }
 }

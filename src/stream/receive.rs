@@ -130,7 +130,7 @@ fn on_data(socket: &Socket, core: &StreamCore, payload: Bytes, continues: bool) 
         // so the last ones, queued once the stream ended, come after it.
         core.executor().enqueue(move || deliver(&owned))
     };
-    drop(queued);
+    queued.start_after_batch();
 }
 
 /// What the peer may leave unconsumed here before it starts a message:
