@@ -96,8 +96,9 @@ struct Shared {
     config: WorkerConfig,
     state: Mutex<State>,
     work_queued: Condvar,
-    /// Tasks ever queued, watched by a spinning worker without the lock.
-    pushed: AtomicU64,
+    /// Tasks ever queued: the next task's sequence number, taken with the
+    /// state locked, and what a spinning worker watches without the lock.
+    queued_ever: AtomicU64,
 }
 
 struct State {
@@ -105,7 +106,6 @@ struct State {
     core_threads: usize,
     /// Tasks with the sequence number that lets a failed spawn take its own back.
     queue: VecDeque<(u64, Task)>,
-    next_sequence: u64,
     /// A growth check is scheduled on the timer.
     growth_check: bool,
     /// Every worker, including those still starting.
@@ -114,7 +114,7 @@ struct State {
     starting: usize,
     /// Waiting for work.
     idle: usize,
-    /// Watching `pushed` before they wait: each takes a task unasked.
+    /// Watching `queued_ever` before they wait: each takes a task unasked.
     spinning: usize,
     bound_reported: bool,
     stopping: bool,
@@ -130,7 +130,6 @@ impl WorkerPool {
                     core_threads: config.core_threads,
                     queue: VecDeque::new(),
                     growth_check: false,
-                    next_sequence: 0,
                     threads: 0,
                     starting: 0,
                     idle: 0,
@@ -139,17 +138,15 @@ impl WorkerPool {
                     stopping: false,
                 }),
                 work_queued: Condvar::new(),
-                pushed: AtomicU64::new(0),
+                queued_ever: AtomicU64::new(0),
             }),
         }
     }
 
     pub(crate) fn spawn(&self, task: impl FnOnce() + Send + 'static) -> Result<(), i32> {
         let mut state = self.shared.state.lock();
-        let sequence = state.next_sequence;
-        state.next_sequence += 1;
+        let sequence = self.shared.queued_ever.fetch_add(1, Ordering::Release);
         state.queue.push_back((sequence, Box::new(task)));
-        self.shared.pushed.fetch_add(1, Ordering::Release);
         if state.queue.len() <= state.spinning {
             return Ok(());
         }
@@ -309,9 +306,9 @@ impl Shared {
     /// Watches a moment for the next task before the worker waits; true when
     /// one came or the pool is stopping.
     fn spin(&self, state: &mut MutexGuard<'_, State>, spinner: &mut Spinner) -> bool {
-        let seen = self.pushed.load(Ordering::Acquire);
+        let seen = self.queued_ever.load(Ordering::Acquire);
         state.spinning += 1;
-        MutexGuard::unlocked(state, || spinner.spin(|| self.pushed.load(Ordering::Acquire) != seen));
+        MutexGuard::unlocked(state, || spinner.spin(|| self.queued_ever.load(Ordering::Acquire) != seen));
         state.spinning -= 1;
         // A stop told while spinning was told to the parked workers only.
         !state.queue.is_empty() || state.stopping
